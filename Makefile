@@ -1,0 +1,35 @@
+# nmfsep — every target installs what is missing first (idempotent `make install`).
+# Installs into a project-local virtual environment (.venv); set VENV=... to use another.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nmfsep-installed
+
+.PHONY: install test lint bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check nmfsep tests bench
+	$(BIN)/ruff format --check nmfsep tests bench
+	$(BIN)/mypy nmfsep
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/nmf_speed.py
+	$(BIN)/python bench/quality.py
+
+demo: install
+	$(BIN)/nmfsep separate sample_audio/mix.wav -o separated --overwrite
+	@echo "Separated sources written under separated/mix/ (one WAV per source)."
+
+clean:
+	rm -rf separated .pytest_cache .mypy_cache .ruff_cache

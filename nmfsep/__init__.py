@@ -1,0 +1,69 @@
+"""nmfsep: audio source separation with non-negative matrix factorization.
+
+The public API is imported lazily so that ``import nmfsep`` (and ``nmfsep --help``) stays fast:
+librosa and scikit-learn are only imported when a function that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from nmfsep.errors import AudioError, ModelError, NmfsepError, ParameterError
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "beta_divergence": "nmfsep.nmf",
+    "fit_nmf": "nmfsep.nmf",
+    "NMFResult": "nmfsep.nmf",
+    "STFTConfig": "nmfsep.spectral",
+    "load_audio": "nmfsep.audio",
+    "write_audio": "nmfsep.audio",
+    "NMFModel": "nmfsep.model",
+    "load_model": "nmfsep.model",
+    "default_model": "nmfsep.model",
+    "wiener_masks": "nmfsep.masks",
+    "train_model": "nmfsep.separation",
+    "separate": "nmfsep.separation",
+    "cluster_separate": "nmfsep.separation",
+    "SeparationResult": "nmfsep.separation",
+}
+
+__all__ = [
+    "AudioError",
+    "ModelError",
+    "NMFModel",
+    "NMFResult",
+    "NmfsepError",
+    "ParameterError",
+    "STFTConfig",
+    "SeparationResult",
+    "__version__",
+    "beta_divergence",
+    "cluster_separate",
+    "default_model",
+    "fit_nmf",
+    "load_audio",
+    "load_model",
+    "separate",
+    "train_model",
+    "wiener_masks",
+    "write_audio",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nmfsep.audio import load_audio, write_audio
+    from nmfsep.masks import wiener_masks
+    from nmfsep.model import NMFModel, default_model, load_model
+    from nmfsep.nmf import NMFResult, beta_divergence, fit_nmf
+    from nmfsep.separation import SeparationResult, cluster_separate, separate, train_model
+    from nmfsep.spectral import STFTConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nmfsep' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

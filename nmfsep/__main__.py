@@ -1,0 +1,5 @@
+"""``python -m nmfsep`` runs the command-line tool."""
+
+from nmfsep.cli import main
+
+main()
