@@ -121,6 +121,13 @@ def stft(y: np.ndarray, config: STFTConfig) -> np.ndarray:
     """
     import librosa
 
+    n_samples = y.shape[-1]
+    if n_samples < config.n_fft:
+        # librosa warns on signals shorter than n_fft; zero-padding the end first gives exactly
+        # the same frames (centred frames are zero-padded anyway), so pad and keep n_frames.
+        pad = [(0, 0)] * (y.ndim - 1) + [(0, config.n_fft - n_samples)]
+        S = stft(np.pad(y, pad), config)
+        return np.ascontiguousarray(S[..., : config.n_frames(n_samples)])
     return librosa.stft(
         y,
         n_fft=config.n_fft,

@@ -1,0 +1,513 @@
+"""The nmfsep model: spectral bases per source, and its ``.npz`` file format.
+
+File format (version 1)
+-----------------------
+A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
+``numpy.load(path, allow_pickle=False)``:
+
+* ``W_0``, ``W_1``, ... : float32 arrays of shape ``(n_fft // 2 + 1, k_i)``, the bases of each
+  source in the order of ``metadata["sources"]`` (columns normalised, see ``w_norm``);
+* ``metadata`` : a 0-d unicode array holding a JSON object::
+
+    {"format": "nmfsep-model", "format_version": 1,
+     "sources": [{"name": "speech", "n_components": 32, "array": "W_0"}, ...],
+     "sr": 16000, "n_fft": 1024, "hop_length": 256, "win_length": 1024, "window": "hann",
+     "beta": 1.0, "w_norm": "l2", "nmfsep_version": "0.1.0",
+     "metadata": {...free JSON: training files and seconds, credits/licenses, created, ...}}
+
+Loading never unpickles anything: every array header is inspected first, object arrays are
+refused, and the sizes are checked against the archive before any data is read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nmfsep.errors import ModelError, NmfsepError
+from nmfsep.spectral import STFTConfig
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "NMFModel",
+    "default_model",
+    "describe_model",
+    "load_model",
+]
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "nmfsep-model"
+W_NORMS = ("l1", "l2", "none")
+
+_MAX_ARRAY_BYTES = 1 << 30  # refuse archives whose arrays would need more than 1 GiB
+_MAX_METADATA_CHARS = 16 << 20
+_MAX_SOURCES = 1024
+_SR_RANGE = (1000, 1_000_000)
+_NAME_RE = re.compile(r"^\w[\w.+\-]{0,63}$")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    return str(obj)  # informational metadata: keep a readable form of anything else
+
+
+def _to_jsonable(obj: Any) -> Any:
+    """A plain-JSON copy of ``obj`` (numpy scalars, paths, tuples converted); ModelError if not."""
+    try:
+        return json.loads(json.dumps(obj, default=_json_default, allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"metadata is not JSON-serialisable ({exc})") from None
+
+
+@dataclass
+class NMFModel:
+    """Spectral bases of one or more sources, with the settings they were learned with.
+
+    Parameters
+    ----------
+    bases : dict[str, np.ndarray]
+        Source name -> bases, shape ``(n_freq, k_i)``, non-negative, stored as float32; the dict
+        order is the source order. Names are used in output file names: letters, digits,
+        ``_ . + -``, starting with a letter or digit, at most 64 characters.
+    sr : int
+        Sample rate (Hz) the bases were learned at.
+    stft : STFTConfig
+        STFT settings (``n_freq`` must equal the number of rows of every basis matrix).
+    beta : float
+        Beta-divergence used for training (and the default for separation).
+    w_norm : {"l2", "l1", "none"}
+        How the basis columns are normalised.
+    metadata : dict
+        Free JSON-able information: training files and seconds, credits/licenses, created, ...
+
+    Raises
+    ------
+    ModelError
+        When the fields are inconsistent (see :meth:`validate`).
+    """
+
+    bases: dict[str, np.ndarray]
+    sr: int
+    stft: STFTConfig = field(default_factory=STFTConfig)
+    beta: float = 1.0
+    w_norm: str = "l2"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bases, dict):
+            self.bases = {
+                name: np.ascontiguousarray(W, dtype=np.float32)
+                if isinstance(W, np.ndarray) and np.issubdtype(W.dtype, np.number)
+                else W
+                for name, W in self.bases.items()
+            }
+        self.validate()
+
+    # -- views ---------------------------------------------------------------------------------
+
+    @property
+    def source_names(self) -> list[str]:
+        """Source names, in order."""
+        return list(self.bases)
+
+    @property
+    def n_components(self) -> dict[str, int]:
+        """Source name -> number of bases."""
+        return {name: int(W.shape[1]) for name, W in self.bases.items()}
+
+    @property
+    def n_freq(self) -> int:
+        """Number of frequency bins (rows of every basis matrix)."""
+        return self.stft.n_freq
+
+    @property
+    def W(self) -> np.ndarray:
+        """All bases side by side, shape ``(n_freq, K)``, float32 (a new array)."""
+        return np.concatenate(list(self.bases.values()), axis=1).astype(np.float32, copy=False)
+
+    def component_sources(self) -> np.ndarray:
+        """Source index of each column of :attr:`W`, int array of shape ``(K,)``."""
+        counts = [W.shape[1] for W in self.bases.values()]
+        return np.repeat(np.arange(len(counts)), counts)
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check that the model is consistent and usable.
+
+        Raises
+        ------
+        ModelError
+            Bad source names, bases not 2-D non-negative finite float arrays with
+            ``stft.n_freq`` rows and at least one column, bad ``sr``, ``beta``, ``w_norm`` or
+            ``stft``, metadata not JSON-able.
+        """
+        if not isinstance(self.stft, STFTConfig):
+            raise ModelError(f"stft must be an STFTConfig, got {type(self.stft).__name__}")
+        if not isinstance(self.bases, dict) or not self.bases:
+            raise ModelError("the model has no sources")
+        if len(self.bases) > _MAX_SOURCES:
+            raise ModelError(f"too many sources ({len(self.bases)})")
+        n_freq = self.stft.n_freq
+        for name, W in self.bases.items():
+            if not isinstance(name, str) or not _NAME_RE.match(name):
+                raise ModelError(
+                    f"bad source name {name!r} (letters, digits, '_', '.', '+', '-'; "
+                    "must start with a letter or digit; at most 64 characters)"
+                )
+            if not isinstance(W, np.ndarray) or W.dtype != np.float32:
+                raise ModelError(f"source {name!r}: bases must be a float array")
+            if W.ndim != 2:
+                raise ModelError(f"source {name!r}: bases must be 2-D, got shape {W.shape}")
+            if W.shape[1] == 0:
+                raise ModelError(f"source {name!r} has no bases (0 components)")
+            if W.shape[0] != n_freq:
+                raise ModelError(
+                    f"source {name!r}: bases have {W.shape[0]} rows but n_fft={self.stft.n_fft}"
+                    f" needs {n_freq}"
+                )
+            if not np.isfinite(W).all():
+                raise ModelError(f"source {name!r}: bases contain NaN or infinite values")
+            if (W < 0).any():
+                raise ModelError(f"source {name!r}: bases contain negative values")
+        if isinstance(self.sr, bool) or not isinstance(self.sr, (int, np.integer)):
+            raise ModelError(f"bad sample rate {self.sr!r} (must be an integer)")
+        if not _SR_RANGE[0] <= int(self.sr) <= _SR_RANGE[1]:
+            raise ModelError(
+                f"bad sample rate {self.sr!r} (must be in {_SR_RANGE[0]}..{_SR_RANGE[1]} Hz)"
+            )
+        self.sr = int(self.sr)
+        if (
+            isinstance(self.beta, bool)
+            or not isinstance(self.beta, (int, float, np.integer, np.floating))
+            or not math.isfinite(self.beta)
+        ):
+            raise ModelError(f"bad beta {self.beta!r} (must be a finite number)")
+        self.beta = float(self.beta)
+        if self.w_norm not in W_NORMS:
+            raise ModelError(f"bad w_norm {self.w_norm!r} (must be one of {', '.join(W_NORMS)})")
+        if not isinstance(self.metadata, dict):
+            raise ModelError("metadata must be a dict")
+
+    # -- I/O -----------------------------------------------------------------------------------
+
+    def to_json_metadata(self) -> dict[str, Any]:
+        """The JSON object stored in the ``metadata`` entry of the file."""
+        from nmfsep import __version__
+
+        user = _to_jsonable(self.metadata)
+        user.setdefault("nmfsep_version", __version__)
+        user.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "sources": [
+                {"name": name, "n_components": k, "array": f"W_{i}"}
+                for i, (name, k) in enumerate(self.n_components.items())
+            ],
+            "sr": self.sr,
+            "n_fft": self.stft.n_fft,
+            "hop_length": self.stft.hop_length,
+            "win_length": self.stft.win_length,
+            "window": self.stft.window,
+            "beta": self.beta,
+            "w_norm": self.w_norm,
+            "nmfsep_version": __version__,
+            "metadata": user,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to ``path`` (exactly that name; ``.npz`` recommended), atomically.
+
+        The archive is written to a hidden temporary file in the same directory (not ending with
+        ``.npz``) and renamed; an interrupted save leaves no partial model.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        ModelError
+            Invalid model or metadata, or the file cannot be written.
+        """
+        from nmfsep.audio import atomic_open, write_error
+
+        self.validate()
+        dest = Path(path)
+        meta = json.dumps(self.to_json_metadata(), ensure_ascii=False, allow_nan=False)
+        arrays: dict[str, np.ndarray] = {"metadata": np.array(meta)}
+        for i, W in enumerate(self.bases.values()):
+            arrays[f"W_{i}"] = np.ascontiguousarray(W, dtype=np.float32)
+        try:
+            with atomic_open(dest) as fh:
+                np.savez(fh, allow_pickle=False, **arrays)
+        except OSError as exc:
+            raise write_error(exc, dest, ModelError) from None
+        return dest
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+
+def _read_npy_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fp)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(fp)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
+def _inspect_members(zf: zipfile.ZipFile) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """Shape and dtype of every array in the archive, without reading any data.
+
+    Raises ModelError for pickled/object arrays and for arrays bigger than the archive allows.
+    """
+    found: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
+    total = 0
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with zf.open(info) as fp:
+            try:
+                shape, _fortran, dtype = _read_npy_header(fp)
+            except ValueError:
+                raise ModelError(
+                    f"not an nmfsep model file (entry {key[:40]!r} is not a numpy array)"
+                ) from None
+            header_len = fp.tell()
+        if dtype.hasobject:
+            raise ModelError(
+                f"refusing pickled data (object array {key[:40]!r}); not a safe model file"
+            )
+        n_bytes = math.prod(shape) * dtype.itemsize
+        if n_bytes > info.file_size - header_len:
+            raise ModelError(
+                f"corrupt model file (entry {key[:40]!r} is shorter than its header says)"
+            )
+        total += n_bytes
+        if total > _MAX_ARRAY_BYTES:
+            raise ModelError("model file too large (arrays over 1 GiB)")
+        found[key] = (shape, dtype)
+    return found
+
+
+def _require(meta: dict[str, Any], key: str, kinds: type | tuple[type, ...]) -> Any:
+    if key not in meta:
+        raise ModelError(f"model metadata lacks {key!r}")
+    value = meta[key]
+    if kinds is not object and (isinstance(value, bool) or not isinstance(value, kinds)):
+        shown = repr(value) if len(repr(value)) < 60 else type(value).__name__
+        raise ModelError(f"model metadata {key!r} has the wrong type ({shown})")
+    return value
+
+
+def _parse_metadata(npz: Any, members: dict[str, Any]) -> dict[str, Any]:
+    if "metadata" not in members:
+        raise ModelError("not an nmfsep model file (no 'metadata' entry)")
+    shape, dtype = members["metadata"]
+    if shape != () or dtype.kind != "U":
+        raise ModelError("not an nmfsep model file ('metadata' is not a text entry)")
+    if dtype.itemsize // 4 > _MAX_METADATA_CHARS:
+        raise ModelError("model metadata too large")
+    text = str(npz["metadata"][()])
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ModelError("model metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ModelError("model metadata is not a JSON object")
+    fmt = meta.get("format")
+    if fmt != FORMAT_NAME:
+        raise ModelError(f"not an nmfsep model file (format {fmt!r})")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelError(f"bad model format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelError(
+            f"model format version {version} is newer than this nmfsep supports "
+            f"({FORMAT_VERSION}); upgrade nmfsep"
+        )
+    return meta
+
+
+def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMFModel:
+    sources = _require(meta, "sources", list)
+    if not sources:
+        raise ModelError("the model has no sources")
+    if len(sources) > _MAX_SOURCES:
+        raise ModelError(f"too many sources ({len(sources)})")
+    sr = _require(meta, "sr", int)
+    stft_d = {k: _require(meta, k, object) for k in ("n_fft", "hop_length", "win_length")}
+    stft_d["window"] = _require(meta, "window", str)
+    try:
+        stft = STFTConfig.from_dict(stft_d)
+    except NmfsepError as exc:
+        raise ModelError(f"bad STFT settings in model: {exc.message}") from None
+    beta = _require(meta, "beta", (int, float))
+    w_norm = _require(meta, "w_norm", str)
+    user = meta.get("metadata", {})
+    if not isinstance(user, dict):
+        raise ModelError("model metadata 'metadata' is not a JSON object")
+
+    bases: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    for i, src in enumerate(sources):
+        if not isinstance(src, dict):
+            raise ModelError(f"model metadata: source #{i} is not a JSON object")
+        name = _require(src, "name", str)
+        k = _require(src, "n_components", int)
+        key = src.get("array", f"W_{i}")
+        if not isinstance(key, str) or key == "metadata" or key in used:
+            raise ModelError(f"model metadata: source {name!r} has a bad array name {key!r}")
+        if name in bases:
+            raise ModelError(f"duplicate source name {name!r}")
+        if key not in members:
+            raise ModelError(f"model file lacks the bases of source {name!r} (entry {key!r})")
+        shape, dtype = members[key]
+        if dtype.kind != "f":
+            raise ModelError(f"source {name!r}: bases must be floating point, not {dtype}")
+        if len(shape) != 2:
+            raise ModelError(f"source {name!r}: bases must be 2-D, got shape {shape}")
+        if shape[1] != k:
+            raise ModelError(
+                f"source {name!r}: metadata says {k} components but the bases have {shape[1]}"
+            )
+        used.add(key)
+        bases[name] = np.ascontiguousarray(npz[key], dtype=np.float32)
+    return NMFModel(bases=bases, sr=sr, stft=stft, beta=beta, w_norm=w_norm, metadata=user)
+
+
+def load_model(path: str | os.PathLike[str]) -> NMFModel:
+    """Load and validate a model file written by :meth:`NMFModel.save`.
+
+    Nothing is ever unpickled: the file is opened with ``numpy.load(..., allow_pickle=False)``
+    after every array header has been checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    NMFModel
+
+    Raises
+    ------
+    ModelError
+        Missing or unreadable file, not an nmfsep model, pickled/object data, missing entries or
+        keys, metadata not JSON, unknown format, newer format version, inconsistent shapes,
+        NaN/Inf/negative or empty bases, bad sample rate or STFT settings. One-line message.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ModelError("no such model file", path=p) from None
+    except OSError as exc:
+        raise ModelError(f"cannot access model file ({exc.strerror or exc})", path=p) from None
+    if p.is_dir():
+        raise ModelError("is a directory, not a model file", path=p)
+    if st.st_size == 0:
+        raise ModelError("is empty (0 bytes), not an nmfsep model file", path=p)
+    try:
+        with open(p, "rb") as fh:
+            magic = fh.read(4)
+    except PermissionError:
+        raise ModelError("cannot read model file: permission denied", path=p) from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file ({exc.strerror or exc})", path=p) from None
+    if magic not in _ZIP_MAGIC:
+        raise ModelError("not an nmfsep model file (not a .npz archive)", path=p)
+    try:
+        # open the file ourselves: np.load leaks its own handle when the zip is corrupt
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False, max_header_size=10_000) as npz:
+            zf = getattr(npz, "zip", None)
+            if not isinstance(zf, zipfile.ZipFile):  # pragma: no cover - magic checked
+                raise ModelError("not an nmfsep model file (not a .npz archive)")
+            members = _inspect_members(zf)
+            meta = _parse_metadata(npz, members)
+            return _build_model(npz, members, meta)
+    except ModelError as exc:
+        raise ModelError(exc.message, path=p) from None
+    except NmfsepError as exc:  # pragma: no cover - defensive
+        raise ModelError(exc.message, path=p) from None
+    except MemoryError:
+        raise ModelError("model file too large to load", path=p) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError):
+        raise ModelError("not an nmfsep model file (corrupt .npz archive)", path=p) from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+            raise ModelError("refusing pickled data; not a safe model file", path=p) from None
+        raise ModelError(f"corrupt model file ({' '.join(str(exc).split())})", path=p) from None
+    except Exception as exc:  # anything else from zipfile/numpy on a damaged file
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ModelError(f"corrupt model file ({detail})", path=p) from None
+
+
+def default_model() -> NMFModel:
+    """The built-in model (sources ``speech`` and ``noise``) shipped in ``nmfsep/data``.
+
+    Raises
+    ------
+    ModelError
+        The file is missing from the installation, or invalid.
+    """
+    from importlib import resources
+
+    ref = resources.files("nmfsep").joinpath("data", "default_model.npz")
+    if not ref.is_file():
+        raise ModelError(
+            "the built-in default model is missing from this installation "
+            "(nmfsep/data/default_model.npz); reinstall nmfsep or pass a model with -m"
+        )
+    with resources.as_file(ref) as p:
+        return load_model(p)
+
+
+def describe_model(model: NMFModel) -> dict[str, Any]:
+    """A JSON-able summary of ``model`` (for ``nmfsep info``).
+
+    Returns
+    -------
+    dict
+        ``sources`` (list of ``{"name", "n_components"}``), ``n_components`` (total), ``sr``,
+        ``stft`` (n_fft, hop_length, win_length, window), ``n_freq``, ``beta``, ``w_norm``,
+        ``metadata`` (training info, credits, versions, as stored).
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "sources": [{"name": n, "n_components": k} for n, k in model.n_components.items()],
+        "n_components": int(sum(model.n_components.values())),
+        "sr": model.sr,
+        "stft": model.stft.to_dict(),
+        "n_freq": model.stft.n_freq,
+        "beta": model.beta,
+        "w_norm": model.w_norm,
+        "metadata": _to_jsonable(model.metadata),
+    }
