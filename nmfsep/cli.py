@@ -1,0 +1,751 @@
+"""The ``nmfsep`` command: a thin Typer layer over the library.
+
+Only typer, rich and the standard library are imported at the top, so ``nmfsep --help`` is
+instant; numpy, librosa and the pipelines are imported inside the commands.
+
+Exit codes: 0 every input succeeded (or was already done), 1 some input failed,
+2 usage error (bad option or argument), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nmfsep import __version__
+from nmfsep.errors import NmfsepError
+
+app = typer.Typer(
+    name="nmfsep",
+    help="Separate audio sources with non-negative matrix factorization (NMF).\n\n"
+    "Train a model from clean examples (train), separate mixtures with it (separate), "
+    "separate without training (cluster), and score the results (evaluate).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ----------------------------------------------------------------------------- shared options
+# Defined once and reused by every command that takes them.
+
+OutDir = Annotated[
+    Path, typer.Option("--outdir", "-o", help="Output directory.", show_default=True)
+]
+Template = Annotated[
+    str,
+    typer.Option(
+        "--filename",
+        help="Output path template under OUTDIR; fields {track} (input name), {source}, "
+        "{ext}, {dir} (input's parent directory name).",
+    ),
+]
+Format = Annotated[str, typer.Option("--format", help="Output format: wav or flac.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Redo inputs whose outputs exist (default: skip them, so a batch resumes).",
+    ),
+]
+JsonOut = Annotated[
+    bool, typer.Option("--json", help="Print one machine-readable JSON summary on stdout.")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices on stderr.")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print the settings used for each input.")
+]
+Jobs = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", help="Worker processes (default: number of CPU cores).", min=1),
+]
+Recursive = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Descend into subdirectories of directory inputs.")
+]
+FilesFrom = Annotated[
+    str | None,
+    typer.Option(
+        "--files-from", help="Read more inputs from this file, one per line ('-': stdin)."
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run the batch on a Dask distributed scheduler (tcp://host:8786); "
+        "needs the 'distributed' extra.",
+    ),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
+Beta = Annotated[
+    str | None,
+    typer.Option(
+        "--beta",
+        help="Beta-divergence: a number, or euclidean (2), kl (1), itakura-saito (0).",
+    ),
+]
+L1 = Annotated[float, typer.Option("--l1", help="L1 (sparsity) penalty on activations.", min=0)]
+L2 = Annotated[float, typer.Option("--l2", help="L2 penalty on activations.", min=0)]
+MaxIter = Annotated[int | None, typer.Option("--max-iter", help="NMF iteration cap.", min=1)]
+Tol = Annotated[float, typer.Option("--tol", help="Stop when the loss improves by less.", min=0)]
+MaskPower = Annotated[
+    float | None,
+    typer.Option("--mask-power", help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p.", min=0),
+]
+Plot = Annotated[
+    bool,
+    typer.Option("--plot", help="Also write {track}/separation.png (needs the 'plot' extra)."),
+]
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(help="Mixtures: files, directories or glob patterns.", show_default=False),
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Reporter:
+    """Human progress on stderr (rich), the JSON summary on stdout."""
+
+    def __init__(self, *, quiet: bool, verbose: bool, json_out: bool) -> None:
+        from rich.console import Console
+
+        self.quiet = quiet
+        self.verbose = verbose
+        self.json_out = json_out
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def notice(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(message, markup=False)
+
+    def error(self, path: str | None, message: str) -> None:
+        # Errors are printed even with --quiet: one line, file first.
+        line = f"error: {path}: {message}" if path else f"error: {message}"
+        print(line, file=sys.stderr, flush=True)
+
+    def record(self, record: dict[str, Any]) -> None:
+        if record["status"] == "error":
+            self.error(record["input"], record["error"])
+        elif record["status"] == "skipped":
+            self.notice(f"skip  {record['input']}: outputs exist (use --overwrite to redo)")
+        else:
+            outs = ", ".join(record["outputs"].values())
+            self.notice(
+                f"ok    {record['input']} -> {outs} "
+                f"({record.get('duration', 0):.1f} s audio in {record.get('seconds', 0):.2f} s)"
+            )
+            if self.verbose and record.get("settings"):
+                self.notice("      settings: " + json.dumps(record["settings"], sort_keys=True))
+
+
+def _fail(exc: NmfsepError) -> typer.Exit:
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _usage(message: str) -> typer.Exit:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return typer.Exit(2)
+
+
+def _collect_inputs(
+    inputs: list[str] | None, files_from: str | None, *, recursive: bool
+) -> list[Any]:
+    from nmfsep.batch import expand_inputs, read_file_list
+
+    names = list(inputs or [])
+    if files_from is not None:
+        names += read_file_list(files_from)
+    if not names:
+        raise _usage("no input given (name files, directories, globs, or use --files-from)")
+    return expand_inputs(names, recursive=recursive)
+
+
+def _run_batch(
+    *,
+    command: str,
+    inputs: list[Any],
+    sources: list[str],
+    outdir: Path,
+    template: str,
+    fmt: str,
+    options: dict[str, Any],
+    model: str | None,
+    overwrite: bool,
+    jobs: int | None,
+    scheduler: str | None,
+    json_out: bool,
+    quiet: bool,
+    verbose: bool,
+    plot: bool = False,
+    save_model: str | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> None:
+    from nmfsep.audio import cleanup_temp_files
+    from nmfsep.batch import OUTPUT_FORMATS, plan_jobs, run_jobs, summarize
+
+    t0 = time.perf_counter()
+    report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
+    if fmt not in OUTPUT_FORMATS:
+        raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    if outdir.exists() and not outdir.is_dir():
+        raise _usage(f"{outdir}: output directory is a file")
+    if plot:
+        _require("matplotlib", "plot", "--plot")
+    if outdir.is_dir():
+        removed = cleanup_temp_files(outdir)
+        if removed:
+            report.notice(f"removed {removed} unfinished temporary file(s) from an earlier run")
+    planned, records = plan_jobs(
+        inputs,
+        sources=sources,
+        outdir=str(outdir),
+        template=template,
+        ext=fmt,
+        task=command,
+        options=options,
+        model=model,
+        overwrite=overwrite,
+        plot=plot,
+        save_model=save_model,
+    )
+    for record in records:
+        report.record(record)
+    n_jobs = jobs or os.cpu_count() or 1
+    done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
+    all_records = records + done
+    summary = summarize(all_records, seconds=time.perf_counter() - t0)
+    if json_out:
+        payload = {
+            "command": command,
+            "version": __version__,
+            **(extra_summary or {}),
+            "ok": summary["failed"] == 0,
+            "summary": summary,
+            "files": all_records,
+        }
+        print(json.dumps(payload, indent=2, default=str))
+    if summary["total"] > 1 or summary["failed"]:
+        report.notice(
+            f"{summary['ok']} done, {summary['skipped']} skipped, {summary['failed']} failed "
+            f"in {summary['seconds']:.1f} s"
+        )
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _require(module: str, extra: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise _usage(f"{what} needs the '{extra}' extra: pip install 'nmfsep[{extra}]'")
+
+
+def _parse_beta(beta: str) -> float | str:
+    """``--beta`` as a number when it is one (0 is Itakura-Saito), else the name."""
+    try:
+        return float(beta)
+    except ValueError:
+        return beta
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"nmfsep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
+) -> None:
+    """Separate audio sources with non-negative matrix factorization (NMF)."""
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@app.command(epilog="Example: nmfsep train speech=clean/*.wav noise=noise_dir -o model.npz -k 32")
+def train(
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="One per source: FILE, DIR (its audio files) or NAME=PATH[,PATH...]. "
+            "The name is NAME, else the file stem or directory name.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")] = Path(
+        "model.npz"
+    ),
+    components: Annotated[
+        int | None, typer.Option("--components", "-k", help="Bases per source.", min=1)
+    ] = None,
+    beta: Beta = None,
+    l1: L1 = 0.0,
+    l2: L2 = 0.0,
+    n_fft: Annotated[
+        int | None, typer.Option("--n-fft", help="FFT size (default: ~64 ms).", min=16)
+    ] = None,
+    hop_length: Annotated[
+        int | None, typer.Option("--hop-length", help="Hop (default: n_fft/4).", min=1)
+    ] = None,
+    sr: Annotated[
+        int | None,
+        typer.Option("--sr", help="Model sample rate (default: the first file's rate).", min=1000),
+    ] = None,
+    max_iter: MaxIter = None,
+    tol: Tol = 1e-4,
+    seed: Seed = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing model.")
+    ] = True,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Learn spectral bases for each source from clean examples and save a model file."""
+    from nmfsep import separation
+    from nmfsep.training import parse_sources, train_from_files
+
+    try:
+        spec = parse_sources(sources)
+        if len(spec) < 1:
+            raise _usage("name at least one source")
+        if output.exists() and not overwrite:
+            raise _usage(f"{output}: exists (use --overwrite)")
+        if output.exists() and output.is_dir():
+            raise _usage(f"{output}: is a directory")
+        report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
+        model = train_from_files(
+            spec,
+            sr=sr,
+            n_components=components or separation.DEFAULT_COMPONENTS,
+            beta=separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
+            l1=l1,
+            l2=l2,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            max_iter=max_iter or separation.DEFAULT_TRAIN_ITER,
+            tol=tol,
+            random_state=seed,
+            progress=None if quiet else report.notice,
+        )
+        model.save(output)
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+    from nmfsep.model import describe_model
+
+    summary = describe_model(model)
+    if json_out:
+        print(json.dumps({"command": "train", "model": str(output), **summary}, indent=2))
+    report.notice(
+        f"wrote {output}: "
+        + ", ".join(f"{n} ({k} bases)" for n, k in model.n_components.items())
+        + f", {model.sr} Hz, n_fft {model.stft.n_fft}, hop {model.stft.hop_length}"
+    )
+
+
+@app.command(
+    epilog="Examples: nmfsep separate noisy.wav  |  nmfsep separate -m model.npz recordings/ "
+    "-o clean --json  |  find . -name '*.flac' | nmfsep separate --files-from - -j 2"
+)
+def separate(
+    inputs: Inputs = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Model file (default: built-in speech/noise model)."),
+    ] = None,
+    outdir: OutDir = Path("separated"),
+    filename: Template = "{track}/{source}.{ext}",
+    fmt: Format = "wav",
+    free_components: Annotated[
+        int,
+        typer.Option(
+            "--free-components",
+            help="Semi-supervised: K extra bases learned on the mix, written as 'residual'.",
+            min=0,
+        ),
+    ] = 0,
+    mask_power: MaskPower = None,
+    beta: Beta = None,
+    l1: L1 = 0.0,
+    max_iter: MaxIter = None,
+    tol: Tol = 1e-4,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    jobs: Jobs = None,
+    recursive: Recursive = False,
+    files_from: FilesFrom = None,
+    scheduler: Scheduler = None,
+    plot: Plot = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Separate mixtures with a trained model: one audio file per source."""
+    from nmfsep import separation
+    from nmfsep.model import default_model, load_model
+
+    try:
+        items = _collect_inputs(inputs, files_from, recursive=recursive)
+        the_model = default_model() if model is None else load_model(model)
+        names = list(the_model.source_names) + (["residual"] if free_components else [])
+        if len(names) < 2:
+            raise _usage(f"{model}: a one-source model needs --free-components K to learn the rest")
+        options = {
+            "mask_power": mask_power or separation.DEFAULT_MASK_POWER,
+            "free_components": free_components,
+            "beta": None if beta is None else _parse_beta(beta),
+            "l1": l1,
+            "max_iter": max_iter or separation.DEFAULT_SEPARATE_ITER,
+            "tol": tol,
+            "random_state": seed,
+        }
+        _run_batch(
+            command="separate",
+            inputs=items,
+            sources=names,
+            outdir=outdir,
+            template=filename,
+            fmt=fmt,
+            options=options,
+            model=None if model is None else str(model),
+            overwrite=overwrite,
+            jobs=jobs,
+            scheduler=scheduler,
+            json_out=json_out,
+            quiet=quiet,
+            verbose=verbose,
+            plot=plot,
+            extra_summary={"model": "built-in" if model is None else str(model)},
+        )
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+
+
+@app.command(epilog="Example: nmfsep cluster song.wav -n 2 -k 40 --save-model song_model.npz")
+def cluster(
+    inputs: Inputs = None,
+    n_sources: Annotated[
+        int, typer.Option("--sources", "-n", help="Number of sources to find.", min=1)
+    ] = 2,
+    components: Annotated[
+        int | None, typer.Option("--components", "-k", help="Bases learned on the mix.", min=1)
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option("--features", help="Basis features for k-means (see the README)."),
+    ] = None,
+    outdir: OutDir = Path("separated"),
+    filename: Template = "{track}/{source}.{ext}",
+    fmt: Format = "wav",
+    mask_power: MaskPower = None,
+    beta: Beta = None,
+    l1: L1 = 0.0,
+    max_iter: MaxIter = None,
+    tol: Tol = 1e-4,
+    seed: Seed = 0,
+    save_model: Annotated[
+        Path | None,
+        typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
+    ] = None,
+    overwrite: Overwrite = False,
+    jobs: Jobs = None,
+    recursive: Recursive = False,
+    files_from: FilesFrom = None,
+    scheduler: Scheduler = None,
+    plot: Plot = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+) -> None:
+    """Separate without training: NMF on each mixture, k-means on its bases."""
+    from nmfsep import separation
+    from nmfsep.clustering import FEATURES
+
+    try:
+        if features is not None and features not in FEATURES:
+            raise _usage(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
+        items = _collect_inputs(inputs, files_from, recursive=recursive)
+        if save_model is not None and len(items) != 1:
+            raise _usage("--save-model takes exactly one input")
+        options = {
+            "n_sources": n_sources,
+            "n_components": components or separation.DEFAULT_COMPONENTS,
+            "beta": separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
+            "l1": l1,
+            "features": features,
+            "mask_power": mask_power or separation.DEFAULT_MASK_POWER,
+            "max_iter": max_iter or separation.DEFAULT_TRAIN_ITER,
+            "tol": tol,
+            "random_state": seed,
+        }
+        _run_batch(
+            command="cluster",
+            inputs=items,
+            sources=[f"source{i + 1}" for i in range(n_sources)],
+            outdir=outdir,
+            template=filename,
+            fmt=fmt,
+            options=options,
+            model=None,
+            overwrite=overwrite,
+            jobs=jobs,
+            scheduler=scheduler,
+            json_out=json_out,
+            quiet=quiet,
+            verbose=verbose,
+            plot=plot,
+            save_model=None if save_model is None else str(save_model),
+        )
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: report them as null."""
+    if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
+        return None
+    return value
+
+
+def _load_for_scoring(paths: list[Path], sr: int | None) -> tuple[Any, int]:
+    import numpy as np
+
+    from nmfsep.audio import load_audio
+
+    signals, rate = [], sr
+    for path in paths:
+        y, file_sr = load_audio(path)
+        if rate is None:
+            rate = file_sr
+        elif file_sr != rate:
+            raise NmfsepError(
+                f"sample rate {file_sr} Hz differs from the others ({rate} Hz)", path=path
+            )
+        signals.append(y.mean(axis=0))  # scored on the channel mean
+    n = min(len(s) for s in signals)
+    assert rate is not None
+    return np.stack([s[:n] for s in signals]), rate
+
+
+@app.command(
+    epilog="Examples: nmfsep evaluate separated/mix/speech.wav --reference clean/speech.wav "
+    "--mixture mix.wav  |  nmfsep evaluate separated/mix/*.wav --reference-dir refs --json"
+)
+def evaluate(
+    estimates: Annotated[
+        list[Path], typer.Argument(help="Estimated source files.", show_default=False)
+    ],
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option("--reference", "-r", help="Reference (true source) file; repeat per source."),
+    ] = None,
+    reference_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-dir", help="Directory of references, matched to estimates by file name."
+        ),
+    ] = None,
+    mixture: Annotated[
+        Path | None,
+        typer.Option("--mixture", help="The unprocessed mixture: adds improvements over it."),
+    ] = None,
+    oracle: Annotated[
+        bool,
+        typer.Option(
+            "--oracle",
+            help="Add the oracle Wiener-mask score (the ceiling of masking); needs --mixture.",
+        ),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", "-m", help="STFT settings for --oracle (default: built-in model's)."
+        ),
+    ] = None,
+    no_bss: Annotated[
+        bool, typer.Option("--no-bss", help="Skip BSS-eval SDR/SIR/SAR (SI-SDR only, no extra).")
+    ] = False,
+    json_out: JsonOut = False,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
+) -> None:
+    """Score separated files against references: SDR, SIR, SAR (BSS-eval), SI-SDR, improvements.
+
+    Estimates are matched to references by file name (speech.wav with speech.wav) when every
+    name matches, otherwise by the permutation with the best mean SI-SDR (cluster outputs).
+    Multichannel files are scored on their channel mean.
+    """
+    import numpy as np
+
+    from nmfsep.metrics import evaluate_separation, oracle_wiener_estimates
+
+    try:
+        refs = list(reference or [])
+        if reference_dir is not None:
+            if not reference_dir.is_dir():
+                raise NmfsepError("not a directory", path=reference_dir)
+            from nmfsep.audio import find_audio_files
+
+            available = {p.stem: p for p in find_audio_files(reference_dir)}
+            matched = [available[e.stem] for e in estimates if e.stem in available]
+            refs += matched or list(available.values())
+        if not refs:
+            raise _usage("give --reference FILE (one per source) or --reference-dir DIR")
+        if oracle and mixture is None:
+            raise _usage("--oracle needs --mixture")
+        ref, sr = _load_for_scoring(refs, None)
+        est, _ = _load_for_scoring(list(estimates), sr)
+        mix = _load_for_scoring([mixture], sr)[0][0] if mixture is not None else None
+        names = [p.stem for p in refs]
+        by_name = [e.stem for e in estimates] == names
+        n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
+        scores = evaluate_separation(
+            ref[:, :n],
+            est[:, :n],
+            mixture=None if mix is None else mix[:n],
+            names=names,
+            solve_permutation=not by_name,
+            bss=not no_bss,
+        )
+        rows = [
+            {"estimate": str(estimates[s.estimate_index]), "reference": str(refs[i]), **s.to_dict()}
+            for i, s in enumerate(scores)
+        ]
+        if oracle and mix is not None:
+            from nmfsep.model import default_model, load_model
+            from nmfsep.separation import stft_for_rate
+
+            the_model = default_model() if model is None else load_model(model)
+            config = stft_for_rate(the_model.stft, the_model.sr, sr)
+            sources = ref[:, :n]
+            rest = mix[:n] - sources.sum(axis=0)
+            if float(np.sum(rest**2)) > 1e-6 * float(np.sum(mix[:n] ** 2)):
+                sources = np.concatenate([sources, rest[np.newaxis]])
+            oracle_est = oracle_wiener_estimates(sources, config=config)
+            oracle_scores = evaluate_separation(
+                ref[:, :n],
+                oracle_est[: ref.shape[0]],
+                mixture=mix[:n],
+                names=names,
+                solve_permutation=False,
+                bss=not no_bss,
+            )
+            for row, o in zip(rows, oracle_scores, strict=True):
+                row.update(
+                    oracle_sdr=o.sdr,
+                    oracle_si_sdr=o.si_sdr,
+                    oracle_sdr_improvement=o.sdr_improvement,
+                    oracle_si_sdr_improvement=o.si_sdr_improvement,
+                )
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+    rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
+    if json_out:
+        print(json.dumps({"command": "evaluate", "sr": sr, "sources": rows}, indent=2))
+        return
+    columns = [
+        ("sdr", "SDR"),
+        ("sir", "SIR"),
+        ("sar", "SAR"),
+        ("si_sdr", "SI-SDR"),
+        ("sdr_improvement", "SDRi"),
+        ("si_sdr_improvement", "SI-SDRi"),
+        ("oracle_sdr", "oracle SDR"),
+        ("oracle_sdr_improvement", "oracle SDRi"),
+    ]
+    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in rows)]
+    if csv_out:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["reference", "estimate", *(k for k, _ in shown)])
+        for row in rows:
+            writer.writerow([row["reference"], row["estimate"], *(row.get(k) for k, _ in shown)])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="separation quality (dB)")
+    table.add_column("source")
+    table.add_column("estimate")
+    for _, label in shown:
+        table.add_column(label, justify="right")
+    for row in rows:
+        cells = ["-" if row.get(k) is None else f"{row[k]:.2f}" for k, _ in shown]
+        table.add_row(row["name"], Path(row["estimate"]).name, *cells)
+    Console().print(table)
+
+
+@app.command(epilog="Example: nmfsep info model.npz --json")
+def info(
+    model: Annotated[
+        str,
+        typer.Argument(help="Model file, or 'default' for the built-in model.", show_default=False),
+    ],
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw each source's bases into this PNG.")
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Show what a model file holds."""
+    from nmfsep.model import default_model, describe_model, load_model
+
+    try:
+        the_model = default_model() if model == "default" else load_model(model)
+        summary = describe_model(the_model)
+        if plot is not None:
+            _require("matplotlib", "plot", "--plot")
+            from nmfsep.plotting import plot_model
+
+            plot_model(the_model, plot)
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print(json.dumps({"model": model, **summary}, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"nmfsep model {model}", show_header=True)
+    table.add_column("source")
+    table.add_column("bases", justify="right")
+    for name, k in the_model.n_components.items():
+        table.add_row(name, str(k))
+    console.print(table)
+    console.print(
+        f"sample rate {the_model.sr} Hz, n_fft {the_model.stft.n_fft}, "
+        f"hop {the_model.stft.hop_length}, window {the_model.stft.window}, "
+        f"beta {the_model.beta}, bases normalised ({the_model.w_norm})",
+        markup=False,
+    )
+    meta = {k: v for k, v in summary.items() if k not in ("sources",)}
+    console.print_json(json.dumps(meta, default=str))
+
+
+def main() -> None:
+    """Console-script entry point: Ctrl-C exits with 130 and no traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,526 @@
+"""Pipelines: train a model from clean examples, separate a mixture, cluster without training.
+
+Everything here works on arrays (audio as ``(n_channels, n_samples)`` float32); reading and writing
+files is the job of :mod:`nmfsep.audio` and :mod:`nmfsep.batch`.
+
+Sample rates
+------------
+A model's bases live on the frequency grid of the rate it was trained at. A mixture at another
+rate is *not* resampled: its STFT is taken with the same frame duration (``n_fft`` and
+``hop_length`` scaled by the rate ratio) and the bases are interpolated onto its frequency bins.
+Bins above the model's Nyquist frequency get the masks of the highest modelled bin. Outputs
+therefore keep the input's rate, channels and length exactly, and the sources still sum to the
+mixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nmfsep.errors import ParameterError
+from nmfsep.masks import apply_masks, wiener_masks
+from nmfsep.model import NMFModel
+from nmfsep.nmf import fit_nmf
+from nmfsep.spectral import STFTConfig, istft, stft
+
+# Defaults chosen by measurement (bench/quality.py; table in bench/README.md).
+DEFAULT_COMPONENTS = 32
+DEFAULT_BETA = 1.0
+DEFAULT_MASK_POWER = 2.0
+DEFAULT_TRAIN_ITER = 200
+DEFAULT_SEPARATE_ITER = 100
+DEFAULT_TOL = 1e-4
+DEFAULT_WINDOW_SECONDS = 0.064
+#: Training frames kept per source at most (a seeded random subset beyond that), which bounds
+#: training memory to about ``n_freq * MAX_TRAIN_FRAMES * 4`` bytes per source.
+MAX_TRAIN_FRAMES = 30_000
+#: Frames quieter than this (dB below the loudest frame) are not used for training: they carry
+#: no spectral shape, only cost.
+SILENCE_DB = 60.0
+
+ProgressCallback = Callable[[str, int, float], None]
+"""``callback(stage, n_iter, loss)``: progress of the NMF iterations of one stage."""
+
+
+@dataclass
+class SeparationResult:
+    """The estimated sources of one mixture.
+
+    Attributes
+    ----------
+    sources : dict of str to np.ndarray, each shape (n_channels, n_samples)
+        One signal per source, at the mixture's rate and length; they sum to the mixture.
+    sr : int
+        Sample rate of the signals.
+    masks : dict of str to np.ndarray, each shape (n_freq, n_frames)
+        The soft masks used (the same for every channel).
+    n_iter : int
+        NMF iterations run.
+    converged : bool
+        Whether the NMF stopped on its tolerance rather than on ``max_iter``.
+    settings : dict
+        The settings used (STFT, beta, components, mask power, ...), JSON-able.
+    """
+
+    sources: dict[str, np.ndarray]
+    sr: int
+    masks: dict[str, np.ndarray]
+    n_iter: int
+    converged: bool
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def default_stft(sr: int) -> STFTConfig:
+    """STFT settings for a rate: a window of about 64 ms (a power of two) and 75 % overlap.
+
+    64 ms resolves the harmonics of speech (F0 above 80 Hz) while keeping transients usable;
+    16 kHz gives n_fft 1024 / hop 256, 44.1 kHz gives 2048 / 512.
+    """
+    n_fft = int(2 ** round(np.log2(max(DEFAULT_WINDOW_SECONDS * sr, 16))))
+    return STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
+
+
+def stft_for_rate(config: STFTConfig, model_sr: int, sr: int) -> STFTConfig:
+    """STFT settings at rate ``sr`` whose frames last as long as ``config``'s at ``model_sr``."""
+    if sr == model_sr:
+        return config
+    ratio = sr / model_sr
+    n_fft = max(16, 2 * round(config.n_fft * ratio / 2))
+    win = min(n_fft, max(1, round(int(config.win_length or config.n_fft) * ratio)))
+    hop = min(win, max(1, round(config.hop_length * ratio)))
+    return STFTConfig(n_fft=n_fft, hop_length=hop, win_length=win, window=config.window)
+
+
+def map_bases(W: np.ndarray, model_sr: int, model_config: STFTConfig, sr: int, config: STFTConfig):
+    """Interpolate bases from the model's frequency grid onto another one.
+
+    Parameters
+    ----------
+    W : np.ndarray, shape (n_freq_model, K)
+    model_sr, model_config : rate and STFT of the model
+    sr, config : rate and STFT of the target grid
+
+    Returns
+    -------
+    W_mapped : np.ndarray, shape (n_modelled, K)
+        Bases on the target bins up to the model's Nyquist frequency.
+    n_modelled : int
+        How many of the target's ``config.n_freq`` bins the model covers.
+    """
+    if sr == model_sr and config == model_config:
+        return W, W.shape[0]
+    f_model = model_config.frequencies(model_sr)
+    f_target = config.frequencies(sr)
+    n_modelled = int(np.searchsorted(f_target, f_model[-1], side="right"))
+    n_modelled = max(1, min(n_modelled, config.n_freq))
+    mapped = np.empty((n_modelled, W.shape[1]), dtype=W.dtype)
+    for k in range(W.shape[1]):
+        mapped[:, k] = np.interp(f_target[:n_modelled], f_model, W[:, k])
+    return mapped, n_modelled
+
+
+def magnitude(X: np.ndarray) -> np.ndarray:
+    """Channel-mean magnitude (n_freq, n_frames) of a complex STFT (n_channels, n_freq, n_frames).
+
+    One set of activations serves every channel; each channel then gets the masks applied to
+    its own complex STFT (so stereo images are kept).
+    """
+    return np.abs(X).mean(axis=0, dtype=np.float32)
+
+
+def _check_audio(y: np.ndarray, sr: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y[np.newaxis, :]
+    if y.ndim != 2:
+        raise ParameterError(f"audio must have shape (n_channels, n_samples), got {y.shape}")
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr must be a positive integer, got {sr!r}")
+    if y.shape[1] == 0:
+        raise ParameterError("audio has no samples")
+    if not np.all(np.isfinite(y)):
+        raise ParameterError("audio contains NaN or infinite samples")
+    return y.astype(np.float32, copy=False)
+
+
+def _progress(callback: ProgressCallback | None, stage: str):
+    if callback is None:
+        return None
+    return lambda n_iter, loss: callback(stage, n_iter, loss)
+
+
+def train_model(
+    sources: Mapping[str, Sequence[np.ndarray]],
+    *,
+    sr: int,
+    n_components: int | Mapping[str, int] = DEFAULT_COMPONENTS,
+    beta: float | str = DEFAULT_BETA,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    stft_config: STFTConfig | None = None,
+    max_iter: int = DEFAULT_TRAIN_ITER,
+    tol: float = DEFAULT_TOL,
+    max_frames: int = MAX_TRAIN_FRAMES,
+    random_state: int | None = 0,
+    metadata: Mapping[str, Any] | None = None,
+    callback: ProgressCallback | None = None,
+) -> NMFModel:
+    """Learn a dictionary of spectral bases for each source from clean examples.
+
+    Parameters
+    ----------
+    sources : mapping of str to sequence of np.ndarray, each shape (n_channels, n_samples)
+        Clean examples of each source, all at rate ``sr``. Order is kept in the model.
+    sr : int
+        Sample rate of the examples, and of the model.
+    n_components : int or mapping of str to int
+        Bases per source.
+    beta : float or str
+        Beta-divergence of the fit (1 = Kullback–Leibler).
+    l1, l2 : float
+        Sparsity (L1) and L2 penalties on the activations during training.
+    stft_config : STFTConfig, optional
+        Defaults to :func:`default_stft` for ``sr``.
+    max_iter, tol : int, float
+        NMF iteration cap and relative tolerance.
+    max_frames : int
+        Frames kept per source at most (a seeded random subset beyond that).
+    random_state : int, optional
+        Seed of the initialisation and of the frame subset.
+    metadata : mapping, optional
+        Extra JSON-able metadata stored in the model (training files, credits, ...).
+    callback : callable, optional
+        ``callback(source_name, n_iter, loss)`` at each convergence check.
+
+    Returns
+    -------
+    NMFModel
+    """
+    if not sources:
+        raise ParameterError("at least one source is needed to train a model")
+    config = stft_config or default_stft(sr)
+    counts = (
+        {name: int(n_components) for name in sources}
+        if isinstance(n_components, (int, np.integer))
+        else {name: int(n_components[name]) for name in sources}
+    )
+    rng = np.random.default_rng(random_state)
+    bases: dict[str, np.ndarray] = {}
+    info: dict[str, Any] = {"sources": {}}
+    for name, examples in sources.items():
+        spectra = [magnitude(stft(_check_audio(y, sr), config)) for y in examples]
+        if not spectra:
+            raise ParameterError(f"source {name!r} has no training audio")
+        V = np.concatenate(spectra, axis=1)
+        n_total = V.shape[1]
+        V = _drop_silent_frames(V)
+        if V.shape[1] > max_frames:
+            keep = np.sort(rng.choice(V.shape[1], size=max_frames, replace=False))
+            V = V[:, keep]
+        if V.shape[1] == 0:
+            raise ParameterError(f"source {name!r}: the training audio is silent")
+        k = counts[name]
+        if k < 1:
+            raise ParameterError(f"source {name!r}: n_components must be >= 1, got {k}")
+        result = fit_nmf(
+            V,
+            n_components=k,
+            beta=beta,
+            l1_H=l1,
+            l2_H=l2,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=int(rng.integers(2**31)),
+            callback=_progress(callback, name),
+        )
+        bases[name] = result.W.astype(np.float32)
+        info["sources"][name] = {
+            "frames_total": int(n_total),
+            "frames_used": int(V.shape[1]),
+            "seconds_total": round(n_total * config.hop_length / sr, 3),
+            "n_iter": int(result.n_iter),
+            "converged": bool(result.converged),
+            "final_loss": float(result.losses[-1]) if len(result.losses) else None,
+        }
+    meta = dict(metadata or {})
+    meta.setdefault("training", {}).update(info)
+    meta["training"].update({"l1": l1, "l2": l2, "max_iter": max_iter, "tol": tol})
+    meta["training"]["random_state"] = random_state
+    return NMFModel(
+        bases=bases,
+        sr=int(sr),
+        stft=config,
+        beta=float(_beta_value(beta)),
+        metadata=meta,
+    )
+
+
+def _beta_value(beta: float | str) -> float:
+    names = {
+        "euclidean": 2.0,
+        "frobenius": 2.0,
+        "kullback-leibler": 1.0,
+        "kl": 1.0,
+        "itakura-saito": 0.0,
+        "is": 0.0,
+    }
+    if isinstance(beta, str):
+        try:
+            return names[beta.lower()]
+        except KeyError:
+            raise ParameterError(
+                f"unknown beta {beta!r}; use a number or one of {', '.join(names)}"
+            ) from None
+    return float(beta)
+
+
+def _drop_silent_frames(V: np.ndarray) -> np.ndarray:
+    energy = V.sum(axis=0)
+    peak = float(energy.max(initial=0.0))
+    if peak <= 0.0:
+        return V[:, :0]
+    return V[:, energy > peak * 10.0 ** (-SILENCE_DB / 20.0)]
+
+
+def separate(
+    y: np.ndarray,
+    sr: int,
+    model: NMFModel,
+    *,
+    mask_power: float = DEFAULT_MASK_POWER,
+    free_components: int = 0,
+    beta: float | str | None = None,
+    l1: float = 0.0,
+    max_iter: int = DEFAULT_SEPARATE_ITER,
+    tol: float = DEFAULT_TOL,
+    random_state: int | None = 0,
+    callback: ProgressCallback | None = None,
+) -> SeparationResult:
+    """Separate a mixture with a trained model (supervised, or semi-supervised).
+
+    The model's bases W are fixed, activations H are learned on the mixture's magnitude
+    spectrogram, and each source gets the Wiener soft mask
+    ``M_i = (W_i H_i)^p / sum_j (W_j H_j)^p`` applied to the complex mixture STFT,
+    followed by the inverse STFT with overlap-add.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_channels, n_samples) or (n_samples,)
+        The mixture.
+    sr : int
+        Its sample rate (need not be the model's: see the module docstring).
+    model : NMFModel
+    mask_power : float
+        ``p`` of the Wiener mask (2: power-spectrogram Wiener filter, 1: magnitude ratio).
+    free_components : int
+        Extra bases learned on the mixture itself (semi-supervised); their part is returned as
+        the source ``"residual"``.
+    beta : float or str, optional
+        Divergence of the activation fit; defaults to the model's.
+    l1 : float
+        Sparsity penalty on the activations.
+    max_iter, tol : int, float
+        NMF iteration cap and relative tolerance.
+    random_state : int, optional
+        Seed of the free bases' initialisation.
+    callback : callable, optional
+        ``callback("separate", n_iter, loss)`` at each convergence check.
+
+    Returns
+    -------
+    SeparationResult
+    """
+    y = _check_audio(y, sr)
+    if free_components < 0:
+        raise ParameterError(f"free_components must be >= 0, got {free_components}")
+    names = list(model.source_names)
+    if free_components and "residual" in names:
+        raise ParameterError("the model already has a source named 'residual'")
+    if len(names) + (1 if free_components else 0) < 2:
+        raise ParameterError(
+            "a one-source model separates nothing by itself: add --free-components K "
+            "to learn the rest of the mixture"
+        )
+    config = stft_for_rate(model.stft, model.sr, sr)
+    X = stft(y, config)
+    V = magnitude(X)
+    W, n_modelled = map_bases(model.W, model.sr, model.stft, sr, config)
+    labels = model.component_sources()
+    beta_value = model.beta if beta is None else _beta_value(beta)
+
+    fixed: np.ndarray | bool = True
+    if free_components:
+        rng = np.random.default_rng(random_state)
+        scale = float(V[:n_modelled].mean()) + 1e-6
+        W_free = rng.uniform(0.5, 1.5, size=(n_modelled, free_components)).astype(np.float32)
+        W_free *= scale
+        W = np.concatenate([W, W_free], axis=1)
+        fixed = np.arange(W.shape[1]) < labels.size
+        labels = np.concatenate([labels, np.full(free_components, len(names))])
+        names.append("residual")
+
+    result = fit_nmf(
+        V[:n_modelled],
+        W=W,
+        fixed_W=fixed,
+        beta=beta_value,
+        l1_H=l1,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        callback=_progress(callback, "separate"),
+    )
+    parts = source_parts(result.W, result.H, labels, len(names))
+    masks = wiener_masks(parts, power=mask_power)
+    if n_modelled < config.n_freq:
+        # Above the model's Nyquist frequency: continue the top modelled bin's masks.
+        top = masks[:, -1:, :]
+        masks = np.concatenate([masks, np.repeat(top, config.n_freq - n_modelled, axis=1)], axis=1)
+    estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
+    settings = {
+        "sr": sr,
+        "model_sr": model.sr,
+        "stft": config.to_dict(),
+        "beta": beta_value,
+        "components": {
+            **model.n_components,
+            **({"residual": free_components} if free_components else {}),
+        },
+        "mask_power": mask_power,
+        "l1": l1,
+        "max_iter": max_iter,
+        "tol": tol,
+        "n_iter": int(result.n_iter),
+        "converged": bool(result.converged),
+    }
+    return SeparationResult(
+        sources={name: estimates[i] for i, name in enumerate(names)},
+        sr=sr,
+        masks={name: masks[i] for i, name in enumerate(names)},
+        n_iter=int(result.n_iter),
+        converged=bool(result.converged),
+        settings=settings,
+    )
+
+
+def source_parts(W: np.ndarray, H: np.ndarray, labels: np.ndarray, n_sources: int) -> np.ndarray:
+    """Each source's part of the model, ``W_i @ H_i``, shape (n_sources, n_freq, n_frames)."""
+    parts = np.empty((n_sources, W.shape[0], H.shape[1]), dtype=W.dtype)
+    for i in range(n_sources):
+        cols = labels == i
+        np.matmul(W[:, cols], H[cols], out=parts[i])
+    return parts
+
+
+def cluster_separate(
+    y: np.ndarray,
+    sr: int,
+    *,
+    n_sources: int = 2,
+    n_components: int = DEFAULT_COMPONENTS,
+    beta: float | str = DEFAULT_BETA,
+    l1: float = 0.0,
+    features: str | None = None,
+    stft_config: STFTConfig | None = None,
+    mask_power: float = DEFAULT_MASK_POWER,
+    max_iter: int = DEFAULT_TRAIN_ITER,
+    tol: float = DEFAULT_TOL,
+    random_state: int | None = 0,
+    callback: ProgressCallback | None = None,
+) -> tuple[SeparationResult, NMFModel]:
+    """Separate a mixture without training: NMF on the mixture, k-means on the bases.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_channels, n_samples) or (n_samples,)
+    sr : int
+    n_sources : int
+        Number of clusters (output sources ``source1`` ... ``sourceN``, ordered by the spectral
+        centroid of their bases, lowest first).
+    n_components : int
+        Bases learned on the mixture (K >= n_sources).
+    beta, l1, mask_power, max_iter, tol, random_state, callback
+        As in :func:`train_model` and :func:`separate`.
+    features : str, optional
+        Basis features for the clustering (see :mod:`nmfsep.clustering`).
+    stft_config : STFTConfig, optional
+        Defaults to :func:`default_stft` for ``sr``.
+
+    Returns
+    -------
+    result : SeparationResult
+    model : NMFModel
+        The clustered bases as a model usable by :func:`separate` on other files.
+    """
+    from nmfsep.clustering import DEFAULT_FEATURES, cluster_bases
+
+    y = _check_audio(y, sr)
+    if n_sources < 1:
+        raise ParameterError(f"n_sources must be >= 1, got {n_sources}")
+    if n_components < n_sources:
+        raise ParameterError(
+            f"n_components ({n_components}) must be at least n_sources ({n_sources})"
+        )
+    features = features or DEFAULT_FEATURES
+    config = stft_config or default_stft(sr)
+    X = stft(y, config)
+    V = magnitude(X)
+    beta_value = _beta_value(beta)
+    result = fit_nmf(
+        V,
+        n_components=n_components,
+        beta=beta_value,
+        l1_H=l1,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        callback=_progress(callback, "factorise"),
+    )
+    labels = cluster_bases(
+        result.W,
+        H=result.H,
+        n_clusters=n_sources,
+        features=features,
+        sr=sr,
+        n_fft=config.n_fft,
+        random_state=random_state,
+    )
+    names = [f"source{i + 1}" for i in range(n_sources)]
+    parts = source_parts(result.W, result.H, labels, n_sources)
+    masks = wiener_masks(parts, power=mask_power)
+    estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
+    settings = {
+        "sr": sr,
+        "stft": config.to_dict(),
+        "beta": beta_value,
+        "n_components": n_components,
+        "n_sources": n_sources,
+        "features": features,
+        "components": {names[i]: int(np.sum(labels == i)) for i in range(n_sources)},
+        "mask_power": mask_power,
+        "l1": l1,
+        "max_iter": max_iter,
+        "tol": tol,
+        "n_iter": int(result.n_iter),
+        "converged": bool(result.converged),
+    }
+    model = NMFModel(
+        bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(n_sources)},
+        sr=int(sr),
+        stft=config,
+        beta=beta_value,
+        metadata={"training": {"method": "cluster", **settings}},
+    )
+    separation = SeparationResult(
+        sources={name: estimates[i] for i, name in enumerate(names)},
+        sr=sr,
+        masks={name: masks[i] for i, name in enumerate(names)},
+        n_iter=int(result.n_iter),
+        converged=bool(result.converged),
+        settings=settings,
+    )
+    return separation, model

@@ -1,0 +1,366 @@
+"""End-to-end tests of the command line: train, separate, info, batches, errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from nmfsep.cli import app
+
+SR = 8000
+runner = CliRunner()
+
+
+def tone_source(seconds: float, seed: int) -> np.ndarray:
+    """A 'voice': harmonic tones below 1 kHz with a gliding pitch, syllable-like envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 150 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(h * phase) / h for h in range(1, 6))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)) ** 2
+    return (0.1 * y * envelope).astype(np.float32)
+
+
+def noise_source(seconds: float, seed: int) -> np.ndarray:
+    """A 'noise': white noise high-passed above 2 kHz."""
+    rng = np.random.default_rng(seed)
+    n = rng.standard_normal(int(seconds * SR))
+    spectrum = np.fft.rfft(n)
+    spectrum[: int(len(spectrum) * 2000 / (SR / 2))] = 0
+    return (0.05 * np.fft.irfft(spectrum, n=len(n))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("audio")
+    sf.write(d / "speech.wav", tone_source(4.0, 1), SR, subtype="FLOAT")
+    sf.write(d / "noise.wav", noise_source(4.0, 2), SR, subtype="FLOAT")
+    speech, noise = tone_source(2.0, 3), noise_source(2.0, 4)
+    sf.write(d / "clean.wav", speech, SR, subtype="FLOAT")
+    sf.write(d / "mix.wav", speech + noise, SR, subtype="FLOAT")
+    stereo = np.stack([speech + noise, 0.5 * speech + noise], axis=1)
+    sf.write(d / "stereo.wav", stereo, SR, subtype="FLOAT")
+    return d
+
+
+@pytest.fixture(scope="module")
+def model_path(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "model.npz"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(audio_dir / "speech.wav"),
+            str(audio_dir / "noise.wav"),
+            "-o",
+            str(out),
+            "-k",
+            "6",
+            "--n-fft",
+            "256",
+            "--max-iter",
+            "60",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
+
+
+def test_train_writes_a_model_that_info_describes(model_path: Path) -> None:
+    result = runner.invoke(app, ["info", str(model_path), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [s["name"] for s in summary["sources"]] == ["speech", "noise"]
+    assert all(s["n_components"] == 6 for s in summary["sources"])
+    assert summary["sr"] == SR
+
+
+def test_separate_writes_one_file_per_source_that_sum_to_the_mix(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    speech, sr = sf.read(out / "mix" / "speech.wav", dtype="float32")
+    noise, _ = sf.read(out / "mix" / "noise.wav", dtype="float32")
+    mix, _ = sf.read(audio_dir / "mix.wav", dtype="float32")
+    clean, _ = sf.read(audio_dir / "clean.wav", dtype="float32")
+    assert sr == SR and speech.shape == mix.shape == noise.shape
+    np.testing.assert_allclose(speech + noise, mix, atol=1e-4)
+    # The two synthetic sources occupy different bands: separation must clearly help.
+    assert _sdr(clean, speech) > _sdr(clean, mix) + 6.0
+
+
+def test_separate_keeps_channels_and_mono_option(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["separate", str(audio_dir / "stereo.wav"), "-m", str(model_path), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    speech, _ = sf.read(out / "stereo" / "speech.wav")
+    noise, _ = sf.read(out / "stereo" / "noise.wav")
+    mix, _ = sf.read(audio_dir / "stereo.wav")
+    assert speech.shape == mix.shape == (2 * SR, 2)
+    np.testing.assert_allclose(speech + noise, mix, atol=1e-4)
+
+
+def test_json_summary_and_skip_then_overwrite(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "-o", str(out), "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert summary["ok"] is True and summary["summary"]["ok"] == 1
+    record = summary["files"][0]
+    assert record["status"] == "ok"
+    assert set(record["outputs"]) == {"speech", "noise"}
+    stamp = os.stat(record["outputs"]["speech"]).st_mtime_ns
+
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0
+    assert json.loads(second.stdout)["files"][0]["status"] == "skipped"
+    assert os.stat(record["outputs"]["speech"]).st_mtime_ns == stamp
+
+    third = runner.invoke(app, [*args, "--overwrite"])
+    assert json.loads(third.stdout)["files"][0]["status"] == "ok"
+
+
+def test_one_bad_input_does_not_stop_the_batch(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_text("this is not audio")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(bad),
+            str(tmp_path / "missing.wav"),
+            str(audio_dir / "mix.wav"),
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    statuses = {Path(r["input"]).name: r["status"] for r in summary["files"]}
+    assert statuses == {"bad.wav": "error", "missing.wav": "error", "mix.wav": "ok"}
+    assert (out / "mix" / "speech.wav").is_file()
+    assert not (out / "bad").exists()
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("Traceback" not in e for e in errors)
+    assert any("missing.wav" in e and "no such file" in e for e in errors)
+
+
+def test_template_escaping_outdir_is_refused(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    for template in ("../{source}.{ext}", "/tmp/{source}.{ext}", "{track}/../../{source}.{ext}"):
+        result = runner.invoke(
+            app,
+            [
+                "separate",
+                str(audio_dir / "mix.wav"),
+                "-m",
+                str(model_path),
+                "-o",
+                str(tmp_path / "out"),
+                "--filename",
+                template,
+            ],
+        )
+        assert result.exit_code != 0, template
+        assert "error:" in result.stderr
+    assert not list(tmp_path.glob("*.wav"))
+
+
+def test_template_without_source_is_a_usage_error(audio_dir: Path, model_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(audio_dir / "mix.wav"),
+            "-m",
+            str(model_path),
+            "--filename",
+            "{track}.wav",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "{source}" in result.stderr
+
+
+def test_files_from_stdin_and_custom_template(
+    audio_dir: Path, model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            "--files-from",
+            "-",
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+            "--filename",
+            "{source}/{track}.{ext}",
+            "--format",
+            "flac",
+        ],
+        input=f"{audio_dir / 'mix.wav'}\n\n# a comment\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "speech" / "mix.flac").is_file() and (out / "noise" / "mix.flac").is_file()
+
+
+def test_semi_supervised_with_one_source_model(audio_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "speech.npz"
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            str(audio_dir / "speech.wav"),
+            "-o",
+            str(model),
+            "-k",
+            "6",
+            "--n-fft",
+            "256",
+            "-q",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    alone = runner.invoke(app, ["separate", str(audio_dir / "mix.wav"), "-m", str(model)])
+    assert alone.exit_code == 2 and "--free-components" in alone.stderr
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(audio_dir / "mix.wav"),
+            "-m",
+            str(model),
+            "--free-components",
+            "6",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    speech, _ = sf.read(out / "mix" / "speech.wav")
+    residual, _ = sf.read(out / "mix" / "residual.wav")
+    mix, _ = sf.read(audio_dir / "mix.wav")
+    clean, _ = sf.read(audio_dir / "clean.wav")
+    np.testing.assert_allclose(speech + residual, mix, atol=1e-4)
+    assert _sdr(clean, speech) > _sdr(clean, mix) + 3.0
+
+
+def test_train_named_sources_and_errors(audio_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.npz"
+    ok = runner.invoke(
+        app,
+        [
+            "train",
+            f"voice={audio_dir / 'speech.wav'},{audio_dir / 'clean.wav'}",
+            f"hiss={audio_dir / 'noise.wav'}",
+            "-o",
+            str(model),
+            "-k",
+            "4",
+            "--n-fft",
+            "256",
+            "--json",
+            "-q",
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    assert [s["name"] for s in json.loads(ok.stdout)["sources"]] == ["voice", "hiss"]
+
+    missing = runner.invoke(app, ["train", str(tmp_path / "nope.wav"), "-o", str(model)])
+    assert missing.exit_code == 1
+    assert missing.stderr.strip().count("\n") == 0 and "nope.wav" in missing.stderr
+
+    twice = runner.invoke(
+        app, ["train", str(audio_dir / "speech.wav"), str(audio_dir / "speech.wav")]
+    )
+    assert twice.exit_code == 2 and "named twice" in twice.stderr
+
+
+def test_bad_model_file_is_one_line_error(audio_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.npz"
+    fake.write_bytes(b"not a model at all")
+    result = runner.invoke(app, ["separate", str(audio_dir / "mix.wav"), "-m", str(fake)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "fake.npz" in lines[0]
+
+
+def test_version_and_help() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("nmfsep ")
+    for command in ("train", "separate", "cluster", "evaluate", "info"):
+        helped = runner.invoke(app, [command, "--help"])
+        assert helped.exit_code == 0, command
+        assert "Example" in helped.stdout, command
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\n"
+        "from nmfsep.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "CliRunner().invoke(app, ['separate', '--help'])\n"
+        "heavy = [m for m in ('librosa', 'sklearn', 'numpy', 'soundfile') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_python_dash_m_runs_the_cli(audio_dir: Path, model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nmfsep",
+            "separate",
+            str(audio_dir / "mix.wav"),
+            str(tmp_path / "missing.wav"),
+            "-m",
+            str(model_path),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "missing.wav: no such file" in proc.stderr
+    assert (out / "mix" / "speech.wav").is_file()
