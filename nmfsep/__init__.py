@@ -29,6 +29,10 @@ _LAZY = {
     "separate": "nmfsep.separation",
     "cluster_separate": "nmfsep.separation",
     "SeparationResult": "nmfsep.separation",
+    "cluster_bases": "nmfsep.clustering",
+    "evaluate_separation": "nmfsep.metrics",
+    "si_sdr": "nmfsep.metrics",
+    "bss_eval": "nmfsep.metrics",
 }
 
 __all__ = [
@@ -42,12 +46,16 @@ __all__ = [
     "SeparationResult",
     "__version__",
     "beta_divergence",
+    "bss_eval",
+    "cluster_bases",
     "cluster_separate",
     "default_model",
+    "evaluate_separation",
     "fit_nmf",
     "load_audio",
     "load_model",
     "separate",
+    "si_sdr",
     "train_model",
     "wiener_masks",
     "write_audio",
@@ -55,7 +63,9 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from nmfsep.audio import load_audio, write_audio
+    from nmfsep.clustering import cluster_bases
     from nmfsep.masks import wiener_masks
+    from nmfsep.metrics import bss_eval, evaluate_separation, si_sdr
     from nmfsep.model import NMFModel, default_model, load_model
     from nmfsep.nmf import NMFResult, beta_divergence, fit_nmf
     from nmfsep.separation import SeparationResult, cluster_separate, separate, train_model

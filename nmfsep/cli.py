@@ -745,6 +745,15 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: one line unless asked for the traceback
+        if os.environ.get("NMFSEP_DEBUG"):
+            raise
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc} "
+            "(please report it; NMFSEP_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
