@@ -150,6 +150,8 @@ def check_template(template: str) -> None:
         raise ParameterError(f"--filename template {template!r} must contain {{source}}")
     if os.path.isabs(template) or template.startswith("~"):
         raise ParameterError(f"--filename template {template!r} must be a relative path")
+    if ".." in Path(template).parts:
+        raise ParameterError(f"--filename template {template!r} must not contain '..'")
 
 
 def output_paths(
@@ -206,6 +208,12 @@ def plan_jobs(
         (``status: "error"``: missing file, output collision).
     """
     check_template(template)
+    sample = template.format(track="track", source="source", ext=ext, dir="dir")
+    if Path(sample).suffix.lower().lstrip(".") not in OUTPUT_FORMATS:
+        raise ParameterError(
+            f"--filename template {template!r} must end with .{{ext}} "
+            f"(or .{' or .'.join(OUTPUT_FORMATS)})"
+        )
     jobs: list[Job] = []
     records: list[dict[str, Any]] = []
     claimed: dict[str, str] = {}
@@ -236,9 +244,21 @@ def plan_jobs(
             continue
         for p in outputs.values():
             claimed[p] = item.path
-        if not overwrite and all(os.path.isfile(p) for p in outputs.values()):
-            records.append(_record(item.path, "skipped", outputs=outputs))
-            continue
+        if not overwrite:
+            existing = [p for p in outputs.values() if os.path.lexists(p)]
+            if existing and len(existing) == len(outputs) and all(map(os.path.isfile, existing)):
+                records.append(_record(item.path, "skipped", outputs=outputs))
+                continue
+            if existing:  # another run's (other model, other sources): never clobbered
+                records.append(
+                    _record(
+                        item.path,
+                        "error",
+                        error=f"output {existing[0]} exists but not all of its outputs do; "
+                        "use --overwrite to redo it",
+                    )
+                )
+                continue
         extra: dict[str, str] = {}
         first = Path(next(iter(outputs.values())))
         if plot:
@@ -282,7 +302,9 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         record = _run_job(job)
     except NmfsepError as exc:
-        record = _record(job.input, "error", error=exc.message if exc.path else str(exc))
+        # The error names the input; name another file (an output, ...) in the message.
+        about_input = exc.path is None or os.path.abspath(exc.path) == os.path.abspath(job.input)
+        record = _record(job.input, "error", error=exc.message if about_input else str(exc))
     except MemoryError:
         record = _record(job.input, "error", error="out of memory")
     except Exception as exc:  # a bug, not a bad input: still one line per file, batch goes on
@@ -293,20 +315,35 @@ def run_job(job: Job) -> dict[str, Any]:
             error=f"internal error: {type(exc).__name__}: {exc} "
             f"({Path(where.filename).name}:{where.lineno}); please report it",
         )
+    if record.get("error") is not None:  # one line, whatever the exception said
+        record["error"] = " ".join(str(record["error"]).split())
     record["seconds"] = round(time.perf_counter() - t0, 3)
     return record
+
+
+#: Threads a streamed separation may use (blocks in parallel): 1 in pool and Dask workers,
+#: ``n_jobs`` when :func:`run_jobs` runs the jobs in this process.
+_BLOCK_THREADS = 1
 
 
 def _run_job(job: Job) -> dict[str, Any]:
     from nmfsep.audio import audio_info, load_audio, write_audio
     from nmfsep.separation import cluster_separate, separate
 
+    if job.task == "separate" and "plot" not in job.extra:
+        # Separation streams block by block (bounded memory, blocks on several threads);
+        # a file shorter than a block is one block, the same as whole-file processing.
+        from nmfsep import streaming
+
+        model = _load_model_cached(job.model)
+        return streaming.run_job(job, model, n_threads=_BLOCK_THREADS)
     info = audio_info(job.input)
     y, sr = load_audio(job.input)
     model = None
     if job.task == "separate":
         model = _load_model_cached(job.model)
-        result = separate(y, sr, model, **job.options)
+        options = {k: v for k, v in job.options.items() if k != "block_seconds"}
+        result = separate(y, sr, model, **options)
     elif job.task == "cluster":
         result, model = cluster_separate(y, sr, **job.options)
     else:  # pragma: no cover - planned by the CLI
@@ -392,8 +429,13 @@ def run_jobs(
         for i, record in _run_distributed(jobs, scheduler):
             done(i, record)
     elif n_jobs <= 1 or len(jobs) == 1:
-        for i, job in enumerate(jobs):
-            done(i, run_job(job))
+        global _BLOCK_THREADS
+        saved, _BLOCK_THREADS = _BLOCK_THREADS, max(1, n_jobs)
+        try:
+            for i, job in enumerate(jobs):
+                done(i, run_job(job))
+        finally:
+            _BLOCK_THREADS = saved
     else:
         for i, record in _run_pool(jobs, min(n_jobs, len(jobs))):
             done(i, record)
@@ -406,15 +448,28 @@ def _run_pool(jobs: Sequence[Job], n_jobs: int) -> Iterator[tuple[int, dict[str,
 
     # "spawn" keeps workers independent of the parent's threads and BLAS state.
     context = mp.get_context("spawn")
-    with ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker)
+    try:
         futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    except BaseException:
+        # Ctrl-C (or any error): stop now. Workers ignore SIGINT, and shutting the pool down
+        # normally would wait for the running jobs to finish: terminate them instead. A killed
+        # worker leaves at most a hidden temporary file, removed by the next run.
+        _terminate_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate_pool(pool: Any) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, dict[str, Any]]]:

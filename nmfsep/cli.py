@@ -102,6 +102,15 @@ Plot = Annotated[
     bool,
     typer.Option("--plot", help="Also write {track}/separation.png (needs the 'plot' extra)."),
 ]
+BlockSeconds = Annotated[
+    float | None,
+    typer.Option(
+        "--block-seconds",
+        help="Audio per streamed block: memory is bounded by the block, not the file "
+        "(default: automatic, 10-60 s).",
+        min=0.1,
+    ),
+]
 Inputs = Annotated[
     list[str] | None,
     typer.Argument(help="Mixtures: files, directories or glob patterns.", show_default=False),
@@ -129,7 +138,7 @@ class _Reporter:
     def error(self, path: str | None, message: str) -> None:
         # Errors are printed even with --quiet: one line, file first.
         line = f"error: {path}: {message}" if path else f"error: {message}"
-        print(line, file=sys.stderr, flush=True)
+        print(_one_line(line), file=sys.stderr, flush=True)
 
     def record(self, record: dict[str, Any]) -> None:
         if record["status"] == "error":
@@ -146,13 +155,18 @@ class _Reporter:
                 self.notice("      settings: " + json.dumps(record["settings"], sort_keys=True))
 
 
+def _one_line(text: str) -> str:
+    """Keep an error on one line even when a file name holds a line break."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _fail(exc: NmfsepError) -> typer.Exit:
-    print(f"error: {exc}", file=sys.stderr, flush=True)
+    print(_one_line(f"error: {exc}"), file=sys.stderr, flush=True)
     return typer.Exit(exc.exit_code)
 
 
 def _usage(message: str) -> typer.Exit:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(_one_line(f"error: {message}"), file=sys.stderr, flush=True)
     return typer.Exit(2)
 
 
@@ -196,8 +210,7 @@ def _run_batch(
     report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
     if fmt not in OUTPUT_FORMATS:
         raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
-    if outdir.exists() and not outdir.is_dir():
-        raise _usage(f"{outdir}: output directory is a file")
+    _check_outdir(outdir)
     if plot:
         _require("matplotlib", "plot", "--plot")
     if outdir.is_dir():
@@ -220,7 +233,12 @@ def _run_batch(
     for record in records:
         report.record(record)
     n_jobs = jobs or os.cpu_count() or 1
-    done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
+    try:
+        done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
+    except KeyboardInterrupt:
+        # Finished outputs are complete files; unfinished ones were never renamed into place.
+        print("interrupted: unfinished inputs have no outputs", file=sys.stderr, flush=True)
+        raise typer.Exit(130) from None
     all_records = records + done
     summary = summarize(all_records, seconds=time.perf_counter() - t0)
     if json_out:
@@ -242,6 +260,36 @@ def _run_batch(
         raise typer.Exit(1)
 
 
+def _check_outdir(outdir: Path) -> None:
+    """Refuse an OUTDIR that is a file, or cannot be created or written, before any work."""
+    existing = next((p for p in (outdir, *outdir.parents) if p.exists()), None)
+    if existing is None:  # pragma: no cover - "." or "/" always exists
+        return
+    if not existing.is_dir():
+        if existing == outdir:
+            raise _usage(f"{outdir}: output directory is a file")
+        raise _usage(f"{outdir}: cannot create the output directory: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = (
+            "output directory is not writable"
+            if existing == outdir
+            else f"cannot create the output directory: {existing} is not writable"
+        )
+        raise _fail(NmfsepError(what, path=outdir))
+
+
+def _check_numbers(**options: float | None) -> None:
+    """Options typer lets through but that are no usable number (inf, nan, mask power 0)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _usage(f"{flag} must be a finite number, got {value}")
+        if name == "mask_power" and value <= 0:
+            raise _usage(f"{flag} must be a positive number, got {value}")
+
+
 def _require(module: str, extra: str, what: str) -> None:
     import importlib.util
 
@@ -252,9 +300,14 @@ def _require(module: str, extra: str, what: str) -> None:
 def _parse_beta(beta: str) -> float | str:
     """``--beta`` as a number when it is one (0 is Itakura-Saito), else the name."""
     try:
-        return float(beta)
+        value = float(beta)
     except ValueError:
+        from nmfsep.separation import _beta_value
+
+        _beta_value(beta)  # an unknown name is a usage error (ParameterError), before any work
         return beta
+    _check_numbers(beta=value)
+    return value
 
 
 def _version_callback(value: bool) -> None:
@@ -322,6 +375,7 @@ def train(
     from nmfsep.training import parse_sources, train_from_files
 
     try:
+        _check_numbers(l1=l1, l2=l2, tol=tol)
         spec = parse_sources(sources)
         if len(spec) < 1:
             raise _usage("name at least one source")
@@ -391,6 +445,7 @@ def separate(
     recursive: Recursive = False,
     files_from: FilesFrom = None,
     scheduler: Scheduler = None,
+    block_seconds: BlockSeconds = None,
     plot: Plot = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -401,19 +456,21 @@ def separate(
     from nmfsep.model import default_model, load_model
 
     try:
+        _check_numbers(l1=l1, tol=tol, mask_power=mask_power)
         items = _collect_inputs(inputs, files_from, recursive=recursive)
         the_model = default_model() if model is None else load_model(model)
         names = list(the_model.source_names) + (["residual"] if free_components else [])
         if len(names) < 2:
             raise _usage(f"{model}: a one-source model needs --free-components K to learn the rest")
         options = {
-            "mask_power": mask_power or separation.DEFAULT_MASK_POWER,
+            "mask_power": separation.DEFAULT_MASK_POWER if mask_power is None else mask_power,
             "free_components": free_components,
             "beta": None if beta is None else _parse_beta(beta),
             "l1": l1,
             "max_iter": max_iter or separation.DEFAULT_SEPARATE_ITER,
             "tol": tol,
             "random_state": seed,
+            "block_seconds": block_seconds,
         }
         _run_batch(
             command="separate",
@@ -478,6 +535,7 @@ def cluster(
     from nmfsep.clustering import FEATURES
 
     try:
+        _check_numbers(l1=l1, tol=tol, mask_power=mask_power)
         if features is not None and features not in FEATURES:
             raise _usage(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
         items = _collect_inputs(inputs, files_from, recursive=recursive)
@@ -489,7 +547,7 @@ def cluster(
             "beta": separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
             "l1": l1,
             "features": features,
-            "mask_power": mask_power or separation.DEFAULT_MASK_POWER,
+            "mask_power": separation.DEFAULT_MASK_POWER if mask_power is None else mask_power,
             "max_iter": max_iter or separation.DEFAULT_TRAIN_ITER,
             "tol": tol,
             "random_state": seed,
