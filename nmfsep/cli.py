@@ -360,6 +360,14 @@ def train(
         int | None,
         typer.Option("--sr", help="Model sample rate (default: the first file's rate).", min=1000),
     ] = None,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            "--context",
+            help="Frames per basis, odd (default 5): bases are spectro-temporal patches.",
+            min=1,
+        ),
+    ] = None,
     max_iter: MaxIter = None,
     tol: Tol = 1e-4,
     seed: Seed = 0,
@@ -393,6 +401,7 @@ def train(
             l2=l2,
             n_fft=n_fft,
             hop_length=hop_length,
+            context=context,
             max_iter=max_iter or separation.DEFAULT_TRAIN_ITER,
             tol=tol,
             random_state=seed,

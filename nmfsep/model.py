@@ -53,6 +53,7 @@ W_NORMS = ("l1", "l2", "none")
 _MAX_ARRAY_BYTES = 1 << 30  # refuse archives whose arrays would need more than 1 GiB
 _MAX_METADATA_CHARS = 16 << 20
 _MAX_SOURCES = 1024
+_MAX_CONTEXT = 31
 _SR_RANGE = (1000, 1_000_000)
 _NAME_RE = re.compile(r"^\w[\w.+\-]{0,63}$")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -98,6 +99,10 @@ class NMFModel:
         Beta-divergence used for training (and the default for separation).
     w_norm : {"l2", "l1", "none"}
         How the basis columns are normalised.
+    context : int
+        Frames per basis (odd, >= 1): with ``context = c`` every basis is a spectro-temporal
+        patch of ``c`` consecutive frames stacked into ``c * n_freq`` rows (frame ``t - c//2``
+        first). ``1`` is the classic one-frame spectrum.
     metadata : dict
         Free JSON-able information: training files and seconds, credits/licenses, created, ...
 
@@ -113,6 +118,7 @@ class NMFModel:
     beta: float = 1.0
     w_norm: str = "l2"
     metadata: dict[str, Any] = field(default_factory=dict)
+    context: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.bases, dict):
@@ -169,7 +175,17 @@ class NMFModel:
             raise ModelError("the model has no sources")
         if len(self.bases) > _MAX_SOURCES:
             raise ModelError(f"too many sources ({len(self.bases)})")
-        n_freq = self.stft.n_freq
+        if (
+            isinstance(self.context, bool)
+            or not isinstance(self.context, (int, np.integer))
+            or not 1 <= self.context <= _MAX_CONTEXT
+            or self.context % 2 == 0
+        ):
+            raise ModelError(
+                f"bad context {self.context!r} (must be an odd integer 1..{_MAX_CONTEXT})"
+            )
+        self.context = int(self.context)
+        n_freq = self.stft.n_freq * self.context
         for name, W in self.bases.items():
             if not isinstance(name, str) or not _NAME_RE.match(name):
                 raise ModelError(
@@ -185,7 +201,7 @@ class NMFModel:
             if W.shape[0] != n_freq:
                 raise ModelError(
                     f"source {name!r}: bases have {W.shape[0]} rows but n_fft={self.stft.n_fft}"
-                    f" needs {n_freq}"
+                    f" and context={self.context} need {n_freq}"
                 )
             if not np.isfinite(W).all():
                 raise ModelError(f"source {name!r}: bases contain NaN or infinite values")
@@ -233,6 +249,7 @@ class NMFModel:
             "window": self.stft.window,
             "beta": self.beta,
             "w_norm": self.w_norm,
+            "context": self.context,
             "nmfsep_version": __version__,
             "metadata": user,
         }
@@ -371,6 +388,9 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
         raise ModelError(f"bad STFT settings in model: {exc.message}") from None
     beta = _require(meta, "beta", (int, float))
     w_norm = _require(meta, "w_norm", str)
+    context = meta.get("context", 1)  # absent in files written before frame context existed
+    if not isinstance(context, int) or isinstance(context, bool):
+        raise ModelError(f"model metadata: bad context {context!r}")
     user = meta.get("metadata", {})
     if not isinstance(user, dict):
         raise ModelError("model metadata 'metadata' is not a JSON object")
@@ -400,7 +420,9 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
             )
         used.add(key)
         bases[name] = np.ascontiguousarray(npz[key], dtype=np.float32)
-    return NMFModel(bases=bases, sr=sr, stft=stft, beta=beta, w_norm=w_norm, metadata=user)
+    return NMFModel(
+        bases=bases, sr=sr, stft=stft, beta=beta, w_norm=w_norm, metadata=user, context=context
+    )
 
 
 def load_model(path: str | os.PathLike[str]) -> NMFModel:
@@ -509,5 +531,6 @@ def describe_model(model: NMFModel) -> dict[str, Any]:
         "n_freq": model.stft.n_freq,
         "beta": model.beta,
         "w_norm": model.w_norm,
+        "context": model.context,
         "metadata": _to_jsonable(model.metadata),
     }

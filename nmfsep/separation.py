@@ -35,6 +35,8 @@ DEFAULT_TRAIN_ITER = 200
 DEFAULT_SEPARATE_ITER = 100
 DEFAULT_TOL = 1e-4
 DEFAULT_WINDOW_SECONDS = 0.064
+#: Frames per basis: each basis is a patch of this many consecutive frames (see stack_frames).
+DEFAULT_CONTEXT = 5
 #: Training frames kept per source at most (a seeded random subset beyond that), which bounds
 #: training memory to about ``n_freq * MAX_TRAIN_FRAMES * 4`` bytes per source.
 MAX_TRAIN_FRAMES = 30_000
@@ -95,32 +97,167 @@ def stft_for_rate(config: STFTConfig, model_sr: int, sr: int) -> STFTConfig:
     return STFTConfig(n_fft=n_fft, hop_length=hop, win_length=win, window=config.window)
 
 
-def map_bases(W: np.ndarray, model_sr: int, model_config: STFTConfig, sr: int, config: STFTConfig):
+def map_bases(
+    W: np.ndarray,
+    model_sr: int,
+    model_config: STFTConfig,
+    sr: int,
+    config: STFTConfig,
+    *,
+    context: int = 1,
+) -> tuple[np.ndarray, int]:
     """Interpolate bases from the model's frequency grid onto another one.
 
     Parameters
     ----------
-    W : np.ndarray, shape (n_freq_model, K)
+    W : np.ndarray, shape (context * n_freq_model, K)
     model_sr, model_config : rate and STFT of the model
     sr, config : rate and STFT of the target grid
+    context : int
+        Frames stacked in each basis (each frame's block is mapped on its own).
 
     Returns
     -------
-    W_mapped : np.ndarray, shape (n_modelled, K)
+    W_mapped : np.ndarray, shape (context * n_modelled, K)
         Bases on the target bins up to the model's Nyquist frequency.
     n_modelled : int
         How many of the target's ``config.n_freq`` bins the model covers.
     """
     if sr == model_sr and config == model_config:
-        return W, W.shape[0]
+        return W, W.shape[0] // context
     f_model = model_config.frequencies(model_sr)
     f_target = config.frequencies(sr)
     n_modelled = int(np.searchsorted(f_target, f_model[-1], side="right"))
     n_modelled = max(1, min(n_modelled, config.n_freq))
-    mapped = np.empty((n_modelled, W.shape[1]), dtype=W.dtype)
-    for k in range(W.shape[1]):
-        mapped[:, k] = np.interp(f_target[:n_modelled], f_model, W[:, k])
-    return mapped, n_modelled
+    blocks = W.reshape(context, f_model.size, W.shape[1])
+    mapped = np.empty((context, n_modelled, W.shape[1]), dtype=W.dtype)
+    for j in range(context):
+        for k in range(W.shape[1]):
+            mapped[j, :, k] = np.interp(f_target[:n_modelled], f_model, blocks[j, :, k])
+    return mapped.reshape(context * n_modelled, W.shape[1]), n_modelled
+
+
+def stack_frames(V: np.ndarray, context: int) -> np.ndarray:
+    """Stack each frame with its neighbours: spectro-temporal patches for NMF.
+
+    Column ``t`` of the result holds frames ``t - c//2 ... t + c//2`` of ``V`` one above the
+    other (edges repeat the first / last frame). Bases learned on such patches model how a
+    source's spectrum moves over ~100 ms, which separates speech from noise better than single
+    spectra (the idea of convolutive NMF, Smaragdis 2004, in its cheapest, stacked form).
+
+    Parameters
+    ----------
+    V : np.ndarray, shape (n_freq, n_frames)
+    context : int
+        Odd number of frames per patch; 1 returns ``V`` itself.
+
+    Returns
+    -------
+    np.ndarray, shape (context * n_freq, n_frames)
+    """
+    if context == 1:
+        return V
+    F, T = V.shape
+    half = context // 2
+    out = np.empty((context, F, T), dtype=V.dtype)
+    t = np.arange(T)
+    for j in range(context):
+        np.take(V, np.clip(t + j - half, 0, T - 1), axis=1, out=out[j])
+    return out.reshape(context * F, T)
+
+
+def unstack_frames(S: np.ndarray, context: int) -> np.ndarray:
+    """Inverse of :func:`stack_frames` for model outputs: average each frame's estimates.
+
+    Frame ``t`` is estimated by block ``j`` of column ``t - j + c//2`` for every ``j`` where
+    that column exists; the estimates are averaged.
+
+    Parameters
+    ----------
+    S : np.ndarray, shape (context * n_freq, n_frames)
+
+    Returns
+    -------
+    np.ndarray, shape (n_freq, n_frames)
+    """
+    if context == 1:
+        return S
+    F, T = S.shape[0] // context, S.shape[1]
+    half = context // 2
+    blocks = S.reshape(context, F, T)
+    acc = np.zeros((F, T), dtype=S.dtype)
+    count = np.zeros(T, dtype=S.dtype)
+    for j in range(context):
+        shift = j - half  # column c models frame c + shift
+        lo, hi = max(0, -shift), min(T, T - shift)
+        if lo < hi:
+            acc[:, lo + shift : hi + shift] += blocks[j, :, lo:hi]
+            count[lo + shift : hi + shift] += 1
+    acc /= count
+    return acc
+
+
+def masks_from_magnitude(
+    V: np.ndarray,
+    W: np.ndarray,
+    labels: np.ndarray,
+    n_sources: int,
+    *,
+    n_freq: int,
+    context: int = 1,
+    fixed_W: np.ndarray | bool = True,
+    beta: float = DEFAULT_BETA,
+    l1: float = 0.0,
+    mask_power: float = DEFAULT_MASK_POWER,
+    max_iter: int = DEFAULT_SEPARATE_ITER,
+    tol: float = DEFAULT_TOL,
+    random_state: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> tuple[np.ndarray, Any]:
+    """Soft masks of each source for a magnitude spectrogram, given (partly fixed) bases.
+
+    Activations are fitted on the context-stacked spectrogram with ``W``'s fixed columns held,
+    each source's part ``W_i H_i`` is un-stacked to one spectrum per frame, and the Wiener masks
+    ``M_i = P_i^p / sum_j P_j^p`` are computed; bins above the modelled ones (a model of a lower
+    rate) continue the highest modelled bin's masks.
+
+    Parameters
+    ----------
+    V : np.ndarray, shape (n_modelled, n_frames)
+        Magnitudes of the modelled bins.
+    W : np.ndarray, shape (context * n_modelled, K)
+    labels : np.ndarray of int, shape (K,)
+        Source index of each basis.
+    n_sources : int
+    n_freq : int
+        Bins of the full spectrogram the masks are for (>= n_modelled).
+
+    Returns
+    -------
+    masks : np.ndarray, shape (n_sources, n_freq, n_frames)
+    result : NMFResult
+    """
+    n_modelled = V.shape[0]
+    result = fit_nmf(
+        stack_frames(V, context),
+        W=W,
+        fixed_W=fixed_W,
+        beta=beta,
+        l1_H=l1,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=random_state,
+        callback=callback,
+    )
+    parts = np.empty((n_sources, n_modelled, V.shape[1]), dtype=result.W.dtype)
+    for i in range(n_sources):
+        cols = labels == i
+        parts[i] = unstack_frames(result.W[:, cols] @ result.H[cols], context)
+    masks = wiener_masks(parts, power=mask_power)
+    if n_modelled < n_freq:
+        top = masks[:, -1:, :]
+        masks = np.concatenate([masks, np.repeat(top, n_freq - n_modelled, axis=1)], axis=1)
+    return masks, result
 
 
 def magnitude(X: np.ndarray) -> np.ndarray:
@@ -147,6 +284,31 @@ def _check_audio(y: np.ndarray, sr: int) -> np.ndarray:
     return y.astype(np.float32, copy=False)
 
 
+#: Peak amplitudes outside this range are scaled into it before the STFT (and the estimates
+#: scaled back): float32 spectra of louder float files overflow to inf, and those of quieter
+#: ones sink into the epsilon floor / denormals. Separation is scale-invariant, so nothing
+#: else changes.
+_SAFE_PEAK = (1e-6, 1e4)
+
+
+def _safe_gain(y: np.ndarray) -> float:
+    """Factor that brings ``y``'s peak into :data:`_SAFE_PEAK` (1.0 when inside, or silent)."""
+    peak = float(np.max(np.abs(y), initial=0.0))
+    if peak == 0.0 or _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1]:
+        return 1.0
+    return 1.0 / peak
+
+
+def _scaled(y: np.ndarray) -> np.ndarray:
+    gain = _safe_gain(y)
+    return y if gain == 1.0 else y * np.float32(gain)
+
+
+def _unscale(estimates: np.ndarray, gain: float) -> np.ndarray:
+    big = float(np.finfo(np.float32).max)
+    return np.clip(estimates.astype(np.float64) / gain, -big, big).astype(np.float32)
+
+
 def _progress(callback: ProgressCallback | None, stage: str):
     if callback is None:
         return None
@@ -162,6 +324,7 @@ def train_model(
     l1: float = 0.0,
     l2: float = 0.0,
     stft_config: STFTConfig | None = None,
+    context: int = DEFAULT_CONTEXT,
     max_iter: int = DEFAULT_TRAIN_ITER,
     tol: float = DEFAULT_TOL,
     max_frames: int = MAX_TRAIN_FRAMES,
@@ -185,6 +348,8 @@ def train_model(
         Sparsity (L1) and L2 penalties on the activations during training.
     stft_config : STFTConfig, optional
         Defaults to :func:`default_stft` for ``sr``.
+    context : int
+        Frames per basis (odd): bases are spectro-temporal patches (:func:`stack_frames`).
     max_iter, tol : int, float
         NMF iteration cap and relative tolerance.
     max_frames : int
@@ -203,6 +368,12 @@ def train_model(
     if not sources:
         raise ParameterError("at least one source is needed to train a model")
     config = stft_config or default_stft(sr)
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 1:
+        raise ParameterError(f"context must be an odd integer >= 1, got {context!r}")
+    if context % 2 == 0:
+        raise ParameterError(
+            f"context must be odd (the patch is centred on a frame), got {context}"
+        )
     counts = (
         {name: int(n_components) for name in sources}
         if isinstance(n_components, (int, np.integer))
@@ -212,12 +383,18 @@ def train_model(
     bases: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"sources": {}}
     for name, examples in sources.items():
-        spectra = [magnitude(stft(_check_audio(y, sr), config)) for y in examples]
+        # Patches are stacked within each example, never across two of them.
+        spectra = [
+            stack_frames(magnitude(stft(_scaled(_check_audio(y, sr)), config)), context)
+            for y in examples
+        ]
         if not spectra:
             raise ParameterError(f"source {name!r} has no training audio")
         V = np.concatenate(spectra, axis=1)
+        del spectra
         n_total = V.shape[1]
         V = _drop_silent_frames(V)
+        n_audible = V.shape[1]
         if V.shape[1] > max_frames:
             keep = np.sort(rng.choice(V.shape[1], size=max_frames, replace=False))
             V = V[:, keep]
@@ -240,6 +417,7 @@ def train_model(
         bases[name] = result.W.astype(np.float32)
         info["sources"][name] = {
             "frames_total": int(n_total),
+            "frames_audible": int(n_audible),
             "frames_used": int(V.shape[1]),
             "seconds_total": round(n_total * config.hop_length / sr, 3),
             "n_iter": int(result.n_iter),
@@ -256,6 +434,7 @@ def train_model(
         stft=config,
         beta=float(_beta_value(beta)),
         metadata=meta,
+        context=context,
     )
 
 
@@ -335,6 +514,9 @@ def separate(
     SeparationResult
     """
     y = _check_audio(y, sr)
+    gain = _safe_gain(y)
+    if gain != 1.0:
+        y = y * np.float32(gain)
     if free_components < 0:
         raise ParameterError(f"free_components must be >= 0, got {free_components}")
     names = list(model.source_names)
@@ -348,7 +530,8 @@ def separate(
     config = stft_for_rate(model.stft, model.sr, sr)
     X = stft(y, config)
     V = magnitude(X)
-    W, n_modelled = map_bases(model.W, model.sr, model.stft, sr, config)
+    context = model.context
+    W, n_modelled = map_bases(model.W, model.sr, model.stft, sr, config, context=context)
     labels = model.component_sources()
     beta_value = model.beta if beta is None else _beta_value(beta)
 
@@ -356,31 +539,33 @@ def separate(
     if free_components:
         rng = np.random.default_rng(random_state)
         scale = float(V[:n_modelled].mean()) + 1e-6
-        W_free = rng.uniform(0.5, 1.5, size=(n_modelled, free_components)).astype(np.float32)
+        W_free = rng.uniform(0.5, 1.5, size=(context * n_modelled, free_components))
+        W_free = W_free.astype(np.float32)
         W_free *= scale
         W = np.concatenate([W, W_free], axis=1)
         fixed = np.arange(W.shape[1]) < labels.size
         labels = np.concatenate([labels, np.full(free_components, len(names))])
         names.append("residual")
 
-    result = fit_nmf(
+    masks, result = masks_from_magnitude(
         V[:n_modelled],
-        W=W,
+        W,
+        labels,
+        len(names),
+        n_freq=config.n_freq,
+        context=context,
         fixed_W=fixed,
         beta=beta_value,
-        l1_H=l1,
+        l1=l1,
+        mask_power=mask_power,
         max_iter=max_iter,
         tol=tol,
         random_state=random_state,
         callback=_progress(callback, "separate"),
     )
-    parts = source_parts(result.W, result.H, labels, len(names))
-    masks = wiener_masks(parts, power=mask_power)
-    if n_modelled < config.n_freq:
-        # Above the model's Nyquist frequency: continue the top modelled bin's masks.
-        top = masks[:, -1:, :]
-        masks = np.concatenate([masks, np.repeat(top, config.n_freq - n_modelled, axis=1)], axis=1)
     estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
+    if gain != 1.0:
+        estimates = _unscale(estimates, gain)
     settings = {
         "sr": sr,
         "model_sr": model.sr,
@@ -390,6 +575,7 @@ def separate(
             **model.n_components,
             **({"residual": free_components} if free_components else {}),
         },
+        "context": context,
         "mask_power": mask_power,
         "l1": l1,
         "max_iter": max_iter,
@@ -459,6 +645,9 @@ def cluster_separate(
     from nmfsep.clustering import DEFAULT_FEATURES, cluster_bases
 
     y = _check_audio(y, sr)
+    gain = _safe_gain(y)
+    if gain != 1.0:
+        y = y * np.float32(gain)
     if n_sources < 1:
         raise ParameterError(f"n_sources must be >= 1, got {n_sources}")
     if n_components < n_sources:
@@ -493,6 +682,8 @@ def cluster_separate(
     parts = source_parts(result.W, result.H, labels, n_sources)
     masks = wiener_masks(parts, power=mask_power)
     estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
+    if gain != 1.0:
+        estimates = _unscale(estimates, gain)
     settings = {
         "sr": sr,
         "stft": config.to_dict(),

@@ -244,8 +244,9 @@ def _overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
 @dataclass
 class _Setup:
     config: STFTConfig
-    W: np.ndarray  # (n_modelled, K_fixed) bases on the input's grid
+    W: np.ndarray  # (context * n_modelled, K_fixed) bases on the input's grid
     n_modelled: int
+    context: int
     labels: np.ndarray  # source index of each column (fixed, then free)
     n_sources: int
     beta: float
@@ -269,42 +270,39 @@ class _BlockOut:
 
 
 def _process_block(
-    s: _Setup, x: np.ndarray, j0: int, W_free: np.ndarray | None = None
+    s: _Setup, x: np.ndarray, j0: int, lead: int, n_frames: int, W_free: np.ndarray | None = None
 ) -> _BlockOut:
+    """Separate frames ``[j0, j0 + n_frames)`` from samples ``x`` that also cover ``lead``
+    frames before them and some after (the context that frame stacking needs)."""
     import scipy.fft
 
-    from nmfsep.masks import apply_masks, wiener_masks
-    from nmfsep.nmf import fit_nmf
-    from nmfsep.separation import magnitude, source_parts
+    from nmfsep.masks import apply_masks
+    from nmfsep.separation import magnitude, masks_from_magnitude
 
     config = s.config
     X = _frames_stft(x, config, s.window)
-    V = magnitude(X)[: s.n_modelled]
     W: np.ndarray = s.W
     fixed: np.ndarray | bool = True
     K_fixed = s.W.shape[1]
     if W_free is not None:
         W = np.concatenate([s.W, W_free], axis=1)
         fixed = np.arange(W.shape[1]) < K_fixed
-    result = fit_nmf(
-        V,
-        W=W,
+    masks, result = masks_from_magnitude(
+        magnitude(X)[: s.n_modelled],
+        W,
+        s.labels,
+        s.n_sources,
+        n_freq=config.n_freq,
+        context=s.context,
         fixed_W=fixed,
         beta=s.beta,
-        l1_H=s.l1,
+        l1=s.l1,
+        mask_power=s.mask_power,
         max_iter=s.max_iter,
         tol=s.tol,
     )
-    del V
-    parts = source_parts(result.W, result.H, s.labels, s.n_sources)
-    masks = wiener_masks(parts, power=s.mask_power)
-    del parts
-    if s.n_modelled < config.n_freq:
-        top = masks[:, -1:, :]
-        masks = np.concatenate(
-            [masks, np.repeat(top, config.n_freq - s.n_modelled, axis=1)], axis=1
-        )
-    n_frames = X.shape[-1]
+    masks = masks[:, :, lead : lead + n_frames]
+    X = X[..., lead : lead + n_frames]
     L = (n_frames - 1) * config.hop_length + config.n_fft
     y = np.empty((s.n_sources, X.shape[0], L), np.float32)
     for i in range(s.n_sources):  # one source at a time bounds the temporaries
@@ -472,7 +470,9 @@ def separate_file(
         f = stack.enter_context(_open_for_reading(src))
         sr, channels = int(f.samplerate), int(f.channels)
         config = sep.stft_for_rate(model.stft, model.sr, sr)
-        W, n_modelled = sep.map_bases(model.W, model.sr, model.stft, sr, config)
+        W, n_modelled = sep.map_bases(
+            model.W, model.sr, model.stft, sr, config, context=model.context
+        )
         labels = model.component_sources()
         if free_components:
             labels = np.concatenate([labels, np.full(free_components, len(names) - 1)])
@@ -481,6 +481,7 @@ def separate_file(
             config=config,
             W=np.ascontiguousarray(W, dtype=np.float32),
             n_modelled=n_modelled,
+            context=model.context,
             labels=labels,
             n_sources=len(names),
             beta=beta_value,
@@ -523,21 +524,24 @@ def separate_file(
             if callback is not None:
                 callback(n_blocks, state.frames_done)
 
-        for j0, _j1, x in _blocks(reader, config, B):
+        extra = model.context - 1  # frames of context each side: exact stacked columns
+        for j0, j1, lead, x in _blocks(reader, config, B, extra):
             if free_components:
                 if W_free is None:
                     V0 = _frames_stft(x, config, window)
                     scale = float(np.abs(V0).mean(axis=0)[:n_modelled].mean()) + 1e-6
                     del V0
-                    W_free = rng.uniform(0.5, 1.5, size=(n_modelled, free_components))
+                    W_free = rng.uniform(
+                        0.5, 1.5, size=(model.context * n_modelled, free_components)
+                    )
                     W_free = (W_free.astype(np.float32)) * np.float32(scale)
-                out = _process_block(setup, x, j0, W_free)
+                out = _process_block(setup, x, j0, lead, j1 - j0, W_free)
                 W_free = out.W_free
                 finish(out)
             elif pool is None:
-                finish(_process_block(setup, x, j0))
+                finish(_process_block(setup, x, j0, lead, j1 - j0))
             else:
-                pending.append(pool.submit(_process_block, setup, x, j0))
+                pending.append(pool.submit(_process_block, setup, x, j0, lead, j1 - j0))
                 while len(pending) > threads:
                     finish(pending.popleft().result())
             del x
@@ -556,6 +560,7 @@ def separate_file(
             **model.n_components,
             **({"residual": free_components} if free_components else {}),
         },
+        "context": model.context,
         "mask_power": mask_power,
         "l1": l1,
         "max_iter": max_iter,
@@ -579,8 +584,12 @@ def separate_file(
     )
 
 
-def _blocks(reader: _Reader, config: STFTConfig, B: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Blocks ``(j0, j1, samples)`` of frames ``[j0, j1)`` and the samples they cover.
+def _blocks(
+    reader: _Reader, config: STFTConfig, B: int, extra: int = 0
+) -> Iterator[tuple[int, int, int, np.ndarray]]:
+    """Blocks ``(j0, j1, lead, samples)``: frames ``[j0, j1)`` to separate, and the samples of
+    frames ``[j0 - lead, j1 + trail)`` with up to ``extra`` frames of context on each side
+    (fewer at the file's ends).
 
     Frame ``j`` is centred on sample ``j * hop``: it covers ``[j*hop - n_fft//2, j*hop + n_fft -
     n_fft//2)`` (zeros outside the file), as in the centred STFT of the whole file. A file of
@@ -590,16 +599,19 @@ def _blocks(reader: _Reader, config: STFTConfig, B: int) -> Iterator[tuple[int, 
     j0 = 0
     while True:
         j1 = j0 + B
+        jr = j1 + extra
         # Make sure the file's length is known if it ends within this block's reach.
-        reader._read_until((j1 - 1) * hop + n_fft - pad + hop)
+        reader._read_until((jr - 1) * hop + n_fft - pad + hop)
         if reader.n == 0:
             raise AudioError("contains no audio samples (0 frames)", path=reader.path)
         if reader.n is not None:
-            j1 = min(j1, 1 + reader.n // hop)
+            total = 1 + reader.n // hop
+            j1, jr = min(j1, total), min(jr, total)
         if j1 <= j0:
             return
-        x = reader.get(j0 * hop - pad, (j1 - 1) * hop + n_fft - pad)
-        yield j0, j1, x
+        jl = max(0, j0 - extra)
+        x = reader.get(jl * hop - pad, (jr - 1) * hop + n_fft - pad)
+        yield j0, j1, j0 - jl, x
         j0 = j1
 
 

@@ -82,6 +82,7 @@ def train_from_files(
     l2: float = 0.0,
     n_fft: int | None = None,
     hop_length: int | None = None,
+    context: int | None = None,
     max_iter: int,
     tol: float,
     random_state: int | None = 0,
@@ -95,7 +96,7 @@ def train_from_files(
     """
     from nmfsep import __version__
     from nmfsep.audio import audio_info, load_audio
-    from nmfsep.separation import default_stft, train_model
+    from nmfsep.separation import DEFAULT_CONTEXT, default_stft, train_model
     from nmfsep.spectral import STFTConfig
 
     say = progress or (lambda message: None)
@@ -127,6 +128,7 @@ def train_from_files(
         l1=l1,
         l2=l2,
         stft_config=config,
+        context=DEFAULT_CONTEXT if context is None else context,
         max_iter=max_iter,
         tol=tol,
         random_state=random_state,
@@ -135,8 +137,8 @@ def train_from_files(
     )
     for name, stats in model.metadata["training"]["sources"].items():
         subset = (
-            f", a random {stats['frames_used']} of {stats['frames_total']} frames"
-            if stats["frames_used"] < stats["frames_total"]
+            f", a random {stats['frames_used']} of {stats['frames_audible']} audible frames"
+            if stats["frames_used"] < stats["frames_audible"]
             else ""
         )
         say(

@@ -1,0 +1,141 @@
+"""Library-level tests of the pipelines: frame stacking, rate mapping, training, separation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nmfsep.errors import ParameterError
+from nmfsep.model import NMFModel, load_model
+from nmfsep.separation import (
+    default_stft,
+    map_bases,
+    separate,
+    stack_frames,
+    stft_for_rate,
+    train_model,
+    unstack_frames,
+)
+from nmfsep.spectral import STFTConfig
+
+SR = 8000
+
+
+def _voice(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.5 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(h * phase) / h for h in range(1, 6))
+    return (0.1 * y * (0.3 + np.sin(2 * np.pi * 2.5 * t) ** 2)).astype(np.float32)
+
+
+def _hiss(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = rng.standard_normal(int(seconds * SR))
+    spectrum = np.fft.rfft(n)
+    spectrum[: len(spectrum) // 2] = 0  # above 2 kHz only
+    return (0.05 * np.fft.irfft(spectrum, n=len(n))).astype(np.float32)
+
+
+def _sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def model() -> NMFModel:
+    return train_model(
+        {"voice": [_voice(3.0, 1)[np.newaxis]], "hiss": [_hiss(3.0, 2)[np.newaxis]]},
+        sr=SR,
+        n_components=6,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        context=3,
+        max_iter=60,
+    )
+
+
+@pytest.mark.parametrize("context", [1, 3, 5])
+def test_stack_then_unstack_gives_back_the_frames(context: int) -> None:
+    V = np.random.default_rng(0).random((7, 11)).astype(np.float32)
+    S = stack_frames(V, context)
+    assert S.shape == (7 * context, 11)
+    half = context // 2
+    # Column t holds frames t-half .. t+half, edges repeated.
+    for j in range(context):
+        np.testing.assert_array_equal(S[7 * j : 7 * (j + 1), 5], V[:, 5 + j - half])
+    np.testing.assert_array_equal(S[:7, 0], V[:, 0])
+    np.testing.assert_allclose(unstack_frames(S, context), V, rtol=1e-6)
+
+
+def test_unstack_averages_the_estimates_of_each_frame() -> None:
+    # Column c's block j estimates frame c + j - 1: give every block a different constant.
+    T = 5
+    S = np.concatenate([np.full((1, T), 1.0), np.full((1, T), 2.0), np.full((1, T), 6.0)])
+    out = unstack_frames(S, 3)[0]
+    # Frame 0: block 0 of column 1 and block 1 of column 0 -> mean(1, 2); a middle frame gets
+    # all three blocks -> mean(1, 2, 6); the last frame blocks 1 and 2 -> mean(2, 6).
+    assert out[0] == pytest.approx(1.5)
+    assert out[2] == pytest.approx(3.0)
+    assert out[-1] == pytest.approx(4.0)
+
+
+def test_map_bases_identity_and_other_rate() -> None:
+    config = STFTConfig(n_fft=256, hop_length=64)
+    W = np.random.default_rng(1).random((3 * config.n_freq, 4)).astype(np.float32)
+    same, n = map_bases(W, SR, config, SR, config, context=3)
+    assert same is W and n == config.n_freq
+    other = stft_for_rate(config, SR, 2 * SR)
+    assert other.n_fft == 512 and other.hop_length == 128
+    mapped, n = map_bases(W, SR, config, 2 * SR, other, context=3)
+    # Only the bins up to the model's Nyquist (4 kHz) are modelled: half of the new grid.
+    assert n == config.n_freq and mapped.shape == (3 * n, 4)
+    np.testing.assert_allclose(mapped, W, rtol=1e-5)
+
+
+def test_default_stft_is_about_64_ms() -> None:
+    assert default_stft(16000) == STFTConfig(n_fft=1024, hop_length=256)
+    assert default_stft(44100).n_fft == 2048
+    assert default_stft(8000).n_fft == 512
+
+
+def test_model_keeps_its_context_through_a_file(model: NMFModel, tmp_path) -> None:
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.context == 3
+    assert loaded.W.shape == (3 * 129, 12)
+    np.testing.assert_array_equal(loaded.W, model.W)
+
+
+@pytest.mark.parametrize("rate", [SR, 2 * SR, SR // 2])
+def test_separation_sums_to_mixture_and_helps(model: NMFModel, rate: int) -> None:
+    import librosa
+
+    voice, hiss = _voice(2.0, 3), _hiss(2.0, 4)
+    mix = voice + hiss
+    if rate != SR:
+        voice = librosa.resample(voice, orig_sr=SR, target_sr=rate)
+        mix = librosa.resample(mix, orig_sr=SR, target_sr=rate)
+    result = separate(mix[np.newaxis], rate, model)
+    est = result.sources["voice"][0]
+    assert est.shape == mix.shape and est.dtype == np.float32
+    total = result.sources["voice"] + result.sources["hiss"]
+    np.testing.assert_allclose(total[0], mix, atol=1e-4)
+    assert result.settings["context"] == 3
+    if rate >= SR:  # at half the rate the hiss band is gone: nothing to separate there
+        assert _sdr(voice, est) > _sdr(voice, mix) + 6.0
+
+
+def test_train_refuses_bad_context() -> None:
+    y = _voice(1.0, 0)[np.newaxis]
+    for bad in (0, 2, -1):
+        with pytest.raises(ParameterError, match="context"):
+            train_model({"a": [y], "b": [y]}, sr=SR, context=bad)
+
+
+def test_same_seed_same_result(model: NMFModel) -> None:
+    mix = (_voice(1.0, 5) + _hiss(1.0, 6))[np.newaxis]
+    a = separate(mix, SR, model, free_components=2, random_state=3)
+    b = separate(mix, SR, model, free_components=2, random_state=3)
+    for name in a.sources:
+        np.testing.assert_array_equal(a.sources[name], b.sources[name])
