@@ -238,6 +238,11 @@ def masks_from_magnitude(
     result : NMFResult
     """
     n_modelled = V.shape[0]
+    # Masks do not depend on the scale of V: bring extreme levels (float files far from full
+    # scale) into a range where float32 products neither overflow nor underflow.
+    peak = float(V.max(initial=0.0))
+    if peak > 0.0 and not _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1]:
+        V = V * np.float32(1.0 / peak)
     result = fit_nmf(
         stack_frames(V, context),
         W=W,

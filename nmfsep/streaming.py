@@ -277,9 +277,14 @@ def _process_block(
     import scipy.fft
 
     from nmfsep.masks import apply_masks
-    from nmfsep.separation import magnitude, masks_from_magnitude
+    from nmfsep.separation import _safe_gain, magnitude, masks_from_magnitude
 
     config = s.config
+    # Float files far from full scale: separate a scaled copy (masks do not depend on the
+    # level) so that float32 spectra neither overflow nor vanish; scale the result back.
+    gain = _safe_gain(x)
+    if gain != 1.0:
+        x = x * np.float32(gain)
     X = _frames_stft(x, config, s.window)
     W: np.ndarray = s.W
     fixed: np.ndarray | bool = True
@@ -313,6 +318,9 @@ def _process_block(
         frames *= s.window[:, None]
         y[i] = _overlap_add(frames, config.hop_length)
         del frames
+    if gain != 1.0:
+        big = float(np.finfo(np.float32).max)
+        y = np.clip(y.astype(np.float64) / gain, -big, big).astype(np.float32)
     wss = _overlap_add(np.repeat(s.window_sq[:, None], n_frames, axis=1), config.hop_length)
     return _BlockOut(
         j0=j0,
