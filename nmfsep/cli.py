@@ -465,7 +465,7 @@ def separate(
     from nmfsep.model import default_model, load_model
 
     try:
-        _check_numbers(l1=l1, tol=tol, mask_power=mask_power)
+        _check_numbers(l1=l1, tol=tol, mask_power=mask_power, block_seconds=block_seconds)
         items = _collect_inputs(inputs, files_from, recursive=recursive)
         the_model = default_model() if model is None else load_model(model)
         names = list(the_model.source_names) + (["residual"] if free_components else [])
@@ -805,8 +805,42 @@ def info(
     console.print_json(json.dumps(meta, default=str))
 
 
+def _numba_cache_dir() -> None:
+    """Give numba (librosa's and nmfsep's compiled kernels) a cache it can write.
+
+    Without one (a read-only install and no writable home, e.g. a service user) numba fails
+    with "cannot cache function" on every file.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    import tempfile
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for candidate in (
+        os.path.join(base, "nmfsep", "numba"),
+        os.path.join(tempfile.gettempdir(), f"nmfsep-numba-{os.getuid()}"),
+    ):
+        try:
+            os.makedirs(candidate, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(candidate, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = candidate
+            return
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM (kill, a job scheduler's time limit): unwind like Ctrl-C, so worker processes
+    # are stopped and no partial output is left; exit 143 = 128 + SIGTERM.
+    raise SystemExit(143)
+
+
 def main() -> None:
-    """Console-script entry point: Ctrl-C exits with 130 and no traceback."""
+    """Console-script entry point: Ctrl-C exits with 130 and no traceback, SIGTERM with 143."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    _numba_cache_dir()
     try:
         app()
     except KeyboardInterrupt:
