@@ -23,9 +23,12 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (a few minutes each; ../shared/data is used when present, else sample_audio/).
 bench: install
 	$(BIN)/python bench/nmf_speed.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/soak.py
 
 demo: install
 	$(BIN)/nmfsep separate sample_audio/mix.wav -o separated --overwrite

@@ -1,0 +1,236 @@
+"""Fused element-wise kernels of the multiplicative updates (private; used by :mod:`nmfsep.nmf`).
+
+Every kernel works in place on C-contiguous arrays, without temporaries. The big
+``(n_freq, n_frames)`` kernels take flattened (1-D) views so that LLVM vectorises them; scalars
+(``eps``, ``one``) are passed in the array's dtype so that float32 data is processed in float32
+arithmetic. Sums are accumulated in float64. ``error_model="numpy"`` (no ZeroDivisionError
+branch) is what lets the loops vectorise. ``cache=True`` keeps compiled code between runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ratio_kl(v, wh, eps):  # pragma: no cover - compiled
+    """``wh <- v / max(wh, eps)`` (the KL ratio), in place."""
+    for i in range(v.size):
+        d = wh[i]
+        if d < eps:
+            d = eps
+        wh[i] = v[i] / d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ratio_is(v, wh, a, eps, one):  # pragma: no cover - compiled
+    """Itakura–Saito terms: ``wh <- 1 / wh_e``, ``a <- v / wh_e**2``, ``wh_e = max(wh, eps)``."""
+    for i in range(v.size):
+        d = wh[i]
+        if d < eps:
+            d = eps
+        t = one / d
+        wh[i] = t
+        a[i] = v[i] * t * t
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ratio_beta(v, wh, a, eps, bm2):  # pragma: no cover - compiled
+    """General beta: ``a <- v * wh_e**(beta-2)`` and ``wh <- wh_e**(beta-1)``."""
+    for i in range(v.size):
+        d = wh[i]
+        if d < eps:
+            d = eps
+        t = d**bm2
+        a[i] = v[i] * t
+        wh[i] = t * d
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def div_sum(v, wh, beta, eps):  # pragma: no cover - compiled
+    """Summed beta-divergence ``D(v | wh)`` in float64 (definition: see ``nmf.beta_divergence``)."""
+    s = 0.0
+    n = v.size
+    if beta == 2.0:
+        for i in range(n):
+            d = float(v[i]) - float(wh[i])
+            s += d * d
+        return 0.5 * s
+    if beta == 1.0:
+        for i in range(n):
+            x = float(v[i])
+            y = float(wh[i])
+            s += y
+            if x > eps:
+                if y < eps:
+                    y = eps
+                s += x * math.log(x / y) - x
+        return s
+    if beta == 0.0:
+        for i in range(n):
+            x = float(v[i])
+            y = float(wh[i])
+            if x < eps:
+                x = eps
+            if y < eps:
+                y = eps
+            r = x / y
+            s += r - math.log(r) - 1.0
+        return s
+    c = 1.0 / (beta * (beta - 1.0))
+    if beta > 0.0:
+        for i in range(n):
+            x = float(v[i])
+            y = float(wh[i])
+            if x > eps:
+                ye = y if y > eps else eps
+                t = c * (x**beta + (beta - 1.0) * y**beta - beta * x * ye ** (beta - 1.0))
+                s += t if t > 0.0 else 0.0  # >= 0 exactly; rounding could make it negative
+            else:
+                s += y**beta / beta
+        return s
+    for i in range(n):
+        x = float(v[i])
+        y = float(wh[i])
+        if x < eps:
+            x = eps
+        if y < eps:
+            y = eps
+        t = c * (x**beta + (beta - 1.0) * y**beta - beta * x * y ** (beta - 1.0))
+        s += t if t > 0.0 else 0.0
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def frob_terms(h, wtv, wtwh):  # pragma: no cover - compiled
+    """``sum(h * (0.5 * wtwh - wtv))`` in float64 (Euclidean loss by the trace trick)."""
+    s = 0.0
+    for i in range(h.size):
+        s += float(h[i]) * (0.5 * float(wtwh[i]) - float(wtv[i]))
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mu_update(x, num, den, lin, quad, qconst, expo, kl_root, tiny, big):  # pragma: no cover
+    """One multiplicative update of ``x`` (K, M) in place, row ``k`` = component ``k``.
+
+    ``x <- x * r`` with ``r = (num / (den + lin[k] + quad[k] * x + qconst[k])) ** expo``.
+    ``den`` has shape (K, M) or (K, 1) (broadcast along the row). When ``kl_root`` is true
+    (beta = 1 with an L2-type term ``mu = quad[k]*x + qconst[k] > 0``), ``r`` is instead the exact
+    minimiser of the majorising function: the positive root of ``mu r^2 + (den + lin) r - num = 0``.
+    Arithmetic in float64; results are capped at ``big`` so nothing overflows downstream.
+    """
+    K, M = x.shape
+    dcols = den.shape[1]
+    for k in range(K):
+        lk = lin[k]
+        qk = quad[k]
+        ck = qconst[k]
+        for j in range(M):
+            xv = float(x[k, j])
+            if dcols == 1:
+                p = float(den[k, 0])
+            else:
+                p = float(den[k, j])
+            q = float(num[k, j])
+            if q < 0.0:
+                q = 0.0
+            mu = qk * xv + ck
+            if kl_root and mu > 0.0:
+                pp = p + lk
+                if q > 0.0:
+                    r = 2.0 * q / (pp + math.sqrt(pp * pp + 4.0 * mu * q))
+                else:
+                    r = 0.0
+            else:
+                dd = p + lk + mu
+                if dd < tiny:
+                    dd = tiny
+                r = q / dd
+                if expo != 1.0:
+                    if expo == 0.5:
+                        r = math.sqrt(r)
+                    else:
+                        r = r**expo
+            y = xv * r
+            if y > big:
+                y = big
+            x[k, j] = y
+
+
+_LN2 = math.log(2.0)
+_SQRT2 = math.sqrt(2.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _log_bits32(b):  # pragma: no cover - compiled
+    """``log(x)`` in float64 from the int32 bits of a normal positive float32 ``x`` (~1e-10 rel)."""
+    e = ((b >> 23) & 0xFF) - 127
+    m = 1.0 + (b & 0x7FFFFF) * (1.0 / 8388608.0)
+    if m > _SQRT2:
+        m *= 0.5
+        e += 1
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = 1.0 + s2 * (
+        1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0 + s2 * (1.0 / 11.0))))
+    )
+    return e * _LN2 + 2.0 * s * p
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
+def kl_loss32(v, wh, bits, eps, log_eps):  # pragma: no cover - compiled
+    """float32 data: ``sum(wh - v * log(max(wh, eps)))`` in float64, vectorised log."""
+    s = 0.0
+    for i in range(v.size):
+        d = float(wh[i])
+        lg = _log_bits32(bits[i]) if d >= eps else log_eps
+        s += d - float(v[i]) * lg
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "nsz", "contract"})
+def is_loss32(v, wh, bits, eps, log_eps):  # pragma: no cover - compiled
+    """float32 data: ``sum(v / wh_e + log(wh_e))``, ``wh_e = max(wh, eps)``, in float64."""
+    s = 0.0
+    for i in range(v.size):
+        d = float(wh[i])
+        if d >= eps:
+            lg = _log_bits32(bits[i])
+        else:
+            d = eps
+            lg = log_eps
+        s += float(v[i]) / d + lg
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mu_plain(x, num, den, lin, half, tiny, big):  # pragma: no cover - compiled
+    """Fast path of :func:`mu_update` without L2-type terms and with exponent 1 (or 1/2 if
+    ``half``), in the array's precision: ``x <- x * (num / max(den + lin[k], tiny)) ** e``."""
+    K, M = x.shape
+    bc = den.shape[1] == 1
+    for k in range(K):
+        lk = lin[k]
+        if bc:
+            d = den[k, 0] + lk
+            if d < tiny:
+                d = tiny
+            for j in range(M):
+                r = num[k, j] / d
+                if half:
+                    r = math.sqrt(r)
+                y = x[k, j] * r
+                x[k, j] = y if y < big else big
+        else:
+            for j in range(M):
+                d = den[k, j] + lk
+                if d < tiny:
+                    d = tiny
+                r = num[k, j] / d
+                if half:
+                    r = math.sqrt(r)
+                y = x[k, j] * r
+                x[k, j] = y if y < big else big
