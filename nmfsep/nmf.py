@@ -273,6 +273,7 @@ def fit_nmf(
         random_state=random_state,
         callback=callback,
     )
+    scale = _rescale_extreme(p)
     Wt, Hc = _initialize(p)
     learn = p["learn"]
     if p["w_norm"] is not None and (learn is None or learn.size):
@@ -283,6 +284,9 @@ def fit_nmf(
     else:
         prob = _Problem(p, p["V"], Wt, Hc)
         n_iter, losses, converged = _iterate(prob, run, live=True)
+    if scale != 1.0:
+        Hc /= Hc.dtype.type(scale)
+        losses = [loss / scale ** p["beta"] for loss in losses]
     for X in (Wt, Hc):
         if not np.isfinite(X).all():  # pragma: no cover - defensive, the kernels cap values
             np.nan_to_num(X, copy=False, nan=0.0, posinf=float(np.finfo(X.dtype).max) ** 0.5)
@@ -293,6 +297,39 @@ def fit_nmf(
         losses=np.asarray(losses, dtype=np.float64),
         converged=converged,
     )
+
+
+#: Data whose peak exceeds 2**_LEVEL_BITS are solved at unit peak (tiny data need nothing: the
+#: epsilon floor already keeps every term finite).
+_LEVEL_BITS = 32
+
+
+def _rescale_extreme(p: dict[str, Any]) -> float:
+    """Solve data of extreme level (float32 products of V ~ 1e20 overflow) at unit peak.
+
+    With ``V' = s V`` (``s`` a power of two, so exact), ``H' = s H`` and W unchanged,
+    ``D_beta(V'|W H') = s**beta D_beta(V|W H)``; penalties scaled by ``s**(beta-1)`` (L1 on H),
+    ``s**(beta-2)`` (L2 on H) and ``s**beta`` (on W) make the scaled objective ``s**beta`` times
+    the original one, so both have the same minimisers and iterates. Returns ``s`` (1.0: as is)
+    and rewrites ``p`` in place; the caller divides H by ``s`` and the losses by ``s**beta``.
+    """
+    peak = float(np.max(p["V"], initial=0.0))
+    if peak <= 2.0**_LEVEL_BITS:
+        return 1.0
+    scale = 2.0 ** -round(np.log2(peak))
+    beta = p["beta"]
+    dt = p["V"].dtype.type
+    p["V"] = p["V"] * dt(scale)
+    if p["H"] is not None:
+        p["H"] = p["H"] * dt(scale)
+    p["l1_H"] *= scale ** (beta - 1)
+    p["l2_H"] *= scale ** (beta - 2)
+    p["l1_W"] *= scale**beta
+    p["l2_W"] *= scale**beta
+    if p["callback"] is not None:
+        user, factor = p["callback"], scale**beta
+        p["callback"] = lambda n_iter, loss: user(n_iter, loss / factor)
+    return scale
 
 
 # --------------------------------------------------------------------------------------------

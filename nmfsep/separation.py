@@ -137,6 +137,12 @@ def map_bases(
     return mapped.reshape(context * n_modelled, W.shape[1]), n_modelled
 
 
+def _unit_mean(V: np.ndarray) -> np.ndarray:
+    """``V`` scaled to a mean of 1 (unchanged when silent)."""
+    mean = float(V.mean(dtype=np.float64)) if V.size else 0.0
+    return V if mean <= 0.0 else V * np.float32(1.0 / mean)
+
+
 def stack_frames(V: np.ndarray, context: int) -> np.ndarray:
     """Stack each frame with its neighbours: spectro-temporal patches for NMF.
 
@@ -238,11 +244,10 @@ def masks_from_magnitude(
     result : NMFResult
     """
     n_modelled = V.shape[0]
-    # Masks do not depend on the scale of V: bring extreme levels (float files far from full
-    # scale) into a range where float32 products neither overflow nor underflow.
-    peak = float(V.max(initial=0.0))
-    if peak > 0.0 and not _SAFE_PEAK[0] <= peak <= _SAFE_PEAK[1]:
-        V = V * np.float32(1.0 / peak)
+    # Work at unit mean level: the masks do not depend on the level of V, but the L1 penalty
+    # does, so this makes ``l1`` mean the same for quiet and loud recordings (and keeps float32
+    # products of extreme levels finite).
+    V = _unit_mean(V)
     result = fit_nmf(
         stack_frames(V, context),
         W=W,
@@ -395,7 +400,7 @@ def train_model(
         ]
         if not spectra:
             raise ParameterError(f"source {name!r} has no training audio")
-        V = np.concatenate(spectra, axis=1)
+        V = _unit_mean(np.concatenate(spectra, axis=1))
         del spectra
         n_total = V.shape[1]
         V = _drop_silent_frames(V)
