@@ -357,9 +357,11 @@ def _run_job(job: Job) -> dict[str, Any]:
     if "save_model" in job.extra and job.task == "cluster":
         model.save(job.extra["save_model"])
     if "plot" in job.extra:
-        from nmfsep.plotting import plot_separation
+        from nmfsep.plotting import plot_model, plot_separation
 
         plot_separation(y, sr, result, job.extra["plot"], title=Path(job.input).name)
+        if job.task == "cluster":  # the learned bases, one colour per cluster
+            plot_model(model, Path(job.extra["plot"]).with_name("bases.png"))
     return _record(
         job.input,
         "ok",

@@ -87,21 +87,19 @@ def plot_separation(
     plt.close(fig)
 
 
-def plot_model(
-    model: Any, path: str | os.PathLike[str], *, labels: np.ndarray | None = None
-) -> None:
-    """Draw each source's bases (dB, one column per basis), side by side.
+def plot_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Draw each source's bases (dB, one column per basis), one colour per source.
+
+    Bases that are patches of several frames (``model.context > 1``) are drawn by their centre
+    frame, so the vertical axis stays a frequency axis.
 
     Parameters
     ----------
     model : NMFModel
     path : path-like
         PNG file to write.
-    labels : np.ndarray, optional
-        Unused when the model already groups bases by source (the usual case).
     """
     plt = _pyplot()
-    del labels
     names = list(model.source_names)
     freqs = model.stft.frequencies(model.sr)
     fig, axes = plt.subplots(
@@ -110,6 +108,8 @@ def plot_model(
     cmaps = ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
     for i, name in enumerate(names):
         W = model.bases[name]
+        centre = model.context // 2
+        W = W[centre * model.n_freq : (centre + 1) * model.n_freq]
         db = _db(W / max(float(W.max(initial=0.0)), 1e-12))
         ax = axes[0, i]
         im = ax.imshow(
@@ -125,7 +125,8 @@ def plot_model(
         ax.set_xlabel("basis")
         fig.colorbar(im, ax=ax, label="dB re max")
     axes[0, 0].set_ylabel("frequency (Hz)")
-    fig.suptitle(f"nmfsep model: {model.sr} Hz, n_fft {model.stft.n_fft}")
+    patch = f", centre frame of {model.context}-frame patches" if model.context > 1 else ""
+    fig.suptitle(f"nmfsep model: {model.sr} Hz, n_fft {model.stft.n_fft}{patch}")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
