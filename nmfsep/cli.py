@@ -91,6 +91,14 @@ Beta = Annotated[
     ),
 ]
 L1 = Annotated[float, typer.Option("--l1", help="L1 (sparsity) penalty on activations.", min=0)]
+SeparateL1 = Annotated[
+    float | None,
+    typer.Option(
+        "--l1",
+        help="L1 (sparsity) penalty on activations [default: 2; 0 with --free-components].",
+        min=0,
+    ),
+]
 L2 = Annotated[float, typer.Option("--l2", help="L2 penalty on activations.", min=0)]
 MaxIter = Annotated[int | None, typer.Option("--max-iter", help="NMF iteration cap.", min=1)]
 Tol = Annotated[float, typer.Option("--tol", help="Stop when the loss improves by less.", min=0)]
@@ -445,7 +453,7 @@ def separate(
     ] = 0,
     mask_power: MaskPower = None,
     beta: Beta = None,
-    l1: L1 = 0.0,
+    l1: SeparateL1 = None,
     max_iter: MaxIter = None,
     tol: Tol = 1e-4,
     seed: Seed = 0,

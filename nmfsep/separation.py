@@ -32,9 +32,14 @@ DEFAULT_COMPONENTS = 32
 DEFAULT_BETA = 1.0
 DEFAULT_MASK_POWER = 2.0
 DEFAULT_TRAIN_ITER = 200
-DEFAULT_SEPARATE_ITER = 100
+DEFAULT_SEPARATE_ITER = 50
 DEFAULT_TOL = 1e-4
-DEFAULT_WINDOW_SECONDS = 0.064
+DEFAULT_WINDOW_SECONDS = 0.128
+#: L1 penalty on the activations for supervised separation (each frame at unit mean level):
+#: sparse activations make each source's part explain less of the other's energy. With free
+#: bases (semi-supervised) the default is 0: there the penalty pushes speech into the free
+#: bases (measured: bench/README.md).
+DEFAULT_SEPARATE_L1 = 2.0
 #: Frames per basis: each basis is a patch of this many consecutive frames (see stack_frames).
 DEFAULT_CONTEXT = 5
 #: Training frames kept per source at most (a seeded random subset beyond that), which bounds
@@ -77,10 +82,11 @@ class SeparationResult:
 
 
 def default_stft(sr: int) -> STFTConfig:
-    """STFT settings for a rate: a window of about 64 ms (a power of two) and 75 % overlap.
+    """STFT settings for a rate: a window of about 128 ms (a power of two) and 75 % overlap.
 
-    64 ms resolves the harmonics of speech (F0 above 80 Hz) while keeping transients usable;
-    16 kHz gives n_fft 1024 / hop 256, 44.1 kHz gives 2048 / 512.
+    Long windows resolve the harmonics of speech and music finely, which is what NMF bases
+    tell sources apart by; measured best for separation (bench/README.md). 16 kHz gives
+    n_fft 2048 / hop 512, 44.1 kHz gives 4096 / 1024.
     """
     n_fft = int(2 ** round(np.log2(max(DEFAULT_WINDOW_SECONDS * sr, 16))))
     return STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
@@ -137,10 +143,18 @@ def map_bases(
     return mapped.reshape(context * n_modelled, W.shape[1]), n_modelled
 
 
-def _unit_mean(V: np.ndarray) -> np.ndarray:
-    """``V`` scaled to a mean of 1 (unchanged when silent)."""
-    mean = float(V.mean(dtype=np.float64)) if V.size else 0.0
-    return V if mean <= 0.0 else V * np.float32(1.0 / mean)
+def default_l1(free_components: int) -> float:
+    """The default ``l1`` of a separation: :data:`DEFAULT_SEPARATE_L1`, or 0 with free bases."""
+    return 0.0 if free_components else DEFAULT_SEPARATE_L1
+
+
+def _unit_mean(V: np.ndarray, *, per_frame: bool = False) -> np.ndarray:
+    """``V`` scaled to a mean of 1, as a whole or frame by frame (silent frames unchanged)."""
+    if per_frame:
+        mean = V.mean(axis=0, dtype=np.float64, keepdims=True)
+        return (V / np.where(mean > 0.0, mean, 1.0)).astype(V.dtype, copy=False)
+    mean_all = float(V.mean(dtype=np.float64)) if V.size else 0.0
+    return V if mean_all <= 0.0 else V * np.float32(1.0 / mean_all)
 
 
 def stack_frames(V: np.ndarray, context: int) -> np.ndarray:
@@ -244,10 +258,16 @@ def masks_from_magnitude(
     result : NMFResult
     """
     n_modelled = V.shape[0]
-    # Work at unit mean level: the masks do not depend on the level of V, but the L1 penalty
-    # does, so this makes ``l1`` mean the same for quiet and loud recordings (and keeps float32
-    # products of extreme levels finite).
-    V = _unit_mean(V)
+    # The masks do not depend on the level of V, but the L1 penalty does. With all bases fixed,
+    # frames are independent: each is brought to unit mean, so ``l1`` asks every frame for the
+    # same relative sparsity, whatever the recording's level or a frame's loudness, and the
+    # result of a frame does not depend on the other frames (streamed blocks equal the whole
+    # file). With learned bases the frames are coupled: the whole spectrogram is brought to
+    # unit mean instead. Both keep float32 products of extreme levels finite.
+    all_fixed = fixed_W is True or (
+        not isinstance(fixed_W, bool) and bool(np.asarray(fixed_W, dtype=bool).all())
+    )
+    V = _unit_mean(V, per_frame=all_fixed)
     result = fit_nmf(
         stack_frames(V, context),
         W=W,
@@ -483,7 +503,7 @@ def separate(
     mask_power: float = DEFAULT_MASK_POWER,
     free_components: int = 0,
     beta: float | str | None = None,
-    l1: float = 0.0,
+    l1: float | None = None,
     max_iter: int = DEFAULT_SEPARATE_ITER,
     tol: float = DEFAULT_TOL,
     random_state: int | None = 0,
@@ -510,8 +530,9 @@ def separate(
         the source ``"residual"``.
     beta : float or str, optional
         Divergence of the activation fit; defaults to the model's.
-    l1 : float
-        Sparsity penalty on the activations.
+    l1 : float, optional
+        Sparsity penalty on the activations, each frame at unit mean level (default:
+        :func:`default_l1`: 2 for supervised separation, 0 with free bases).
     max_iter, tol : int, float
         NMF iteration cap and relative tolerance.
     random_state : int, optional
@@ -524,6 +545,7 @@ def separate(
     SeparationResult
     """
     y = _check_audio(y, sr)
+    l1 = default_l1(free_components) if l1 is None else l1
     gain = _safe_gain(y)
     if gain != 1.0:
         y = y * np.float32(gain)

@@ -409,7 +409,7 @@ def separate_file(
     mask_power: float | None = None,
     free_components: int = 0,
     beta: float | str | None = None,
-    l1: float = 0.0,
+    l1: float | None = None,
     max_iter: int | None = None,
     tol: float | None = None,
     random_state: int | None = 0,
@@ -457,6 +457,7 @@ def separate_file(
     mask_power = sep.DEFAULT_MASK_POWER if mask_power is None else float(mask_power)
     max_iter = sep.DEFAULT_SEPARATE_ITER if max_iter is None else int(max_iter)
     tol = sep.DEFAULT_TOL if tol is None else float(tol)
+    l1 = sep.default_l1(free_components) if l1 is None else float(l1)
     if free_components < 0:
         raise ParameterError(f"free_components must be >= 0, got {free_components}")
     names = list(model.source_names)

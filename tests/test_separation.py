@@ -92,10 +92,10 @@ def test_map_bases_identity_and_other_rate() -> None:
     np.testing.assert_allclose(mapped, W, rtol=1e-5)
 
 
-def test_default_stft_is_about_64_ms() -> None:
-    assert default_stft(16000) == STFTConfig(n_fft=1024, hop_length=256)
-    assert default_stft(44100).n_fft == 2048
-    assert default_stft(8000).n_fft == 512
+def test_default_stft_is_about_128_ms() -> None:
+    assert default_stft(16000) == STFTConfig(n_fft=2048, hop_length=512)
+    assert default_stft(44100).n_fft == 4096
+    assert default_stft(8000).n_fft == 1024
 
 
 def test_model_keeps_its_context_through_a_file(model: NMFModel, tmp_path) -> None:
