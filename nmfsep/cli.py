@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from nmfsep import __version__
-from nmfsep.errors import NmfsepError
+from nmfsep.errors import NmfsepError, ParameterError
 
 app = typer.Typer(
     name="nmfsep",
@@ -476,9 +476,10 @@ def separate(
         _check_numbers(l1=l1, tol=tol, mask_power=mask_power, block_seconds=block_seconds)
         items = _collect_inputs(inputs, files_from, recursive=recursive)
         the_model = default_model() if model is None else load_model(model)
-        names = list(the_model.source_names) + (["residual"] if free_components else [])
-        if len(names) < 2:
-            raise _usage(f"{model}: a one-source model needs --free-components K to learn the rest")
+        try:
+            names = separation.output_sources(the_model, free_components)
+        except ParameterError as exc:
+            raise _usage(f"{model or 'built-in model'}: {exc.message}") from None
         options = {
             "mask_power": separation.DEFAULT_MASK_POWER if mask_power is None else mask_power,
             "free_components": free_components,

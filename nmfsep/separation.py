@@ -143,6 +143,29 @@ def map_bases(
     return mapped.reshape(context * n_modelled, W.shape[1]), n_modelled
 
 
+def output_sources(model: NMFModel, free_components: int = 0) -> list[str]:
+    """Names of the sources a separation with ``model`` gives: the model's, then ``residual``
+    when free bases are learned.
+
+    Raises
+    ------
+    ParameterError
+        Negative ``free_components``, a model source already named ``residual``, or a one-source
+        model without free bases (nothing to separate).
+    """
+    if free_components < 0:
+        raise ParameterError(f"free_components must be >= 0, got {free_components}")
+    names = list(model.source_names)
+    if free_components and "residual" in names:
+        raise ParameterError("the model already has a source named 'residual'")
+    if len(names) + (1 if free_components else 0) < 2:
+        raise ParameterError(
+            "a one-source model separates nothing by itself: add --free-components K "
+            "to learn the rest of the mixture"
+        )
+    return [*names, "residual"] if free_components else names
+
+
 def default_l1(free_components: int) -> float:
     """The default ``l1`` of a separation: :data:`DEFAULT_SEPARATE_L1`, or 0 with free bases."""
     return 0.0 if free_components else DEFAULT_SEPARATE_L1
@@ -549,16 +572,7 @@ def separate(
     gain = _safe_gain(y)
     if gain != 1.0:
         y = y * np.float32(gain)
-    if free_components < 0:
-        raise ParameterError(f"free_components must be >= 0, got {free_components}")
-    names = list(model.source_names)
-    if free_components and "residual" in names:
-        raise ParameterError("the model already has a source named 'residual'")
-    if len(names) + (1 if free_components else 0) < 2:
-        raise ParameterError(
-            "a one-source model separates nothing by itself: add --free-components K "
-            "to learn the rest of the mixture"
-        )
+    names = output_sources(model, free_components)
     config = stft_for_rate(model.stft, model.sr, sr)
     X = stft(y, config)
     V = magnitude(X)
@@ -576,8 +590,7 @@ def separate(
         W_free *= scale
         W = np.concatenate([W, W_free], axis=1)
         fixed = np.arange(W.shape[1]) < labels.size
-        labels = np.concatenate([labels, np.full(free_components, len(names))])
-        names.append("residual")
+        labels = np.concatenate([labels, np.full(free_components, len(names) - 1)])
 
     masks, result = masks_from_magnitude(
         V[:n_modelled],

@@ -458,18 +458,7 @@ def separate_file(
     max_iter = sep.DEFAULT_SEPARATE_ITER if max_iter is None else int(max_iter)
     tol = sep.DEFAULT_TOL if tol is None else float(tol)
     l1 = sep.default_l1(free_components) if l1 is None else float(l1)
-    if free_components < 0:
-        raise ParameterError(f"free_components must be >= 0, got {free_components}")
-    names = list(model.source_names)
-    if free_components and "residual" in names:
-        raise ParameterError("the model already has a source named 'residual'")
-    if len(names) + (1 if free_components else 0) < 2:
-        raise ParameterError(
-            "a one-source model separates nothing by itself: add --free-components K "
-            "to learn the rest of the mixture"
-        )
-    if free_components:
-        names.append("residual")
+    names = sep.output_sources(model, free_components)
     missing = [n for n in outputs if n not in names]
     if missing:
         raise NmfsepError(f"no estimate for source(s) {', '.join(sorted(missing))}")
