@@ -34,10 +34,10 @@ from nmfsep.errors import ParameterError
 FEATURES: tuple[str, ...] = ("logspec", "mfcc", "logspec+act", "mfcc+act")
 """Valid values of ``features`` / ``kind``."""
 
-DEFAULT_FEATURES = "mfcc"
-"""Default feature kind, chosen by measurement on the development cases (see bench/README.md):
-MFCCs without c0 were best or tied on the speech-in-noise cases and never worst; the activation
-block did not help consistently."""
+DEFAULT_FEATURES = "logspec"
+"""Default feature kind, chosen by measurement of ``nmfsep cluster`` on the development cases
+(bench/README.md): the normalised log-spectrum was best or tied on the speech-in-noise cases;
+MFCCs tie on two of three; the activation block did not help consistently."""
 
 _N_MELS = 64
 _N_MFCC = 20

@@ -40,6 +40,10 @@ DEFAULT_WINDOW_SECONDS = 0.128
 #: bases (semi-supervised) the default is 0: there the penalty pushes speech into the free
 #: bases (measured: bench/README.md).
 DEFAULT_SEPARATE_L1 = 2.0
+#: Window of ``cluster``: shorter than for trained models, because the bases are learned on the
+#: (short) mixture itself and more frames make a better factorisation (measured: 64 ms gave
+#: 2.5 dB more than 128 ms on the speech cases, bench/README.md).
+CLUSTER_WINDOW_SECONDS = 0.064
 #: Frames per basis: each basis is a patch of this many consecutive frames (see stack_frames).
 DEFAULT_CONTEXT = 5
 #: Training frames kept per source at most (a seeded random subset beyond that), which bounds
@@ -81,14 +85,14 @@ class SeparationResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def default_stft(sr: int) -> STFTConfig:
+def default_stft(sr: int, *, window_seconds: float = DEFAULT_WINDOW_SECONDS) -> STFTConfig:
     """STFT settings for a rate: a window of about 128 ms (a power of two) and 75 % overlap.
 
     Long windows resolve the harmonics of speech and music finely, which is what NMF bases
     tell sources apart by; measured best for separation (bench/README.md). 16 kHz gives
     n_fft 2048 / hop 512, 44.1 kHz gives 4096 / 1024.
     """
-    n_fft = int(2 ** round(np.log2(max(DEFAULT_WINDOW_SECONDS * sr, 16))))
+    n_fft = int(2 ** round(np.log2(max(window_seconds * sr, 16))))
     return STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
 
 
@@ -679,7 +683,8 @@ def cluster_separate(
     features : str, optional
         Basis features for the clustering (see :mod:`nmfsep.clustering`).
     stft_config : STFTConfig, optional
-        Defaults to :func:`default_stft` for ``sr``.
+        Defaults to :func:`default_stft` for ``sr`` with a window of
+        :data:`CLUSTER_WINDOW_SECONDS`.
 
     Returns
     -------
@@ -700,7 +705,7 @@ def cluster_separate(
             f"n_components ({n_components}) must be at least n_sources ({n_sources})"
         )
     features = features or DEFAULT_FEATURES
-    config = stft_config or default_stft(sr)
+    config = stft_config or default_stft(sr, window_seconds=CLUSTER_WINDOW_SECONDS)
     X = stft(y, config)
     V = magnitude(X)
     beta_value = _beta_value(beta)
