@@ -32,7 +32,7 @@ DEFAULT_COMPONENTS = 32
 DEFAULT_BETA = 1.0
 DEFAULT_MASK_POWER = 2.0
 DEFAULT_TRAIN_ITER = 200
-DEFAULT_SEPARATE_ITER = 50
+DEFAULT_SEPARATE_ITER = 20
 DEFAULT_TOL = 1e-4
 DEFAULT_WINDOW_SECONDS = 0.128
 #: L1 penalty on the activations for supervised separation (each frame at unit mean level):
