@@ -61,6 +61,7 @@ class Job:
     options: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    mono: bool = False
 
 
 def expand_inputs(items: Iterable[str], *, recursive: bool = False) -> list[InputItem]:
@@ -196,6 +197,7 @@ def plan_jobs(
     overwrite: bool = False,
     plot: bool = False,
     save_model: str | None = None,
+    mono: bool = False,
 ) -> tuple[list[Job], list[dict[str, Any]]]:
     """Plan one job per input, and the records of inputs that need no work.
 
@@ -265,7 +267,7 @@ def plan_jobs(
             extra["plot"] = str(first.parent / "separation.png")
         if save_model:
             extra["save_model"] = save_model
-        jobs.append(Job(item.path, outputs, task, dict(options), model, extra))
+        jobs.append(Job(item.path, outputs, task, dict(options), model, extra, mono))
     return jobs, records
 
 
@@ -338,7 +340,7 @@ def _run_job(job: Job) -> dict[str, Any]:
         model = _load_model_cached(job.model)
         return streaming.run_job(job, model, n_threads=_BLOCK_THREADS)
     info = audio_info(job.input)
-    y, sr = load_audio(job.input)
+    y, sr = load_audio(job.input, mono=job.mono)
     model = None
     if job.task == "separate":
         model = _load_model_cached(job.model)

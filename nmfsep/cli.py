@@ -106,6 +106,14 @@ MaskPower = Annotated[
     float | None,
     typer.Option("--mask-power", help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p.", min=0),
 ]
+Channels = Annotated[
+    str,
+    typer.Option(
+        "--channels",
+        help="keep: one output channel per input channel (masks applied to each); "
+        "mono: down-mix the input first, mono outputs.",
+    ),
+]
 Plot = Annotated[
     bool,
     typer.Option("--plot", help="Also write {track}/separation.png (needs the 'plot' extra)."),
@@ -210,12 +218,15 @@ def _run_batch(
     plot: bool = False,
     save_model: str | None = None,
     extra_summary: dict[str, Any] | None = None,
+    channels: str = "keep",
 ) -> None:
     from nmfsep.audio import cleanup_temp_files
     from nmfsep.batch import OUTPUT_FORMATS, plan_jobs, run_jobs, summarize
 
     t0 = time.perf_counter()
     report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
+    if channels not in ("keep", "mono"):
+        raise _usage(f"--channels must be keep or mono, got {channels!r}")
     if fmt not in OUTPUT_FORMATS:
         raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     _check_outdir(outdir)
@@ -237,6 +248,7 @@ def _run_batch(
         overwrite=overwrite,
         plot=plot,
         save_model=save_model,
+        mono=channels == "mono",
     )
     for record in records:
         report.record(record)
@@ -400,21 +412,42 @@ def train(
         if output.exists() and output.is_dir():
             raise _usage(f"{output}: is a directory")
         report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
-        model = train_from_files(
-            spec,
-            sr=sr,
-            n_components=components or separation.DEFAULT_COMPONENTS,
-            beta=separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
-            l1=l1,
-            l2=l2,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            context=context,
-            max_iter=max_iter or separation.DEFAULT_TRAIN_ITER,
-            tol=tol,
-            random_state=seed,
-            progress=None if quiet else report.notice,
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        iterations = max_iter or separation.DEFAULT_TRAIN_ITER
+        bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} iterations, loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            console=report.err,
+            transient=True,
+            disable=quiet or not report.err.is_terminal,
         )
+        tasks: dict[str, Any] = {}
+
+        def on_check(source: str, n_iter: int, loss: float) -> None:
+            if source not in tasks:
+                tasks[source] = bars.add_task(f"training {source}", total=iterations, loss="-")
+            bars.update(tasks[source], completed=n_iter, loss=f"{loss:.4g}")
+
+        with bars:
+            model = train_from_files(
+                spec,
+                sr=sr,
+                n_components=components or separation.DEFAULT_COMPONENTS,
+                beta=separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
+                l1=l1,
+                l2=l2,
+                n_fft=n_fft,
+                hop_length=hop_length,
+                context=context,
+                max_iter=iterations,
+                tol=tol,
+                random_state=seed,
+                progress=None if quiet else report.notice,
+                callback=on_check,
+            )
         model.save(output)
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -464,6 +497,7 @@ def separate(
     scheduler: Scheduler = None,
     block_seconds: BlockSeconds = None,
     plot: Plot = False,
+    channels: Channels = "keep",
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -507,6 +541,7 @@ def separate(
             verbose=verbose,
             plot=plot,
             extra_summary={"model": "built-in" if model is None else str(model)},
+            channels=channels,
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -544,6 +579,7 @@ def cluster(
     files_from: FilesFrom = None,
     scheduler: Scheduler = None,
     plot: Plot = False,
+    channels: Channels = "keep",
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -587,6 +623,7 @@ def cluster(
             verbose=verbose,
             plot=plot,
             save_model=None if save_model is None else str(save_model),
+            channels=channels,
         )
     except NmfsepError as exc:
         raise _fail(exc) from None

@@ -133,9 +133,10 @@ class _Reader:
     kept. ``n`` is the file's length once its end has been read (``None`` before).
     """
 
-    def __init__(self, f: Any, path: Path) -> None:
+    def __init__(self, f: Any, path: Path, *, mono: bool = False) -> None:
         self.f, self.path = f, path
-        self.channels = int(f.channels)
+        self.mono = mono
+        self.channels = 1 if mono else int(f.channels)
         self.buf = np.zeros((self.channels, 0), np.float32)
         self.buf_start = 0  # file sample of buf[:, 0]
         self.n: int | None = None
@@ -163,6 +164,8 @@ class _Reader:
             if got and not np.isfinite(block).all():
                 raise AudioError("contains NaN or infinite samples", path=self.path)
             if got:
+                if self.mono:
+                    block = block.mean(axis=1, keepdims=True, dtype=np.float32)
                 chunks.append(np.ascontiguousarray(block.T))
                 end += got
             if got < want:
@@ -410,6 +413,7 @@ def separate_file(
     free_components: int = 0,
     beta: float | str | None = None,
     l1: float | None = None,
+    mono: bool = False,
     max_iter: int | None = None,
     tol: float | None = None,
     random_state: int | None = 0,
@@ -431,6 +435,8 @@ def separate_file(
         Sample format of each output (default: the format's default, 16-bit PCM for WAV/FLAC).
     mask_power, free_components, beta, l1, max_iter, tol, random_state
         As in :func:`nmfsep.separation.separate` (``None``: its defaults).
+    mono : bool
+        Down-mix the input to one channel (the mean) first: the outputs are mono.
     block_seconds : float, optional
         Audio per block (default: :func:`auto_block_frames`).
     n_threads : int
@@ -466,7 +472,7 @@ def separate_file(
     src = Path(path)
     with contextlib.ExitStack() as stack:
         f = stack.enter_context(_open_for_reading(src))
-        sr, channels = int(f.samplerate), int(f.channels)
+        sr, channels = int(f.samplerate), 1 if mono else int(f.channels)
         config = sep.stft_for_rate(model.stft, model.sr, sr)
         W, n_modelled = sep.map_bases(
             model.W, model.sr, model.stft, sr, config, context=model.context
@@ -491,7 +497,7 @@ def separate_file(
             window_sq=window_sq,
         )
         B = _block_frames(block_seconds, config, sr, channels)
-        reader = _Reader(f, src)
+        reader = _Reader(f, src, mono=mono)
         order = [n for n in names if n in outputs]
         index = [names.index(n) for n in order]
         state = _Output(config, channels, len(names))
@@ -676,7 +682,13 @@ def run_job(job: Any, model: NMFModel, *, n_threads: int = 1) -> dict[str, Any]:
         for name, path in job.outputs.items()
     }
     result = separate_file(
-        job.input, job.outputs, model, subtypes=subtypes, n_threads=n_threads, **job.options
+        job.input,
+        job.outputs,
+        model,
+        subtypes=subtypes,
+        n_threads=n_threads,
+        mono=getattr(job, "mono", False),
+        **job.options,
     )
     return _record(
         job.input,

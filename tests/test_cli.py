@@ -364,3 +364,160 @@ def test_python_dash_m_runs_the_cli(audio_dir: Path, model_path: Path, tmp_path:
     assert "Traceback" not in proc.stderr
     assert "missing.wav: no such file" in proc.stderr
     assert (out / "mix" / "speech.wav").is_file()
+
+
+def test_channels_mono_downmixes(audio_dir: Path, model_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["separate", str(audio_dir / "stereo.wav"), "-m", str(model_path), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--channels", "mono", "-q"])
+    assert result.exit_code == 0, result.output
+    speech, _ = sf.read(out / "stereo" / "speech.wav")
+    noise, _ = sf.read(out / "stereo" / "noise.wav")
+    mix, _ = sf.read(audio_dir / "stereo.wav")
+    assert speech.ndim == 1 and speech.shape[0] == mix.shape[0]
+    np.testing.assert_allclose(speech + noise, mix.mean(axis=1), atol=1e-4)
+    bad = runner.invoke(app, [*args, "--channels", "left"])
+    assert bad.exit_code == 2 and "--channels" in bad.stderr
+
+
+def _tones_and_band_noise(seconds: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Switched harmonic tones (220/440/660 Hz) and 2.5-3.5 kHz noise that ducks under them."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    env = (np.sin(2 * np.pi * 1.5 * t) > 0).astype(float)
+    low = env * sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220, 440, 660), 1))
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    spec[(freqs < 2500) | (freqs > 3500)] = 0
+    high = np.fft.irfft(spec, n) * (1 - 0.7 * env)
+    high *= 0.5 * np.std(low) / np.std(high)
+    return (0.1 * low).astype(np.float32), (0.1 * high).astype(np.float32)
+
+
+def test_cluster_writes_sources_and_a_reusable_model(tmp_path: Path) -> None:
+    low, high = _tones_and_band_noise(2.0, 0)
+    mix = low + high
+    src = tmp_path / "mix.wav"
+    sf.write(src, mix, SR, subtype="FLOAT")
+    out, model = tmp_path / "out", tmp_path / "clustered.npz"
+    args = ["cluster", str(src), "-n", "2", "-k", "8", "-o", str(out)]
+    result = runner.invoke(app, [*args, "--save-model", str(model), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["status"] == "ok"
+    s1, _ = sf.read(out / "mix" / "source1.wav")
+    s2, _ = sf.read(out / "mix" / "source2.wav")
+    np.testing.assert_allclose(s1 + s2, mix, atol=1e-4)
+    # source1 has the lower spectral centroid: the tones, recovered far above the mix's SDR.
+    assert _sdr(low, s1) > _sdr(low, mix) + 10.0
+    # Same seed, same output.
+    again = tmp_path / "again"
+    rerun = runner.invoke(app, [*args[:-1], str(again), "-q"])
+    assert rerun.exit_code == 0
+    np.testing.assert_array_equal(sf.read(again / "mix" / "source1.wav")[0], s1)
+    # The saved model separates another recording of the same sources with `separate -m`.
+    low2, high2 = _tones_and_band_noise(2.0, 1)
+    other = tmp_path / "other.wav"
+    sf.write(other, low2 + high2, SR, subtype="FLOAT")
+    reuse = runner.invoke(app, ["separate", str(other), "-m", str(model), "-o", str(out), "-q"])
+    assert reuse.exit_code == 0, reuse.output
+    est, _ = sf.read(out / "other" / "source1.wav")
+    assert _sdr(low2, est) > _sdr(low2, low2 + high2) + 10.0
+    # Bad input is handled as for separate.
+    missing = runner.invoke(app, ["cluster", str(tmp_path / "nope.wav"), "-o", str(out)])
+    assert missing.exit_code == 1 and "nope.wav: no such file" in missing.stderr
+
+
+def test_evaluate_json_csv_permutation_and_oracle(audio_dir: Path, tmp_path: Path) -> None:
+    from nmfsep.metrics import si_sdr
+
+    clean, _ = sf.read(audio_dir / "clean.wav")
+    mix, _ = sf.read(audio_dir / "mix.wav")
+    est = clean + 0.1 * (mix - clean)
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    sf.write(refs / "speech.wav", clean, SR, subtype="FLOAT")
+    sf.write(refs / "noise.wav", mix - clean, SR, subtype="FLOAT")
+    ests = tmp_path / "ests"
+    ests.mkdir()
+    # Named unlike the references: the permutation decides (a, b are noise, speech).
+    sf.write(ests / "a.wav", (mix - clean) + 0.1 * clean, SR, subtype="FLOAT")
+    sf.write(ests / "b.wav", est, SR, subtype="FLOAT")
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(ests / "a.wav"),
+            str(ests / "b.wav"),
+            "--reference",
+            str(refs / "speech.wav"),
+            "--reference",
+            str(refs / "noise.wav"),
+            "--mixture",
+            str(audio_dir / "mix.wav"),
+            "--oracle",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)["sources"]}
+    assert rows["speech"]["estimate"].endswith("b.wav")
+    assert rows["noise"]["estimate"].endswith("a.wav")
+    expected = float(si_sdr(clean, est))
+    assert rows["speech"]["si_sdr"] == pytest.approx(expected, abs=1e-3)
+    # by hand: est - clean = 0.1 * noise, orthogonal-ish; improvement over the mix is positive
+    assert rows["speech"]["si_sdr_improvement"] > 10.0
+    assert rows["speech"]["oracle_sdr"] is not None
+    csv_run = runner.invoke(
+        app,
+        ["evaluate", str(ests / "b.wav"), "--reference", str(refs / "speech.wav"), "--csv"],
+    )
+    assert csv_run.exit_code == 0, csv_run.output
+    header, row = csv_run.stdout.strip().splitlines()
+    assert header.startswith("reference,estimate,sdr") and row.split(",")[1].endswith("b.wav")
+    # --reference-dir matches by file name.
+    sf.write(ests / "speech.wav", est, SR, subtype="FLOAT")
+    by_dir = runner.invoke(
+        app, ["evaluate", str(ests / "speech.wav"), "--reference-dir", str(refs), "--json"]
+    )
+    assert by_dir.exit_code == 0, by_dir.output
+    (only,) = json.loads(by_dir.stdout)["sources"]
+    assert only["name"] == "speech" and only["si_sdr"] == pytest.approx(expected, abs=1e-3)
+    none = runner.invoke(app, ["evaluate", str(ests / "b.wav")])
+    assert none.exit_code == 2 and "--reference" in none.stderr
+
+
+def test_plots_are_written(audio_dir: Path, model_path: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "-o", str(out), "--plot"],
+    )
+    assert result.exit_code == 0, result.output
+    png = out / "mix" / "separation.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info_png = tmp_path / "bases.png"
+    shown = runner.invoke(app, ["info", str(model_path), "--plot", str(info_png)])
+    assert shown.exit_code == 0 and info_png.read_bytes()[:4] == b"\x89PNG"
+    clustered = runner.invoke(
+        app, ["cluster", str(audio_dir / "mix.wav"), "-k", "6", "-o", str(out), "--plot", "-q"]
+    )
+    assert clustered.exit_code == 0, clustered.output
+    assert (out / "mix" / "bases.png").is_file()
+
+
+def test_plot_without_matplotlib_names_the_extra(
+    audio_dir: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name)
+    )
+    result = runner.invoke(
+        app, ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "--plot"]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'nmfsep[plot]'" in result.stderr
