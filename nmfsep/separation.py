@@ -47,8 +47,9 @@ CLUSTER_WINDOW_SECONDS = 0.064
 #: Frames per basis: each basis is a patch of this many consecutive frames (see stack_frames).
 DEFAULT_CONTEXT = 5
 #: Training frames kept per source at most (a seeded random subset beyond that), which bounds
-#: training memory to about ``n_freq * MAX_TRAIN_FRAMES * 4`` bytes per source.
-MAX_TRAIN_FRAMES = 30_000
+#: training memory to about ``context * n_freq * MAX_TRAIN_FRAMES * 4`` bytes per source
+#: (20 000 frames: about 10 minutes of audio at the default hop; 200 MB at 16 kHz).
+MAX_TRAIN_FRAMES = 20_000
 #: Frames quieter than this (dB below the loudest frame) are not used for training: they carry
 #: no spectral shape, only cost.
 SILENCE_DB = 60.0
@@ -184,7 +185,7 @@ def _unit_mean(V: np.ndarray, *, per_frame: bool = False) -> np.ndarray:
     return V if mean_all <= 0.0 else V * np.float32(1.0 / mean_all)
 
 
-def stack_frames(V: np.ndarray, context: int) -> np.ndarray:
+def stack_frames(V: np.ndarray, context: int, columns: np.ndarray | None = None) -> np.ndarray:
     """Stack each frame with its neighbours: spectro-temporal patches for NMF.
 
     Column ``t`` of the result holds frames ``t - c//2 ... t + c//2`` of ``V`` one above the
@@ -197,20 +198,22 @@ def stack_frames(V: np.ndarray, context: int) -> np.ndarray:
     V : np.ndarray, shape (n_freq, n_frames)
     context : int
         Odd number of frames per patch; 1 returns ``V`` itself.
+    columns : np.ndarray of int, optional
+        Only these columns (a subset of frames: training on a sample).
 
     Returns
     -------
-    np.ndarray, shape (context * n_freq, n_frames)
+    np.ndarray, shape (context * n_freq, n_frames or len(columns))
     """
-    if context == 1:
-        return V
     F, T = V.shape
+    t = np.arange(T) if columns is None else np.asarray(columns)
+    if context == 1:
+        return V if columns is None else V[:, t]
     half = context // 2
-    out = np.empty((context, F, T), dtype=V.dtype)
-    t = np.arange(T)
+    out = np.empty((context, F, t.size), dtype=V.dtype)
     for j in range(context):
         np.take(V, np.clip(t + j - half, 0, T - 1), axis=1, out=out[j])
-    return out.reshape(context * F, T)
+    return out.reshape(context * F, t.size)
 
 
 def unstack_frames(S: np.ndarray, context: int) -> np.ndarray:
@@ -440,21 +443,26 @@ def train_model(
     bases: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"sources": {}}
     for name, examples in sources.items():
-        # Patches are stacked within each example, never across two of them.
-        spectra = [
-            stack_frames(magnitude(stft(_scaled(_check_audio(y, sr)), config)), context)
-            for y in examples
-        ]
-        if not spectra:
+        if not examples:
             raise ParameterError(f"source {name!r} has no training audio")
-        V = _unit_mean(np.concatenate(spectra, axis=1))
-        del spectra
-        n_total = V.shape[1]
-        V = _drop_silent_frames(V)
-        n_audible = V.shape[1]
-        if V.shape[1] > max_frames:
-            keep = np.sort(rng.choice(V.shape[1], size=max_frames, replace=False))
-            V = V[:, keep]
+        # Each example gets a share of max_frames in proportion to its length; audible frames are
+        # sampled first and only those are stacked into patches (within the example, never
+        # across two), so memory is bounded by max_frames whatever the amount of audio.
+        total_samples = sum(np.shape(y)[-1] for y in examples)
+        patches, n_total, n_audible = [], 0, 0
+        for y in examples:
+            y = _check_audio(y, sr)
+            S = magnitude(stft(_scaled(y), config))
+            n_total += S.shape[1]
+            audible = _audible_frames(S)
+            n_audible += audible.size
+            budget = max(1, round(max_frames * y.shape[1] / total_samples))
+            if audible.size > budget:
+                audible = np.sort(rng.choice(audible, size=budget, replace=False))
+            patches.append(stack_frames(S, context, audible))
+            del S
+        V = _unit_mean(np.concatenate(patches, axis=1))
+        del patches
         if V.shape[1] == 0:
             raise ParameterError(f"source {name!r}: the training audio is silent")
         k = counts[name]
@@ -514,12 +522,13 @@ def _beta_value(beta: float | str) -> float:
     return float(beta)
 
 
-def _drop_silent_frames(V: np.ndarray) -> np.ndarray:
+def _audible_frames(V: np.ndarray) -> np.ndarray:
+    """Indices of the frames within :data:`SILENCE_DB` of the loudest one."""
     energy = V.sum(axis=0)
     peak = float(energy.max(initial=0.0))
     if peak <= 0.0:
-        return V[:, :0]
-    return V[:, energy > peak * 10.0 ** (-SILENCE_DB / 20.0)]
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(energy > peak * 10.0 ** (-SILENCE_DB / 20.0))
 
 
 def separate(

@@ -15,8 +15,8 @@ from typing import Any
 from nmfsep.errors import AudioError, ParameterError
 from nmfsep.model import NMFModel
 
-#: Audio read per source at most (seconds); longer training sets are read as evenly spread
-#: excerpts, so training memory stays bounded whatever the size of the training set.
+#: Audio read per source at most (seconds): a longer training set is read as the same share of
+#: each file (from its start), so reading memory stays bounded whatever the size of the set.
 MAX_TRAIN_SECONDS = 1800.0
 
 

@@ -139,3 +139,28 @@ def test_same_seed_same_result(model: NMFModel) -> None:
     b = separate(mix, SR, model, free_components=2, random_state=3)
     for name in a.sources:
         np.testing.assert_array_equal(a.sources[name], b.sources[name])
+
+
+def test_training_uses_a_bounded_sample_of_audible_frames() -> None:
+    voice = np.concatenate([_voice(2.0, 7), np.zeros(SR, np.float32)])[np.newaxis]
+    model = train_model(
+        {"voice": [voice, voice], "hiss": [_hiss(2.0, 8)[np.newaxis]]},
+        sr=SR,
+        n_components=4,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        context=3,
+        max_iter=20,
+        max_frames=60,
+    )
+    stats = model.metadata["training"]["sources"]["voice"]
+    assert stats["frames_total"] == 2 * (1 + voice.shape[1] // 64)
+    # The trailing second of silence is not audible; the sample is bounded by max_frames.
+    assert stats["frames_audible"] < stats["frames_total"]
+    assert stats["frames_used"] == 60
+    assert model.bases["voice"].shape == (3 * 129, 4)
+
+
+def test_stack_frames_of_selected_columns() -> None:
+    V = np.random.default_rng(2).random((5, 9)).astype(np.float32)
+    cols = np.array([0, 4, 8])
+    np.testing.assert_array_equal(stack_frames(V, 3, cols), stack_frames(V, 3)[:, cols])
