@@ -95,7 +95,7 @@ SeparateL1 = Annotated[
     float | None,
     typer.Option(
         "--l1",
-        help="L1 (sparsity) penalty on activations [default: 2; 0 with --free-components].",
+        help="L1 (sparsity) penalty on activations (default 2; 0 with --free-components).",
         min=0,
     ),
 ]
@@ -104,7 +104,9 @@ MaxIter = Annotated[int | None, typer.Option("--max-iter", help="NMF iteration c
 Tol = Annotated[float, typer.Option("--tol", help="Stop when the loss improves by less.", min=0)]
 MaskPower = Annotated[
     float | None,
-    typer.Option("--mask-power", help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p.", min=0),
+    typer.Option(
+        "--mask-power", help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p (default 2).", min=0
+    ),
 ]
 Channels = Annotated[
     str,
