@@ -44,32 +44,30 @@ _N_MFCC = 20
 _EPS = 1e-10
 
 
+def _nonnegative(X: Any, name: str) -> np.ndarray:
+    """``X`` as float64 after checking it holds finite, non-negative real numbers."""
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise ParameterError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ParameterError(f"{name} holds NaN or infinite values")
+    if np.any(X < 0):
+        raise ParameterError(f"{name} must be non-negative")
+    return X
+
+
 def _check_W(W: Any) -> np.ndarray:
     W = np.asarray(W)
     if W.ndim != 2 or W.shape[0] < 2 or W.shape[1] < 1:
         raise ParameterError(f"W must be a 2-D array (n_freq >= 2, K >= 1), got shape {W.shape}")
-    if not np.issubdtype(W.dtype, np.number) or np.iscomplexobj(W):
-        raise ParameterError(f"W must hold real numbers, got dtype {W.dtype}")
-    W = W.astype(np.float64)
-    if not np.all(np.isfinite(W)):
-        raise ParameterError("W holds NaN or infinite values")
-    if np.any(W < 0):
-        raise ParameterError("W must be non-negative")
-    return W
+    return _nonnegative(W, "W")
 
 
 def _check_H(H: Any, K: int) -> np.ndarray:
     H = np.asarray(H)
     if H.ndim != 2 or H.shape[0] != K or H.shape[1] < 1:
         raise ParameterError(f"H must have shape (K={K}, n_frames >= 1), got {H.shape}")
-    if not np.issubdtype(H.dtype, np.number) or np.iscomplexobj(H):
-        raise ParameterError(f"H must hold real numbers, got dtype {H.dtype}")
-    H = H.astype(np.float64)
-    if not np.all(np.isfinite(H)):
-        raise ParameterError("H holds NaN or infinite values")
-    if np.any(H < 0):
-        raise ParameterError("H must be non-negative")
-    return H
+    return _nonnegative(H, "H")
 
 
 def _check_sr_nfft(sr: float, n_fft: int, n_freq: int) -> None:

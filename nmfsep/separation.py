@@ -621,9 +621,6 @@ def separate(
         random_state=random_state,
         callback=_progress(callback, "separate"),
     )
-    estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
-    if gain != 1.0:
-        estimates = _unscale(estimates, gain)
     settings = {
         "sr": sr,
         "model_sr": model.sr,
@@ -638,16 +635,34 @@ def separate(
         "l1": l1,
         "max_iter": max_iter,
         "tol": tol,
-        "n_iter": int(result.n_iter),
-        "converged": bool(result.converged),
     }
+    return _masked_result(X, masks, names, config, y.shape[1], gain, sr, result, settings)
+
+
+def _masked_result(
+    X: np.ndarray,
+    masks: np.ndarray,
+    names: list[str],
+    config: STFTConfig,
+    length: int,
+    gain: float,
+    sr: int,
+    nmf: Any,
+    settings: dict[str, Any],
+) -> SeparationResult:
+    """Apply the masks to the complex mixture STFT, invert by overlap-add, undo the level
+    scaling of :func:`_safe_gain`, and package the result."""
+    estimates = istft(apply_masks(masks, X), config, length=length).astype(np.float32)
+    if gain != 1.0:
+        estimates = _unscale(estimates, gain)
+    n_iter, converged = int(nmf.n_iter), bool(nmf.converged)
     return SeparationResult(
         sources={name: estimates[i] for i, name in enumerate(names)},
         sr=sr,
         masks={name: masks[i] for i, name in enumerate(names)},
-        n_iter=int(result.n_iter),
-        converged=bool(result.converged),
-        settings=settings,
+        n_iter=n_iter,
+        converged=converged,
+        settings={**settings, "n_iter": n_iter, "converged": converged},
     )
 
 
@@ -740,9 +755,6 @@ def cluster_separate(
     names = [f"source{i + 1}" for i in range(n_sources)]
     parts = source_parts(result.W, result.H, labels, n_sources)
     masks = wiener_masks(parts, power=mask_power)
-    estimates = istft(apply_masks(masks, X), config, length=y.shape[1]).astype(np.float32)
-    if gain != 1.0:
-        estimates = _unscale(estimates, gain)
     settings = {
         "sr": sr,
         "stft": config.to_dict(),
@@ -755,22 +767,20 @@ def cluster_separate(
         "l1": l1,
         "max_iter": max_iter,
         "tol": tol,
-        "n_iter": int(result.n_iter),
-        "converged": bool(result.converged),
     }
     model = NMFModel(
         bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(n_sources)},
         sr=int(sr),
         stft=config,
         beta=beta_value,
-        metadata={"training": {"method": "cluster", **settings}},
+        metadata={
+            "training": {
+                "method": "cluster",
+                **settings,
+                "n_iter": int(result.n_iter),
+                "converged": bool(result.converged),
+            }
+        },
     )
-    separation = SeparationResult(
-        sources={name: estimates[i] for i, name in enumerate(names)},
-        sr=sr,
-        masks={name: masks[i] for i, name in enumerate(names)},
-        n_iter=int(result.n_iter),
-        converged=bool(result.converged),
-        settings=settings,
-    )
+    separation = _masked_result(X, masks, names, config, y.shape[1], gain, sr, result, settings)
     return separation, model
