@@ -113,6 +113,18 @@ def frob_terms(h, wtv, wtwh):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def half_sq_diff(V, B, j0):  # pragma: no cover - compiled
+    """``0.5 * sum((V[:, j0:j0+m] - B)**2)`` in float64 (``B`` of shape (F, m))."""
+    F, m = B.shape
+    s = 0.0
+    for f in range(F):
+        for j in range(m):
+            d = float(V[f, j0 + j]) - float(B[f, j])
+            s += d * d
+    return 0.5 * s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def mu_update(x, num, den, lin, quad, qconst, expo, kl_root, tiny, big):  # pragma: no cover
     """One multiplicative update of ``x`` (K, M) in place, row ``k`` = component ``k``.
 

@@ -97,7 +97,8 @@ class NMFResult:
     Attributes
     ----------
     W : np.ndarray, shape (n_freq, K)
-        Bases (learned columns normalised if ``w_norm`` is set; fixed columns as given).
+        Bases (learned columns normalised if ``w_norm`` is set and H is learned; fixed columns
+        as given).
     H : np.ndarray, shape (K, n_frames)
         Activations.
     n_iter : int
@@ -106,7 +107,8 @@ class NMFResult:
         Objective (beta-divergence + penalties) at each convergence check; the first entry is the
         initial objective and the last the objective of the returned ``W``, ``H``.
     converged : bool
-        Whether the relative decrease fell below ``tol`` before ``max_iter``.
+        Whether the decrease between two checks fell below ``tol`` times the initial objective
+        before ``max_iter``.
     """
 
     W: np.ndarray
@@ -193,9 +195,9 @@ def fit_nmf(
     n_components : int, optional
         K. Needed unless ``W`` or ``H`` is given (then it must agree with them).
     W : np.ndarray, shape (n_freq, K), optional
-        Initial (or fixed) bases.
+        Initial (or fixed) bases; not all zeros (the updates cannot leave zero).
     H : np.ndarray, shape (K, n_frames), optional
-        Initial (or fixed, ``update_H=False``) activations.
+        Initial (or fixed, ``update_H=False``) activations; not all zeros.
     beta : float or str
         Divergence: 2 / "euclidean" / "frobenius", 1 / "kullback-leibler" / "kl",
         0 / "itakura-saito" / "is", or any real number.
@@ -203,13 +205,14 @@ def fit_nmf(
         Columns of ``W`` kept exactly as given (``True``: all, supervised separation; a subset:
         semi-supervised separation with extra learned bases). Needs ``W``.
     update_H : bool
-        Learn ``H`` (default). ``False`` keeps the given ``H`` (needs ``H``).
+        Learn ``H`` (default). ``False`` keeps the given ``H`` exactly (needs ``H``); ``w_norm``
+        is then not applied (the scale of a column could not move into the kept ``H``).
     l1_H, l2_H, l1_W, l2_W : float
         Penalties ``l1*sum(X) + l2/2*||X||^2`` added to the objective.
     w_norm : {"l2", "l1", None}
         Learned columns of ``W`` are rescaled to unit norm (scale moved into ``H``) at the start
         and after each W update, so that penalties on ``H`` mean sparsity, not scale. Fixed
-        columns are never touched.
+        columns are never touched; with ``update_H=False`` nothing is rescaled.
     init : {None, "nndsvda", "nndsvd", "random", "custom"}
         None: "nndsvda" when neither ``W`` nor ``H`` is given, else "custom". With "custom" a
         missing ``H`` (``W`` given) starts from the projection of each frame on the bases,
@@ -219,8 +222,11 @@ def fit_nmf(
     max_iter : int
         Maximum number of iterations (0: only evaluate the initial point).
     tol : float
-        Stop when the objective decreased by less than ``tol`` (relative to its previous value)
-        between two checks. 0 runs exactly ``max_iter`` iterations.
+        Stop when the objective decreased by less than ``tol`` times the *initial* objective
+        between two checks (scikit-learn's rule: ``(previous - current) / initial < tol``), so an
+        exact factorisation converges too. 0 runs exactly ``max_iter`` iterations. The
+        objective of the checks is accumulated in float64 (for float32 Euclidean data from
+        the residual or from float64 products, never by a cancelling float32 sum).
     check_every : int
         Iterations between convergence checks (a check costs about half an iteration). When
         ``tol == 0`` and no ``callback`` is given only the initial and final objectives are
@@ -435,6 +441,12 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
     beta = _beta_to_float(kw["beta"])
     W = None if kw["W"] is None else _as_data("W", kw["W"], dtype)
     H = None if kw["H"] is None else _as_data("H", kw["H"], dtype)
+    for name, X in (("W", W), ("H", H)):
+        if X is not None and not X.any():
+            raise ParameterError(
+                f"{name} is all zeros: multiplicative updates cannot move from zero and the "
+                f"model would be zero (pass positive values, or leave {name} out to initialise it)"
+            )
     Ks = []
     if kw["n_components"] is not None:
         Ks.append(
@@ -483,6 +495,10 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
     w_norm = kw["w_norm"]
     if w_norm is not None and w_norm not in _W_NORMS:
         raise ParameterError(f"w_norm must be 'l2', 'l1' or None, got {w_norm!r}")
+    if not update_H:
+        # H is kept as given, so the scale of a rescaled column could not move into H: the
+        # columns are left unnormalised (with H fixed the H penalties are constant anyway).
+        w_norm = None
     if w_norm is not None and not mask.all() and (pens["l1_W"] > 0 or pens["l2_W"] > 0):
         raise ParameterError(
             "l1_W/l2_W penalties need w_norm=None: on normalised columns they are constant "
@@ -713,7 +729,9 @@ class _Problem:
         self.eps64 = float(p["eps"])
         self.one = dt.type(1.0)
         self.bm2 = dt.type(b - 2.0)
-        self.tiny = float(p["eps"])
+        # the denominators are floored only to avoid 0/0 (a silent basis or frame): an absolute
+        # floor at eps would shrink the updates of data of small scale (beta > 2 collapsed H)
+        self.tiny = float(np.finfo(dt).tiny)
         self.big = float(np.sqrt(np.finfo(dt).max)) / max(p["K"], 1)
         self.learn = p["learn"]
         self.update_H = p["update_H"]
@@ -733,6 +751,13 @@ class _Problem:
         self._loss_setup()
         self.shared = {} if shared is None else shared  # W-fixed products, shared by blocks
         self._wtv: np.ndarray | None = None
+        # float32 Euclidean: the trace-trick loss 0.5|V|^2 - <H, W^T V> + 0.5 <H, W^T W H> with
+        # float32 products cancels catastrophically (rounding noise of ~1e-7 |V|^2 that changes
+        # at every check, far above the decrease near convergence). Checks therefore use, with W
+        # fixed, the float64 Gram matrix W^T W (once) and a float64 (K, K) x (K, N) product per
+        # check: the loss is then an exact function of H for the fixed W^T V the updates use;
+        # with W learned, the residual V - WH summed in float64 (one extra product per check).
+        self.robust32 = b == 2 and dt == np.float32
         self.wpen = 0.0  # penalty of W when fixed (constant)
         if self.fixed:
             self.wpen = self._w_penalty()
@@ -785,6 +810,21 @@ class _Problem:
             fn(self.vlog, wh, wh.view(np.int32), self.eps64, self.log_eps)
         )
 
+    def _frob_loss64(self) -> float:
+        """Euclidean loss of the current state, accurate in float64 (float32 data)."""
+        Wt, H = self.Wt, self.H
+        if self.fixed:
+            assert self._wtv is not None
+            G = self.shared.get("wtw64")
+            if G is None:
+                W64 = Wt.astype(np.float64)
+                G = self.shared["wtw64"] = W64 @ W64.T
+            H64 = H.astype(np.float64)
+            d = self.half_v2 - float(np.einsum("kn,kn->", H64, self._wtv, dtype=np.float64))
+            d += 0.5 * float(np.einsum("kn,kn->", H64, G @ H64))
+            return max(d, 0.0)
+        return _half_sq_residual(self.V, Wt, H, self.k)
+
     def objective(self) -> float:
         """Objective of the current state, computed directly (used when H is not updated)."""
         WH = self.Wt.T @ self.H
@@ -815,6 +855,8 @@ class _Problem:
             np.matmul(wtw, H, out=self.denH)
             if not want_loss:
                 return None
+            if self.robust32:
+                return self._frob_loss64() + self.penalty()
             d = self.half_v2 + self.k.frob_terms(
                 H.reshape(-1), wtv.reshape(-1), self.denH.reshape(-1)
             )
@@ -923,6 +965,7 @@ def _iterate(prob: _Problem, run: _Run, *, live: bool) -> tuple[int, list[float]
     """The MU loop with convergence checks; returns (n_iter, losses, converged)."""
     losses: list[float] = []
     prev = np.inf
+    initial = np.inf
     n = 0
     converged = False
     update_H, learn_W = prob.update_H, prob.learn_W
@@ -939,7 +982,9 @@ def _iterate(prob: _Problem, run: _Run, *, live: bool) -> tuple[int, list[float]
             losses.append(loss)
             if live and run.callback is not None:
                 run.callback(n, loss)
-            if n > 0 and tol > 0 and prev - loss <= tol * prev:
+            if n == 0:
+                initial = loss
+            elif tol > 0 and prev - loss <= tol * initial:
                 converged = True
                 break
             prev = loss
@@ -951,6 +996,24 @@ def _iterate(prob: _Problem, run: _Run, *, live: bool) -> tuple[int, list[float]
             prob.w_step()
         n += 1
     return n, losses, converged
+
+
+#: Frames per chunk of the float64 products of the robust float32 Euclidean loss.
+_CHUNK_FRAMES = 2048
+
+
+def _half_sq_residual(V: np.ndarray, Wt: np.ndarray, H: np.ndarray, k: Any) -> float:
+    """``0.5 * ||V - Wt.T @ H||^2`` accumulated in float64, in chunks of frames (bounded memory)."""
+    N = V.shape[1]
+    total = 0.0
+    buf: np.ndarray | None = None
+    for j0 in range(0, N, _CHUNK_FRAMES):
+        j1 = min(j0 + _CHUNK_FRAMES, N)
+        if buf is None or buf.shape[1] != j1 - j0:
+            buf = np.empty((V.shape[0], j1 - j0), V.dtype)
+        np.matmul(Wt.T, H[:, j0:j1], out=buf)
+        total += float(k.half_sq_diff(V, buf, j0))
+    return total
 
 
 def _block_frames(p: dict[str, Any]) -> int:
@@ -976,8 +1039,9 @@ def _solve_h_only(
     """All of W fixed: frames are independent; solve cache-sized blocks one after the other.
 
     Each block is iterated to its own convergence (the blocks' objectives add up, and a block
-    whose relative decrease is below ``tol`` keeps its value, so the total objective at each
-    check is well defined and non-increasing). ``losses[c]`` is the total at check ``c``.
+    whose decrease relative to its own initial objective is below ``tol`` keeps its value, so
+    the total objective at each check is well defined and non-increasing). ``losses[c]`` is the
+    total at check ``c``.
     """
     N = p["N"]
     B = _block_frames(p)

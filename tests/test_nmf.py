@@ -440,8 +440,10 @@ def test_convergence_and_callback():
     assert res.converged and res.n_iter < 500 and res.n_iter % 5 == 0
     assert [n for n, _ in calls] == list(range(0, res.n_iter + 1, 5))
     np.testing.assert_array_equal([loss for _, loss in calls], res.losses)
-    rel = (res.losses[-2] - res.losses[-1]) / res.losses[-2]
+    # scikit-learn's rule: the last decrease is small relative to the *initial* objective
+    rel = (res.losses[-2] - res.losses[-1]) / res.losses[0]
     assert rel <= 1e-3 and (np.diff(res.losses)[:-1] < 0).all()
+    assert ((res.losses[:-2] - res.losses[1:-1]) / res.losses[0] > 1e-3).all()  # not earlier
     # tol=0: exactly max_iter iterations, only the first and last objective computed
     res0 = fit_nmf(V, n_components=3, tol=0, max_iter=37)
     assert res0.n_iter == 37 and not res0.converged and res0.losses.shape == (2,)
@@ -598,3 +600,130 @@ def test_property_fixed_columns_and_float32(problem, n_fixed):
     assert np.array_equal(res.W[:, fixed], W[:, fixed])
     assert np.isfinite(res.W).all() and np.isfinite(res.H).all()
     assert np.isfinite(res.losses).all()
+
+
+# --------------------------------------------------------------------------------------------
+# hardening of the core (issue 10)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["W", "H", "H fixed"])
+def test_all_zero_custom_factor_refused(which):
+    V = data(8, 10, seed=71, zeros=False)
+    W0, H0 = start(V, K=3)
+    kw: dict = {"W": W0, "H": H0}
+    if which == "W":
+        kw["W"] = np.zeros_like(W0)
+    else:
+        kw["H"] = np.zeros_like(H0)
+        if which == "H fixed":
+            kw["update_H"] = False
+    with pytest.raises(ParameterError, match=r"^(W|H) is all zeros: .*cannot move from zero"):
+        fit_nmf(V, **kw)
+    # zero *columns* or rows are fine (a silent basis stays silent)
+    W1 = W0.copy()
+    W1[:, 0] = 0
+    res = fit_nmf(V, W=W1, H=H0, max_iter=5)
+    assert np.isfinite(res.H).all()
+
+
+@pytest.mark.parametrize("beta", BETAS)
+@pytest.mark.parametrize("w_norm", ["l2", "l1", None])
+def test_update_h_false_keeps_h_exactly(beta, w_norm):
+    V = data(9, 12, seed=72, zeros=False)
+    W0, H0 = start(V, K=3, seed=73)
+    H0 = H0 * 7.0  # not normalised in any sense
+    res = fit_nmf(V, W=W0, H=H0, update_H=False, beta=beta, w_norm=w_norm, max_iter=40, tol=0,
+                  check_every=1, callback=lambda n, loss: None)  # fmt: skip
+    np.testing.assert_array_equal(res.H, H0)  # documented: H is kept as given
+    assert (np.diff(res.losses) <= 1e-12 * res.losses[0]).all()
+    assert res.losses[-1] == pytest.approx(objective(V, res.W, H0, beta), rel=1e-9)
+    # the W updates are the plain ones (no normalisation): equal to the slow reference
+    W_ref, _ = ref_fit(V, W0, H0, beta, 40, w_norm=None, update_H=False)
+    np.testing.assert_allclose(res.W, W_ref, rtol=1e-8)
+
+
+@pytest.mark.parametrize("beta", [2.0, 1.0, 0.5])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_exact_factorisation_converges(beta, fixed):
+    """scikit-learn's rule (decrease relative to the *initial* objective): a run whose loss
+    goes to zero geometrically stops (the old rule, relative to the previous check, did not)."""
+    rng = np.random.default_rng(74)
+    W0, H0 = rng.random((20, 3)) + 0.1, rng.random((3, 40)) + 0.1
+    V = W0 @ H0
+    W = W0 if fixed else W0 * rng.uniform(0.5, 2.0, W0.shape)
+    res = fit_nmf(V, W=W, H=H0 * 1.5 + 0.1, fixed_W=fixed, beta=beta, max_iter=3000, tol=1e-4)
+    assert res.converged and res.n_iter < 3000
+    assert res.losses[-1] <= 1e-3 * res.losses[0]
+    assert (res.losses[-2] - res.losses[-1]) <= 1e-4 * res.losses[0]
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_float32_euclidean_loss_is_accurate_and_monotone(fixed):
+    """The float32 beta=2 check loss is accumulated robustly: it never rises along a run (a
+    noisy loss used to rise while the true loss fell) and equals the float64 loss of the
+    iterate it reports."""
+    rng = np.random.default_rng(75)
+    F, N, K = 60, 400, 6
+    W0, H0 = rng.gamma(1.0, 1.0, (F, K)), rng.gamma(0.5, 1.0, (K, N))
+    V = (1e3 * W0 @ H0 * (1 + 1e-4 * rng.standard_normal((F, N)))).clip(0).astype(np.float32)
+    W = (W0 * 1e3 if fixed else W0 * rng.uniform(0.5, 2.0, W0.shape)).astype(np.float32)
+    seen: list[float] = []
+    res = fit_nmf(V, W=W, fixed_W=fixed, beta=2, max_iter=300, tol=0, check_every=5,
+                  callback=lambda n, loss: seen.append(loss))  # fmt: skip
+    losses = np.asarray(seen)
+    assert (np.diff(losses) <= 1e-9 * losses[0]).all()
+    true_last = beta_divergence(V.astype(np.float64), res.W.astype(np.float64) @ res.H, 2)
+    assert losses[-1] == pytest.approx(true_last, rel=1e-4, abs=1e-6 * losses[0])
+
+
+@pytest.mark.parametrize("beta", BETAS)
+@pytest.mark.parametrize("how", ["custom W", "fixed W", "nndsvda", "random"])
+def test_silence_every_beta(beta, how):
+    """All-zero V (a silent file): finite factors, a zero model, converged, for every beta."""
+    V = np.zeros((7, 11), np.float32)
+    W = np.random.default_rng(76).random((7, 3)).astype(np.float32) + 0.1
+    kw: dict = {"n_components": 3, "random_state": 0}
+    if how == "custom W":
+        kw = {"W": W}
+    elif how == "fixed W":
+        kw = {"W": W, "fixed_W": True}
+    else:
+        kw["init"] = how
+    res = fit_nmf(V, beta=beta, max_iter=30, l1_H=0.1, **kw)
+    for X in (res.W, res.H, res.losses):
+        assert np.isfinite(X).all()
+    assert np.allclose(res.W @ res.H, 0, atol=1e-5) and res.converged
+    assert (np.diff(res.losses) <= 1e-6).all()
+
+
+@pytest.mark.parametrize("beta", BETAS)
+def test_reference_mu_objective_never_increases_and_matches(beta):
+    """The slow reference MU is itself monotone, and fit_nmf reports its objective at every
+    iteration (so the stopping rule sees the true objective)."""
+    V = data(10, 14, seed=77)
+    W0, H0 = start(V, K=3, seed=78)
+    ref = [objective(V, *ref_fit(V, W0, H0, beta, n, l1_H=0.05), beta, l1_H=0.05)
+           for n in range(12)]  # fmt: skip
+    assert (np.diff(ref) <= 1e-12 * ref[0]).all()
+    _, seen = record(V=V, W=W0, H=H0, beta=beta, l1_H=0.05, max_iter=11)
+    np.testing.assert_allclose([loss for _, loss in seen], ref, rtol=1e-7)
+
+
+def test_no_nan_or_inf_leaves_the_core_at_extreme_levels():
+    V = data(8, 10, seed=79, zeros=False).astype(np.float32)
+    for scale in (1e-30, 1e30, np.finfo(np.float32).max / 1e3):
+        for beta in BETAS:
+            res = fit_nmf(V * np.float32(scale), n_components=2, beta=beta, max_iter=15)
+            for X in (res.W, res.H, res.losses):
+                assert np.isfinite(X).all(), (scale, beta)
+
+
+@pytest.mark.parametrize("beta", [3.0, 2.0, 1.5])
+def test_small_scale_exact_fit_is_kept(beta):
+    """Denominators are floored only against 0/0: data of small scale (where they fall below
+    float32 eps) are updated like any other (an eps floor used to shrink H to 1e-73)."""
+    V = np.array([[0.00390625]])
+    res, seen = record(V=V, n_components=1, beta=beta, max_iter=15, random_state=0)
+    assert res.W @ res.H == pytest.approx(V, rel=1e-6)
+    assert max(loss for _, loss in seen) <= 1e-20
