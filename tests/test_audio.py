@@ -138,9 +138,23 @@ def test_write_ogg_and_mp3_lossy(tmp_path: Path) -> None:
 
 def test_write_1d_clipping_and_float_subtype(tmp_path: Path) -> None:
     y = np.array([0.0, 0.5, 1.5, -3.0, -1.0], dtype=np.float64)
-    out, _ = load_audio(write_audio(tmp_path / "a.wav", y, 8000))
+    plans: list = []
+    out, _ = load_audio(write_audio(tmp_path / "a.wav", y, 8000, clip_mode="clamp",
+                                    on_clip=plans.append))  # fmt: skip
     assert out.shape == (1, 5)
     np.testing.assert_allclose(out[0], [0.0, 0.5, 32767 / 32768, -1.0, -1.0], atol=1e-4)
+    assert [p.action for p in plans] == ["clamp"]
+    # default: a WAV that would clip is written as float (the samples kept exactly)
+    out, _ = load_audio(write_audio(tmp_path / "f.wav", y, 8000, on_clip=plans.append))
+    np.testing.assert_allclose(out[0], y)
+    assert audio_info(tmp_path / "f.wav").subtype == "FLOAT" and plans[-1].action == "float"
+    # rescale: the gain that brings the peak to full scale
+    out, _ = load_audio(write_audio(tmp_path / "r.wav", y, 8000, clip_mode="rescale"))
+    np.testing.assert_allclose(out[0], y / 3.0, atol=1e-4)
+    # within full scale: PCM_16 as asked, no callback
+    n = len(plans)
+    write_audio(tmp_path / "ok.wav", y / 3.0, 8000, on_clip=plans.append)
+    assert audio_info(tmp_path / "ok.wav").subtype == "PCM_16" and len(plans) == n
     out, _ = load_audio(write_audio(tmp_path / "b.wav", y, 8000, subtype="FLOAT"))
     np.testing.assert_allclose(out[0], y)
     out, _ = load_audio(write_audio(tmp_path / "c.raw.bin", y, 8000, format="flac"))
