@@ -25,7 +25,15 @@ _LAZY = {
     "load_model": "nmfsep.model",
     "default_model": "nmfsep.model",
     "wiener_masks": "nmfsep.masks",
-    "train_model": "nmfsep.separation",
+    "train_model": "nmfsep.training",
+    "Separator": "nmfsep.engine",
+    "SeparationPlan": "nmfsep.engine",
+    "SeparateOptions": "nmfsep.options",
+    "ClusterOptions": "nmfsep.options",
+    "TrainOptions": "nmfsep.options",
+    "separate_file": "nmfsep.streaming",
+    "cluster_file": "nmfsep.streaming",
+    "evaluate_files": "nmfsep.evaluation",
     "separate": "nmfsep.separation",
     "cluster_separate": "nmfsep.separation",
     "SeparationResult": "nmfsep.separation",
@@ -37,24 +45,32 @@ _LAZY = {
 
 __all__ = [
     "AudioError",
+    "ClusterOptions",
     "ModelError",
     "NMFModel",
     "NMFResult",
     "NmfsepError",
     "ParameterError",
     "STFTConfig",
+    "SeparateOptions",
+    "SeparationPlan",
     "SeparationResult",
+    "Separator",
+    "TrainOptions",
     "__version__",
     "beta_divergence",
     "bss_eval",
     "cluster_bases",
+    "cluster_file",
     "cluster_separate",
     "default_model",
+    "evaluate_files",
     "evaluate_separation",
     "fit_nmf",
     "load_audio",
     "load_model",
     "separate",
+    "separate_file",
     "si_sdr",
     "train_model",
     "wiener_masks",
@@ -64,12 +80,17 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from nmfsep.audio import load_audio, write_audio
     from nmfsep.clustering import cluster_bases
+    from nmfsep.engine import SeparationPlan, Separator
+    from nmfsep.evaluation import evaluate_files
     from nmfsep.masks import wiener_masks
     from nmfsep.metrics import bss_eval, evaluate_separation, si_sdr
     from nmfsep.model import NMFModel, default_model, load_model
     from nmfsep.nmf import NMFResult, beta_divergence, fit_nmf
-    from nmfsep.separation import SeparationResult, cluster_separate, separate, train_model
+    from nmfsep.options import ClusterOptions, SeparateOptions, TrainOptions
+    from nmfsep.separation import SeparationResult, cluster_separate, separate
     from nmfsep.spectral import STFTConfig
+    from nmfsep.streaming import cluster_file, separate_file
+    from nmfsep.training import train_model
 
 
 def __getattr__(name: str) -> Any:

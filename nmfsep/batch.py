@@ -1,41 +1,45 @@
-"""Many inputs to many outputs: input expansion, output paths, and running jobs in a pool.
+"""Many inputs to many outputs: output paths, planning, and running jobs in a pool or on Dask.
 
 A *job* is one input file and the output file of each of its sources. Jobs are planned in the
 parent process (so that finished inputs are skipped before any work starts and output paths
 never collide), then run one per worker process, each worker limited to one BLAS thread so that
-``--jobs N`` never oversubscribes the machine.
+``--jobs N`` never oversubscribes the machine. Each job ends as one :class:`JobRecord`.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import string
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmfsep import defaults
 from nmfsep.errors import NmfsepError, ParameterError
+from nmfsep.inputs import InputItem
+from nmfsep.options import ClusterOptions, SeparateOptions
 
-DEFAULT_TEMPLATE = "{track}/{source}.{ext}"
+__all__ = [
+    "Job",
+    "JobRecord",
+    "check_template",
+    "output_paths",
+    "output_subtype",
+    "plan_jobs",
+    "run_job",
+    "run_jobs",
+    "summarize",
+]
+
+DEFAULT_TEMPLATE = defaults.TEMPLATE
 TEMPLATE_FIELDS = ("track", "source", "ext", "dir")
 OUTPUT_FORMATS = ("wav", "flac")
-_GLOB_CHARS = set("*?[")
 
 
-@dataclass
-class InputItem:
-    """One input as the user named it, expanded: a file path, or the error that stops it."""
-
-    path: str
-    track: str
-    error: str | None = None
-
-
-@dataclass
+@dataclass(frozen=True)
 class Job:
     """What to do with one input file.
 
@@ -45,94 +49,56 @@ class Job:
         Audio file to separate.
     outputs : dict of str to str
         Output path of each source, in the order of the sources.
-    task : str
-        ``"separate"`` or ``"cluster"``.
-    options : dict
-        Keyword arguments of the pipeline function (JSON-able).
+    options : SeparateOptions or ClusterOptions
+        ``separate`` or ``cluster`` (the task follows the type).
     model : str or None
         Model file for ``separate`` (None: the built-in default model).
-    extra : dict
-        Extra work: ``{"plot": path}``, ``{"save_model": path}``.
+    plot : str or None
+        PNG to draw the separation into.
+    save_model : str or None
+        Where ``cluster`` writes its clustered model.
+    mono : bool
+        Down-mix the input first.
+    threads : int
+        Blocks separated in parallel within this job.
     """
 
     input: str
     outputs: dict[str, str]
-    task: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: SeparateOptions | ClusterOptions
     model: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    plot: str | None = None
+    save_model: str | None = None
     mono: bool = False
+    threads: int = 1
+
+    @property
+    def task(self) -> str:
+        return "cluster" if isinstance(self.options, ClusterOptions) else "separate"
 
 
-def expand_inputs(items: Iterable[str], *, recursive: bool = False) -> list[InputItem]:
-    """Turn files, directories and glob patterns into a list of input files.
+@dataclass
+class JobRecord:
+    """What happened to one input (one entry of ``--json``'s ``files``).
 
-    Parameters
-    ----------
-    items : iterable of str
-        What the user named. A directory gives its audio files (sorted; with ``recursive``
-        also those of its subdirectories); a name that does not exist but contains ``* ? [``
-        is a glob pattern. Anything else that does not exist is kept with an error, so that
-        one bad name does not stop the batch.
-    recursive : bool
-        Descend into subdirectories of directory inputs (and ``**`` in globs).
-
-    Returns
-    -------
-    list of InputItem
-        In the order given; duplicates (the same resolved file twice) are dropped.
+    ``status`` is ``"ok"``, ``"skipped"`` (outputs exist) or ``"error"`` (``error`` says why, on
+    one line).
     """
-    from nmfsep.audio import find_audio_files
 
-    out: list[InputItem] = []
-    seen: set[str] = set()
+    input: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    duration: float = 0.0
+    seconds: float = 0.0
+    settings: dict[str, Any] | None = None
+    plot: str | None = None
+    model: str | None = None
 
-    def add(path: Path, track: str) -> None:
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            out.append(InputItem(path=str(path), track=track))
-
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files = find_audio_files(path, recursive=recursive)
-            if not files:
-                out.append(
-                    InputItem(path=item, track=path.name, error="no audio files in directory")
-                )
-            for f in files:
-                rel = f.relative_to(path).with_suffix("")
-                add(f, rel.as_posix())
-        elif path.exists():
-            add(path, path.stem)
-        elif not _GLOB_CHARS & set(item):
-            out.append(InputItem(path=item, track=path.stem, error="no such file"))
-        else:
-            matches = sorted(glob.glob(item, recursive=recursive))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            if not files:
-                out.append(InputItem(path=item, track=path.stem, error="pattern matches no file"))
-            for f in files:
-                add(f, f.stem)
-    return out
-
-
-def read_file_list(source: str, stdin: Iterable[str] | None = None) -> list[str]:
-    """Read input names, one per line (``-``: standard input); blank and ``#`` lines skipped."""
-    import sys
-
-    if source == "-":
-        lines: Iterable[str] = stdin if stdin is not None else sys.stdin
-    else:
-        try:
-            with open(source, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
-        except OSError as exc:
-            raise ParameterError(f"cannot read file list: {exc.strerror}", path=source) from None
-        except UnicodeDecodeError:
-            raise ParameterError("file list is not UTF-8 text", path=source) from None
-    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (unset optional fields left out)."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if v is not None or k == "error"}
 
 
 def check_template(template: str) -> None:
@@ -191,21 +157,20 @@ def plan_jobs(
     outdir: str,
     template: str,
     ext: str,
-    task: str,
-    options: dict[str, Any],
+    options: SeparateOptions | ClusterOptions,
     model: str | None = None,
     overwrite: bool = False,
     plot: bool = False,
     save_model: str | None = None,
     mono: bool = False,
-) -> tuple[list[Job], list[dict[str, Any]]]:
+) -> tuple[list[Job], list[JobRecord]]:
     """Plan one job per input, and the records of inputs that need no work.
 
     Returns
     -------
     jobs : list of Job
         Inputs to process.
-    records : list of dict
+    records : list of JobRecord
         Inputs already finished (``status: "skipped"``), or refused before any work
         (``status: "error"``: missing file, output collision).
     """
@@ -217,23 +182,23 @@ def plan_jobs(
             f"(or .{' or .'.join(OUTPUT_FORMATS)})"
         )
     jobs: list[Job] = []
-    records: list[dict[str, Any]] = []
+    records: list[JobRecord] = []
     claimed: dict[str, str] = {}
     for item in inputs:
         if item.error:
-            records.append(_record(item.path, "error", error=item.error))
+            records.append(JobRecord(item.path, "error", error=item.error))
             continue
         try:
             outputs = output_paths(
                 outdir, template, track=item.track, input_path=item.path, sources=sources, ext=ext
             )
         except ParameterError as exc:
-            records.append(_record(item.path, "error", error=exc.message))
+            records.append(JobRecord(item.path, "error", error=exc.message))
             continue
         clash = next((claimed[p] for p in outputs.values() if p in claimed), None)
         if clash is not None:
             records.append(
-                _record(
+                JobRecord(
                     item.path,
                     "error",
                     error=f"its outputs would overwrite those of {clash}; "
@@ -242,18 +207,20 @@ def plan_jobs(
             )
             continue
         if any(os.path.realpath(p) == os.path.realpath(item.path) for p in outputs.values()):
-            records.append(_record(item.path, "error", error="an output path is the input itself"))
+            records.append(
+                JobRecord(item.path, "error", error="an output path is the input itself")
+            )
             continue
         for p in outputs.values():
             claimed[p] = item.path
         if not overwrite:
             existing = [p for p in outputs.values() if os.path.lexists(p)]
             if existing and len(existing) == len(outputs) and all(map(os.path.isfile, existing)):
-                records.append(_record(item.path, "skipped", outputs=outputs))
+                records.append(JobRecord(item.path, "skipped", outputs=outputs))
                 continue
             if existing:  # another run's (other model, other sources): never clobbered
                 records.append(
-                    _record(
+                    JobRecord(
                         item.path,
                         "error",
                         error=f"output {existing[0]} exists but not all of its outputs do; "
@@ -261,20 +228,19 @@ def plan_jobs(
                     )
                 )
                 continue
-        extra: dict[str, str] = {}
         first = Path(next(iter(outputs.values())))
-        if plot:
-            extra["plot"] = str(first.parent / "separation.png")
-        if save_model:
-            extra["save_model"] = save_model
-        jobs.append(Job(item.path, outputs, task, dict(options), model, extra, mono))
+        jobs.append(
+            Job(
+                item.path,
+                outputs,
+                options,
+                model=model,
+                plot=str(first.parent / "separation.png") if plot else None,
+                save_model=save_model,
+                mono=mono,
+            )
+        )
     return jobs, records
-
-
-def _record(input_path: str, status: str, **fields: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {"input": input_path, "status": status, "outputs": {}, "error": None}
-    record.update(fields)
-    return record
 
 
 # --------------------------------------------------------------------------- running jobs
@@ -290,87 +256,107 @@ def _load_model_cached(path: str | None) -> Any:
     return _MODEL_CACHE[path]
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """Run one job; never raises for a bad input — the error is in the returned record.
-
-    Returns
-    -------
-    dict
-        ``input``, ``status`` (``"ok"`` or ``"error"``), ``outputs`` (source -> path),
-        ``error`` (one line or None), ``duration`` (s of audio), ``seconds`` (wall time),
-        ``settings`` (what was used).
-    """
+def run_job(job: Job) -> JobRecord:
+    """Run one job; never raises for a bad input — the error is in the returned record."""
     t0 = time.perf_counter()
     try:
         record = _run_job(job)
     except NmfsepError as exc:
         # The error names the input; name another file (an output, ...) in the message.
         about_input = exc.path is None or os.path.abspath(exc.path) == os.path.abspath(job.input)
-        record = _record(job.input, "error", error=exc.message if about_input else str(exc))
+        record = JobRecord(job.input, "error", error=exc.message if about_input else str(exc))
     except MemoryError:
-        record = _record(job.input, "error", error="out of memory")
+        record = JobRecord(job.input, "error", error="out of memory")
     except Exception as exc:  # a bug, not a bad input: still one line per file, batch goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        record = _record(
+        record = JobRecord(
             job.input,
             "error",
             error=f"internal error: {type(exc).__name__}: {exc} "
             f"({Path(where.filename).name}:{where.lineno}); please report it",
         )
-    if record.get("error") is not None:  # one line, whatever the exception said
-        record["error"] = " ".join(str(record["error"]).split())
-    record["seconds"] = round(time.perf_counter() - t0, 3)
+    if record.error is not None:  # one line, whatever the exception said
+        record.error = " ".join(str(record.error).split())
+    record.seconds = round(time.perf_counter() - t0, 3)
     return record
 
 
-#: Threads a streamed separation may use (blocks in parallel): 1 in pool and Dask workers,
-#: ``n_jobs`` when :func:`run_jobs` runs the jobs in this process.
-_BLOCK_THREADS = 1
+def _subtypes(job: Job) -> dict[str, str]:
+    from nmfsep.audio import audio_info
+
+    info = audio_info(job.input)
+    return {
+        name: output_subtype(info.subtype, Path(path).suffix.lower().lstrip("."))
+        for name, path in job.outputs.items()
+    }
 
 
-def _run_job(job: Job) -> dict[str, Any]:
-    from nmfsep.audio import audio_info, load_audio, write_audio
+def _run_job(job: Job) -> JobRecord:
+    from nmfsep import streaming
+
+    subtypes = _subtypes(job)
+    if job.plot is not None:
+        return _run_job_in_memory(job, subtypes)
+    model = None
+    if isinstance(job.options, ClusterOptions):
+        result, model = streaming.cluster_file(
+            job.input,
+            job.outputs,
+            options=job.options,
+            mono=job.mono,
+            subtypes=subtypes,
+            n_threads=job.threads,
+        )
+    else:
+        result = streaming.separate_file(
+            job.input,
+            job.outputs,
+            _load_model_cached(job.model),
+            options=job.options,
+            mono=job.mono,
+            subtypes=subtypes,
+            n_threads=job.threads,
+        )
+    if model is not None and job.save_model is not None:
+        model.save(job.save_model)
+    return JobRecord(
+        job.input,
+        "ok",
+        outputs=dict(job.outputs),
+        duration=round(result.n_samples / result.sr, 3),
+        settings=result.settings,
+        model=job.save_model if model is not None else None,
+    )
+
+
+def _run_job_in_memory(job: Job, subtypes: dict[str, str]) -> JobRecord:
+    """``--plot``: the whole file in memory (the picture needs every frame), same engine."""
+    from nmfsep.audio import load_audio, write_audio
+    from nmfsep.plotting import plot_model, plot_separation
     from nmfsep.separation import cluster_separate, separate
 
-    if job.task == "separate" and "plot" not in job.extra:
-        # Separation streams block by block (bounded memory, blocks on several threads);
-        # a file shorter than a block is one block, the same as whole-file processing.
-        from nmfsep import streaming
-
-        model = _load_model_cached(job.model)
-        return streaming.run_job(job, model, n_threads=_BLOCK_THREADS)
-    info = audio_info(job.input)
+    assert job.plot is not None
     y, sr = load_audio(job.input, mono=job.mono)
     model = None
-    if job.task == "separate":
-        model = _load_model_cached(job.model)
-        options = {k: v for k, v in job.options.items() if k != "block_seconds"}
-        result = separate(y, sr, model, **options)
-    elif job.task == "cluster":
-        result, model = cluster_separate(y, sr, **job.options)
-    else:  # pragma: no cover - planned by the CLI
-        raise ParameterError(f"unknown task {job.task!r}")
-    missing = set(job.outputs) - set(result.sources)
-    if missing:
-        raise NmfsepError(f"no estimate for source(s) {', '.join(sorted(missing))}")
+    if isinstance(job.options, ClusterOptions):
+        result, model = cluster_separate(y, sr, options=job.options)
+    else:
+        result = separate(y, sr, _load_model_cached(job.model), options=job.options)
     for name, path in job.outputs.items():
-        ext = Path(path).suffix.lower().lstrip(".")
-        write_audio(path, result.sources[name], sr, subtype=output_subtype(info.subtype, ext))
-    if "save_model" in job.extra and job.task == "cluster":
-        model.save(job.extra["save_model"])
-    if "plot" in job.extra:
-        from nmfsep.plotting import plot_model, plot_separation
-
-        plot_separation(y, sr, result, job.extra["plot"], title=Path(job.input).name)
-        if job.task == "cluster":  # the learned bases, one colour per cluster
-            plot_model(model, Path(job.extra["plot"]).with_name("bases.png"))
-    return _record(
+        write_audio(path, result.sources[name], sr, subtype=subtypes[name])
+    if model is not None and job.save_model is not None:
+        model.save(job.save_model)
+    plot_separation(y, sr, result, job.plot, title=Path(job.input).name)
+    if model is not None:  # the learned bases, one colour per cluster
+        plot_model(model, Path(job.plot).with_name("bases.png"))
+    return JobRecord(
         job.input,
         "ok",
         outputs=dict(job.outputs),
         duration=round(y.shape[1] / sr, 3),
         settings=result.settings,
-        **({"plot": job.extra["plot"]} if "plot" in job.extra else {}),
+        plot=job.plot,
+        model=job.save_model if model is not None else None,
     )
 
 
@@ -400,15 +386,16 @@ def run_jobs(
     *,
     n_jobs: int = 1,
     scheduler: str | None = None,
-    on_done: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run jobs in this process (``n_jobs=1``), a local process pool, or on a Dask cluster.
+    on_done: Callable[[JobRecord], None] | None = None,
+) -> list[JobRecord]:
+    """Run jobs in this process (``n_jobs=1`` or one job), a local process pool, or on Dask.
 
     Parameters
     ----------
     jobs : sequence of Job
     n_jobs : int
-        Worker processes for a local run.
+        Worker processes for a local run. One job alone runs in this process with ``n_jobs``
+        block threads instead.
     scheduler : str, optional
         Address of a Dask distributed scheduler (``tcp://host:8786``); needs the
         ``distributed`` extra.
@@ -417,14 +404,14 @@ def run_jobs(
 
     Returns
     -------
-    list of dict
+    list of JobRecord
         One record per job, in the order of ``jobs``.
     """
     if not jobs:
         return []
-    results: dict[int, dict[str, Any]] = {}
+    results: dict[int, JobRecord] = {}
 
-    def done(i: int, record: dict[str, Any]) -> None:
+    def done(i: int, record: JobRecord) -> None:
         results[i] = record
         if on_done is not None:
             on_done(record)
@@ -433,20 +420,17 @@ def run_jobs(
         for i, record in _run_distributed(jobs, scheduler):
             done(i, record)
     elif n_jobs <= 1 or len(jobs) == 1:
-        global _BLOCK_THREADS
-        saved, _BLOCK_THREADS = _BLOCK_THREADS, max(1, n_jobs)
-        try:
-            for i, job in enumerate(jobs):
-                done(i, run_job(job))
-        finally:
-            _BLOCK_THREADS = saved
+        from dataclasses import replace
+
+        for i, job in enumerate(jobs):
+            done(i, run_job(replace(job, threads=max(1, n_jobs))))
     else:
         for i, record in _run_pool(jobs, min(n_jobs, len(jobs))):
             done(i, record)
     return [results[i] for i in range(len(jobs))]
 
 
-def _run_pool(jobs: Sequence[Job], n_jobs: int) -> Iterator[tuple[int, dict[str, Any]]]:
+def _run_pool(jobs: Sequence[Job], n_jobs: int) -> Iterator[tuple[int, JobRecord]]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -476,7 +460,7 @@ def _terminate_pool(pool: Any) -> None:
         process.join(timeout=5)
 
 
-def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, JobRecord]]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -494,18 +478,13 @@ def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, d
             yield index[future.key], future.result()
 
 
-def summarize(records: Sequence[dict[str, Any]], *, seconds: float) -> dict[str, Any]:
+def summarize(records: Sequence[JobRecord], *, seconds: float) -> dict[str, Any]:
     """Counts of a batch: total, ok, skipped, failed, wall seconds, audio seconds."""
     return {
         "total": len(records),
-        "ok": sum(r["status"] == "ok" for r in records),
-        "skipped": sum(r["status"] == "skipped" for r in records),
-        "failed": sum(r["status"] == "error" for r in records),
+        "ok": sum(r.status == "ok" for r in records),
+        "skipped": sum(r.status == "skipped" for r in records),
+        "failed": sum(r.status == "error" for r in records),
         "seconds": round(seconds, 3),
-        "audio_seconds": round(sum(r.get("duration", 0.0) for r in records), 3),
+        "audio_seconds": round(sum(r.duration for r in records), 3),
     }
-
-
-def job_to_dict(job: Job) -> dict[str, Any]:
-    """JSON-able form of a job (for logs)."""
-    return asdict(job)

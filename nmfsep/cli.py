@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nmfsep import __version__
+from nmfsep import __version__, defaults
 from nmfsep.errors import NmfsepError, ParameterError
 
 app = typer.Typer(
@@ -95,7 +95,8 @@ SeparateL1 = Annotated[
     float | None,
     typer.Option(
         "--l1",
-        help="L1 (sparsity) penalty on activations (default 2; 0 with --free-components).",
+        help=f"L1 (sparsity) penalty on activations (default {defaults.SEPARATE_L1:g}; "
+        f"{defaults.SEMI_SUPERVISED_L1:g} with --free-components).",
         min=0,
     ),
 ]
@@ -105,7 +106,10 @@ Tol = Annotated[float, typer.Option("--tol", help="Stop when the loss improves b
 MaskPower = Annotated[
     float | None,
     typer.Option(
-        "--mask-power", help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p (default 2).", min=0
+        "--mask-power",
+        help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p "
+        f"(default {defaults.MASK_POWER:g}).",
+        min=0,
     ),
 ]
 Channels = Annotated[
@@ -158,19 +162,22 @@ class _Reporter:
         line = f"error: {path}: {message}" if path else f"error: {message}"
         print(_one_line(line), file=sys.stderr, flush=True)
 
-    def record(self, record: dict[str, Any]) -> None:
-        if record["status"] == "error":
-            self.error(record["input"], record["error"])
-        elif record["status"] == "skipped":
-            self.notice(f"skip  {record['input']}: outputs exist (use --overwrite to redo)")
+    def record(self, record: Any) -> None:
+        if record.status == "error":
+            self.error(record.input, record.error)
+        elif record.status == "skipped":
+            self.notice(f"skip  {record.input}: outputs exist (use --overwrite to redo)")
         else:
-            outs = ", ".join(record["outputs"].values())
+            outs = ", ".join(record.outputs.values())
             self.notice(
-                f"ok    {record['input']} -> {outs} "
-                f"({record.get('duration', 0):.1f} s audio in {record.get('seconds', 0):.2f} s)"
+                f"ok    {record.input} -> {outs} "
+                f"({record.duration:.1f} s audio in {record.seconds:.2f} s)"
             )
-            if self.verbose and record.get("settings"):
-                self.notice("      settings: " + json.dumps(record["settings"], sort_keys=True))
+            for extra in (record.plot, record.model):
+                if extra:
+                    self.notice(f"      wrote {extra}")
+            if self.verbose and record.settings:
+                self.notice("      settings: " + json.dumps(record.settings, sort_keys=True))
 
 
 def _one_line(text: str) -> str:
@@ -191,7 +198,7 @@ def _usage(message: str) -> typer.Exit:
 def _collect_inputs(
     inputs: list[str] | None, files_from: str | None, *, recursive: bool
 ) -> list[Any]:
-    from nmfsep.batch import expand_inputs, read_file_list
+    from nmfsep.inputs import expand_inputs, read_file_list
 
     names = list(inputs or [])
     if files_from is not None:
@@ -209,7 +216,7 @@ def _run_batch(
     outdir: Path,
     template: str,
     fmt: str,
-    options: dict[str, Any],
+    options: Any,
     model: str | None,
     overwrite: bool,
     jobs: int | None,
@@ -244,7 +251,6 @@ def _run_batch(
         outdir=str(outdir),
         template=template,
         ext=fmt,
-        task=command,
         options=options,
         model=model,
         overwrite=overwrite,
@@ -270,7 +276,7 @@ def _run_batch(
             **(extra_summary or {}),
             "ok": summary["failed"] == 0,
             "summary": summary,
-            "files": all_records,
+            "files": [r.to_dict() for r in all_records],
         }
         print(json.dumps(payload, indent=2, default=str))
     if summary["total"] > 1 or summary["failed"]:
@@ -319,17 +325,25 @@ def _require(module: str, extra: str, what: str) -> None:
         raise _usage(f"{what} needs the '{extra}' extra: pip install 'nmfsep[{extra}]'")
 
 
-def _parse_beta(beta: str) -> float | str:
-    """``--beta`` as a number when it is one (0 is Itakura-Saito), else the name."""
+def _options(cls: Any, **fields: Any) -> Any:
+    """Build an options dataclass; a bad value is a usage error (exit 2), before any work."""
     try:
-        value = float(beta)
-    except ValueError:
-        from nmfsep.separation import _beta_value
+        return cls(**{k: v for k, v in fields.items() if v is not None})
+    except ParameterError as exc:
+        # name the flag, not the field: "beta must be ..." -> "--beta must be ..."
+        flags = {"n_components": "--components", "n_sources": "--sources"}
+        message = exc.message
+        for name in sorted(fields, key=len, reverse=True):
+            if message.startswith(name + " "):
+                flag = flags.get(name, "--" + name.replace("_", "-"))
+                message = flag + message[len(name) :]
+                break
+        raise _usage(message) from None
 
-        _beta_value(beta)  # an unknown name is a usage error (ParameterError), before any work
-        return beta
-    _check_numbers(beta=value)
-    return value
+
+def _model_arg(model: Path | str | None) -> str | None:
+    """``-m``/``--model``: a file, or ``default`` (or nothing) for the built-in model."""
+    return None if model is None or str(model) == "default" else str(model)
 
 
 def _version_callback(value: bool) -> None:
@@ -391,32 +405,52 @@ def train(
         ),
     ] = None,
     max_iter: MaxIter = None,
-    tol: Tol = 1e-4,
-    seed: Seed = 0,
+    tol: Tol = defaults.TOL,
+    seed: Seed = defaults.SEED,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing model.")
-    ] = True,
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing model (default: keep it, like separate)."
+        ),
+    ] = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
     """Learn spectral bases for each source from clean examples and save a model file."""
-    from nmfsep import separation
-    from nmfsep.training import parse_sources, train_from_files
+    from nmfsep.inputs import parse_sources
+    from nmfsep.options import TrainOptions
+    from nmfsep.training import train_from_files
 
     try:
         _check_numbers(l1=l1, l2=l2, tol=tol)
+        options = _options(
+            TrainOptions,
+            n_components=components,
+            beta=beta,
+            l1=l1,
+            l2=l2,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            context=context,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+        )
         spec = parse_sources(sources)
         if len(spec) < 1:
             raise _usage("name at least one source")
-        if output.exists() and not overwrite:
-            raise _usage(f"{output}: exists (use --overwrite)")
         if output.exists() and output.is_dir():
             raise _usage(f"{output}: is a directory")
         report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
+        if output.exists() and not overwrite:
+            report.notice(f"skip  {output}: exists (use --overwrite to train again)")
+            if json_out:
+                print(json.dumps({"command": "train", "model": str(output), "status": "skipped"}))
+            return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        iterations = max_iter or separation.DEFAULT_TRAIN_ITER
+        iterations = options.max_iter
         bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -437,16 +471,7 @@ def train(
             model = train_from_files(
                 spec,
                 sr=sr,
-                n_components=components or separation.DEFAULT_COMPONENTS,
-                beta=separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
-                l1=l1,
-                l2=l2,
-                n_fft=n_fft,
-                hop_length=hop_length,
-                context=context,
-                max_iter=iterations,
-                tol=tol,
-                random_state=seed,
+                options=options,
                 progress=None if quiet else report.notice,
                 callback=on_check,
             )
@@ -457,7 +482,11 @@ def train(
 
     summary = describe_model(model)
     if json_out:
-        print(json.dumps({"command": "train", "model": str(output), **summary}, indent=2))
+        print(
+            json.dumps(
+                {"command": "train", "model": str(output), "status": "ok", **summary}, indent=2
+            )
+        )
     report.notice(
         f"wrote {output}: "
         + ", ".join(f"{n} ({k} bases)" for n, k in model.n_components.items())
@@ -472,12 +501,14 @@ def train(
 def separate(
     inputs: Inputs = None,
     model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Model file (default: built-in speech/noise model)."),
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model file, or 'default' (the built-in speech/noise model)."
+        ),
     ] = None,
-    outdir: OutDir = Path("separated"),
-    filename: Template = "{track}/{source}.{ext}",
-    fmt: Format = "wav",
+    outdir: OutDir = Path(defaults.OUTDIR),
+    filename: Template = defaults.TEMPLATE,
+    fmt: Format = defaults.FORMAT,
     free_components: Annotated[
         int,
         typer.Option(
@@ -490,8 +521,8 @@ def separate(
     beta: Beta = None,
     l1: SeparateL1 = None,
     max_iter: MaxIter = None,
-    tol: Tol = 1e-4,
-    seed: Seed = 0,
+    tol: Tol = defaults.TOL,
+    seed: Seed = defaults.SEED,
     overwrite: Overwrite = False,
     jobs: Jobs = None,
     recursive: Recursive = False,
@@ -505,27 +536,30 @@ def separate(
     verbose: Verbose = False,
 ) -> None:
     """Separate mixtures with a trained model: one audio file per source."""
-    from nmfsep import separation
+    from nmfsep.engine import output_sources
     from nmfsep.model import default_model, load_model
+    from nmfsep.options import SeparateOptions
 
     try:
         _check_numbers(l1=l1, tol=tol, mask_power=mask_power, block_seconds=block_seconds)
+        options = _options(
+            SeparateOptions,
+            mask_power=mask_power,
+            free_components=free_components,
+            beta=beta,
+            l1=l1,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+            block_seconds=block_seconds,
+        )
         items = _collect_inputs(inputs, files_from, recursive=recursive)
-        the_model = default_model() if model is None else load_model(model)
+        model_path = _model_arg(model)
+        the_model = default_model() if model_path is None else load_model(model_path)
         try:
-            names = separation.output_sources(the_model, free_components)
+            names = output_sources(the_model, free_components)
         except ParameterError as exc:
-            raise _usage(f"{model or 'built-in model'}: {exc.message}") from None
-        options = {
-            "mask_power": separation.DEFAULT_MASK_POWER if mask_power is None else mask_power,
-            "free_components": free_components,
-            "beta": None if beta is None else _parse_beta(beta),
-            "l1": l1,
-            "max_iter": max_iter or separation.DEFAULT_SEPARATE_ITER,
-            "tol": tol,
-            "random_state": seed,
-            "block_seconds": block_seconds,
-        }
+            raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None
         _run_batch(
             command="separate",
             inputs=items,
@@ -534,7 +568,7 @@ def separate(
             template=filename,
             fmt=fmt,
             options=options,
-            model=None if model is None else str(model),
+            model=model_path,
             overwrite=overwrite,
             jobs=jobs,
             scheduler=scheduler,
@@ -542,7 +576,7 @@ def separate(
             quiet=quiet,
             verbose=verbose,
             plot=plot,
-            extra_summary={"model": "built-in" if model is None else str(model)},
+            extra_summary={"model": "built-in" if model_path is None else model_path},
             channels=channels,
         )
     except NmfsepError as exc:
@@ -562,15 +596,15 @@ def cluster(
         str | None,
         typer.Option("--features", help="Basis features for k-means (see the README)."),
     ] = None,
-    outdir: OutDir = Path("separated"),
-    filename: Template = "{track}/{source}.{ext}",
-    fmt: Format = "wav",
+    outdir: OutDir = Path(defaults.OUTDIR),
+    filename: Template = defaults.TEMPLATE,
+    fmt: Format = defaults.FORMAT,
     mask_power: MaskPower = None,
     beta: Beta = None,
     l1: L1 = 0.0,
     max_iter: MaxIter = None,
-    tol: Tol = 1e-4,
-    seed: Seed = 0,
+    tol: Tol = defaults.TOL,
+    seed: Seed = defaults.SEED,
     save_model: Annotated[
         Path | None,
         typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
@@ -587,27 +621,25 @@ def cluster(
     verbose: Verbose = False,
 ) -> None:
     """Separate without training: NMF on each mixture, k-means on its bases."""
-    from nmfsep import separation
-    from nmfsep.clustering import FEATURES
+    from nmfsep.options import ClusterOptions
 
     try:
         _check_numbers(l1=l1, tol=tol, mask_power=mask_power)
-        if features is not None and features not in FEATURES:
-            raise _usage(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
+        options = _options(
+            ClusterOptions,
+            n_sources=n_sources,
+            n_components=components,
+            beta=beta,
+            l1=l1,
+            features=features,
+            mask_power=mask_power,
+            max_iter=max_iter,
+            tol=tol,
+            seed=seed,
+        )
         items = _collect_inputs(inputs, files_from, recursive=recursive)
         if save_model is not None and len(items) != 1:
             raise _usage("--save-model takes exactly one input")
-        options = {
-            "n_sources": n_sources,
-            "n_components": components or separation.DEFAULT_COMPONENTS,
-            "beta": separation.DEFAULT_BETA if beta is None else _parse_beta(beta),
-            "l1": l1,
-            "features": features,
-            "mask_power": separation.DEFAULT_MASK_POWER if mask_power is None else mask_power,
-            "max_iter": max_iter or separation.DEFAULT_TRAIN_ITER,
-            "tol": tol,
-            "random_state": seed,
-        }
         _run_batch(
             command="cluster",
             inputs=items,
@@ -636,26 +668,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
         return None
     return value
-
-
-def _load_for_scoring(paths: list[Path], sr: int | None) -> tuple[Any, int]:
-    import numpy as np
-
-    from nmfsep.audio import load_audio
-
-    signals, rate = [], sr
-    for path in paths:
-        y, file_sr = load_audio(path)
-        if rate is None:
-            rate = file_sr
-        elif file_sr != rate:
-            raise NmfsepError(
-                f"sample rate {file_sr} Hz differs from the others ({rate} Hz)", path=path
-            )
-        signals.append(y.mean(axis=0))  # scored on the channel mean
-    n = min(len(s) for s in signals)
-    assert rate is not None
-    return np.stack([s[:n] for s in signals]), rate
 
 
 @app.command(
@@ -705,68 +717,20 @@ def evaluate(
     name matches, otherwise by the permutation with the best mean SI-SDR (cluster outputs).
     Multichannel files are scored on their channel mean.
     """
-    import numpy as np
-
-    from nmfsep.metrics import evaluate_separation, oracle_wiener_estimates
+    from nmfsep.evaluation import evaluate_files, match_references
 
     try:
-        refs = list(reference or [])
-        if reference_dir is not None:
-            if not reference_dir.is_dir():
-                raise NmfsepError("not a directory", path=reference_dir)
-            from nmfsep.audio import find_audio_files
-
-            available = {p.stem: p for p in find_audio_files(reference_dir)}
-            matched = [available[e.stem] for e in estimates if e.stem in available]
-            refs += matched or list(available.values())
-        if not refs:
-            raise _usage("give --reference FILE (one per source) or --reference-dir DIR")
+        refs = match_references(estimates, reference or [], reference_dir=reference_dir)
         if oracle and mixture is None:
             raise _usage("--oracle needs --mixture")
-        ref, sr = _load_for_scoring(refs, None)
-        est, _ = _load_for_scoring(list(estimates), sr)
-        mix = _load_for_scoring([mixture], sr)[0][0] if mixture is not None else None
-        names = [p.stem for p in refs]
-        by_name = [e.stem for e in estimates] == names
-        n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
-        scores = evaluate_separation(
-            ref[:, :n],
-            est[:, :n],
-            mixture=None if mix is None else mix[:n],
-            names=names,
-            solve_permutation=not by_name,
+        rows, sr = evaluate_files(
+            estimates,
+            refs,
+            mixture=mixture,
+            oracle=oracle,
+            model=_model_arg(model),
             bss=not no_bss,
         )
-        rows = [
-            {"estimate": str(estimates[s.estimate_index]), "reference": str(refs[i]), **s.to_dict()}
-            for i, s in enumerate(scores)
-        ]
-        if oracle and mix is not None:
-            from nmfsep.model import default_model, load_model
-            from nmfsep.separation import stft_for_rate
-
-            the_model = default_model() if model is None else load_model(model)
-            config = stft_for_rate(the_model.stft, the_model.sr, sr)
-            sources = ref[:, :n]
-            rest = mix[:n] - sources.sum(axis=0)
-            if float(np.sum(rest**2)) > 1e-6 * float(np.sum(mix[:n] ** 2)):
-                sources = np.concatenate([sources, rest[np.newaxis]])
-            oracle_est = oracle_wiener_estimates(sources, config=config)
-            oracle_scores = evaluate_separation(
-                ref[:, :n],
-                oracle_est[: ref.shape[0]],
-                mixture=mix[:n],
-                names=names,
-                solve_permutation=False,
-                bss=not no_bss,
-            )
-            for row, o in zip(rows, oracle_scores, strict=True):
-                row.update(
-                    oracle_sdr=o.sdr,
-                    oracle_si_sdr=o.si_sdr,
-                    oracle_sdr_improvement=o.sdr_improvement,
-                    oracle_si_sdr_improvement=o.si_sdr_improvement,
-                )
     except NmfsepError as exc:
         raise _fail(exc) from None
     rows = [{k: _finite(v) for k, v in row.items()} for row in rows]

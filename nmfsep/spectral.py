@@ -1,4 +1,9 @@
-"""Short-time Fourier transform settings and transforms (librosa under the hood).
+"""Short-time Fourier transform: settings, and the one STFT / overlap-add implementation.
+
+The whole-signal :func:`stft` / :func:`istft` and the block primitives of the separation engine
+(:func:`frames_stft`, :func:`frames_istft`, :func:`window_sum`) are the same code, with
+librosa's conventions (centred frames, zero padding, periodic windows, normalisation by the
+summed squared window), in numpy / scipy.fft so that separating never imports librosa.
 
 Orientation is audio's: a spectrogram has shape ``(..., n_freq, n_frames)`` with
 ``n_freq = n_fft // 2 + 1``.
@@ -98,49 +103,132 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _window(config: STFTConfig) -> Any:
-    if config.window == "sqrt_hann":
-        import scipy.signal
+#: Cosine-sum coefficients of the windows :class:`STFTConfig` accepts.
+_COSINE_WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46), "blackman": (0.42, 0.5, 0.08)}
 
-        return np.sqrt(scipy.signal.get_window("hann", config.win_length, fftbins=True))
-    return config.window
+
+def windows(config: STFTConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Analysis/synthesis window centred in ``n_fft`` samples (float32), and its square.
+
+    The periodic windows of ``scipy.signal.get_window(name, win_length, fftbins=True)`` (what
+    librosa uses), computed here so that a separation imports neither scipy.signal nor librosa
+    (seconds of start-up per process).
+    """
+    assert config.win_length is not None
+    M = config.win_length
+    name = "hann" if config.window == "sqrt_hann" else config.window
+    fac = np.linspace(-np.pi, np.pi, M + 1)[:M]
+    win = np.zeros(M)
+    for k, a in enumerate(_COSINE_WINDOWS[name]):
+        win += a * np.cos(k * fac)
+    if config.window == "sqrt_hann":
+        win = np.sqrt(np.maximum(win, 0.0))
+    full = np.zeros(config.n_fft)
+    lpad = (config.n_fft - M) // 2
+    full[lpad : lpad + M] = win
+    return full.astype(np.float32), (full**2).astype(np.float32)
+
+
+def frames_stft(x: np.ndarray, config: STFTConfig, window: np.ndarray) -> np.ndarray:
+    """STFT of samples whose frames start every ``hop_length`` samples, with no padding.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_channels, (n_frames - 1) * hop_length + n_fft), float32
+    config : STFTConfig
+    window : np.ndarray, shape (n_fft,)
+        From :func:`windows`.
+
+    Returns
+    -------
+    np.ndarray, shape (n_channels, n_freq, n_frames), complex64
+    """
+    import scipy.fft
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    frames = sliding_window_view(x, config.n_fft, axis=-1)[:, :: config.hop_length]
+    # (channels, n_frames, n_fft); scipy's FFT is faster than numpy's on the non-power-of-two
+    # sizes that rate conversion gives (2822 at 44.1 kHz)
+    out = scipy.fft.rfft(frames * window, axis=-1)
+    dtype = np.complex128 if x.dtype == np.float64 else np.complex64
+    return np.ascontiguousarray(out.transpose(0, 2, 1), dtype=dtype)
+
+
+def frames_istft(S: np.ndarray, config: STFTConfig, window: np.ndarray) -> np.ndarray:
+    """Windowed inverse FFT of each frame, overlap-added (not yet normalised by the window).
+
+    Parameters
+    ----------
+    S : np.ndarray, shape (n_channels, n_freq, n_frames), complex
+
+    Returns
+    -------
+    np.ndarray, shape (n_channels, (n_frames - 1) * hop_length + n_fft), float32
+        Divide by :func:`window_sum` of the same frames for the inverse STFT.
+    """
+    import scipy.fft
+
+    frames = scipy.fft.irfft(S.transpose(0, 2, 1), n=config.n_fft, axis=-1)
+    frames = frames.astype(np.float64 if S.dtype == np.complex128 else np.float32, copy=False)
+    frames *= window
+    return overlap_add(np.swapaxes(frames, -1, -2), config.hop_length)
+
+
+def window_sum(window_sq: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:
+    """Overlap-added squared window of ``n_frames`` frames: the inverse STFT's normaliser."""
+    return overlap_add(np.repeat(window_sq[:, None], n_frames, axis=1), hop_length)
+
+
+def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
+    """Overlap-add ``frames`` (..., n_fft, n_frames) at ``hop``: (..., (n_frames-1)*hop + n_fft)."""
+    *lead, n_fft, n = frames.shape
+    n_chunks = -(-n_fft // hop)
+    acc = np.zeros((*lead, n + n_chunks, hop), dtype=frames.dtype)
+    for k in range(n_chunks):
+        t0, t1 = k * hop, min((k + 1) * hop, n_fft)
+        acc[..., k : k + n, : t1 - t0] += np.swapaxes(frames[..., t0:t1, :], -1, -2)
+    flat = acc.reshape(*lead, -1)
+    return flat[..., : (n - 1) * hop + n_fft]
+
+
+def normalise(y: np.ndarray, wss: np.ndarray) -> np.ndarray:
+    """Divide overlap-added samples by the window sum where it is not ~0 (as librosa does)."""
+    nz = wss > np.finfo(np.float32).tiny
+    out = y.copy()
+    out[..., nz] /= wss[nz]
+    return out
 
 
 def stft(y: np.ndarray, config: STFTConfig) -> np.ndarray:
-    """Complex STFT of ``y``.
+    """Complex STFT of ``y`` with centred frames (zeros outside the signal), as
+    ``librosa.stft(..., center=True, pad_mode="constant")``.
 
     Parameters
     ----------
     y : np.ndarray, shape (..., n_samples), real
-        Signal(s); float32 gives complex64.
+        Signal(s).
     config : STFTConfig
 
     Returns
     -------
-    np.ndarray, shape (..., n_freq, n_frames), complex
+    np.ndarray, shape (..., n_freq, n_frames), complex64 (complex128 for float64 input)
     """
-    import librosa
-
-    n_samples = y.shape[-1]
-    if n_samples < config.n_fft:
-        # librosa warns on signals shorter than n_fft; zero-padding the end first gives exactly
-        # the same frames (centred frames are zero-padded anyway), so pad and keep n_frames.
-        pad = [(0, 0)] * (y.ndim - 1) + [(0, config.n_fft - n_samples)]
-        S = stft(np.pad(y, pad), config)
-        return np.ascontiguousarray(S[..., : config.n_frames(n_samples)])
-    return librosa.stft(
-        y,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        win_length=config.win_length,
-        window=_window(config),
-        center=True,
-        pad_mode="constant",
-    )
+    y = np.asarray(y)
+    dtype = np.float64 if y.dtype == np.float64 else np.float32
+    lead = y.shape[:-1]
+    x = y.reshape(int(np.prod(lead)), y.shape[-1]).astype(dtype, copy=False)
+    n_frames = config.n_frames(x.shape[-1])
+    pad = config.n_fft // 2
+    total = (n_frames - 1) * config.hop_length + config.n_fft
+    padded = np.zeros((x.shape[0], total), dtype)
+    m = min(x.shape[-1], total - pad)
+    padded[:, pad : pad + m] = x[:, :m]
+    S = frames_stft(padded, config, windows(config)[0])
+    return S.reshape(*lead, config.n_freq, n_frames)
 
 
 def istft(S: np.ndarray, config: STFTConfig, *, length: int) -> np.ndarray:
-    """Inverse STFT by weighted overlap-add, trimmed or padded to exactly ``length`` samples.
+    """Inverse STFT by weighted overlap-add, exactly ``length`` samples (inverse of :func:`stft`).
 
     Parameters
     ----------
@@ -151,16 +239,17 @@ def istft(S: np.ndarray, config: STFTConfig, *, length: int) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray, shape (..., length), real
+    np.ndarray, shape (..., length), float32 (float64 for complex128 input)
     """
-    import librosa
-
-    return librosa.istft(
-        S,
-        hop_length=config.hop_length,
-        win_length=config.win_length,
-        n_fft=config.n_fft,
-        window=_window(config),
-        center=True,
-        length=length,
+    lead = S.shape[:-2]
+    X = S.reshape(int(np.prod(lead)), *S.shape[-2:])
+    n_frames = X.shape[-1]
+    window, window_sq = windows(config)
+    y = normalise(
+        frames_istft(X, config, window), window_sum(window_sq, n_frames, config.hop_length)
     )
+    pad = config.n_fft // 2
+    out = np.zeros((X.shape[0], length), y.dtype)
+    m = max(0, min(length, y.shape[-1] - pad))
+    out[:, :m] = y[:, pad : pad + m]
+    return out.reshape(*lead, length)

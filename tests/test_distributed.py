@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nmfsep.batch import expand_inputs, plan_jobs, run_jobs
+from nmfsep.batch import plan_jobs, run_jobs
+from nmfsep.inputs import expand_inputs
 from nmfsep.model import NMFModel
+from nmfsep.options import SeparateOptions
 from nmfsep.separation import train_model
 from nmfsep.spectral import STFTConfig
 
@@ -47,15 +49,14 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[st
     return d, d / "model.npz", inputs
 
 
-def _run(d: Path, model: Path, inputs: list[str], out: str, **kw: object) -> list[dict]:
+def _run(d: Path, model: Path, inputs: list[str], out: str, **kw: object) -> list:
     jobs, records = plan_jobs(
         expand_inputs(inputs),
         sources=["tone", "noise"],
         outdir=str(d / out),
         template="{track}/{source}.{ext}",
         ext="wav",
-        task="separate",
-        options={"max_iter": 20, "block_seconds": 0.5},
+        options=SeparateOptions(max_iter=20, block_seconds=0.5),
         model=str(model),
     )
     assert not records
@@ -76,12 +77,12 @@ def test_dask_cluster_gives_the_local_outputs(batch: tuple[Path, Path, list[str]
         ) as cluster,
     ):
         remote = _run(d, model, inputs, "remote", scheduler=cluster.scheduler_address)
-    assert [r["status"] for r in remote] == ["ok", "ok", "ok", "error"]
+    assert [r.status for r in remote] == ["ok", "ok", "ok", "error"]
     for a, b in zip(local, remote, strict=True):
-        assert a["input"] == b["input"] and a["status"] == b["status"]
-        assert a["error"] == b["error"]  # a failing file is reported the same way
-        for source, path in a["outputs"].items():
-            other = b["outputs"][source]
+        assert a.input == b.input and a.status == b.status
+        assert a.error == b.error  # a failing file is reported the same way
+        for source, path in a.outputs.items():
+            other = b.outputs[source]
             assert "remote" in other
             x, _ = sf.read(path, dtype="float32")
             y, _ = sf.read(other, dtype="float32")

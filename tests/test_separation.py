@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nmfsep.engine import default_stft, map_bases, stft_for_rate
 from nmfsep.errors import ParameterError
+from nmfsep.frames import stack_frames, unstack_frames
 from nmfsep.model import NMFModel, load_model
-from nmfsep.separation import (
-    default_stft,
-    map_bases,
-    separate,
-    stack_frames,
-    stft_for_rate,
-    train_model,
-    unstack_frames,
-)
+from nmfsep.separation import separate
 from nmfsep.spectral import STFTConfig
+from nmfsep.training import train_model
 
 SR = 8000
 

@@ -14,11 +14,13 @@ from typer.testing import CliRunner
 
 from nmfsep.batch import Job, run_jobs
 from nmfsep.cli import app
+from nmfsep.engine import auto_block_frames
 from nmfsep.errors import AudioError, ParameterError
 from nmfsep.model import NMFModel, default_model
+from nmfsep.options import SeparateOptions
 from nmfsep.separation import separate, train_model
 from nmfsep.spectral import STFTConfig
-from nmfsep.streaming import auto_block_frames, separate_file
+from nmfsep.streaming import separate_file
 
 SR = 8000
 
@@ -118,17 +120,16 @@ def test_default_model_and_pcm16_output(tmp_path: Path) -> None:
     job = Job(
         str(src),
         {name: str(tmp_path / "out" / f"{name}.wav") for name in m.source_names},
-        "separate",
-        {"max_iter": 20, "block_seconds": 0.5},
+        SeparateOptions(max_iter=20, block_seconds=0.5),
     )
     (record,) = run_jobs([job], n_jobs=2)
-    assert record["status"] == "ok", record
-    assert record["settings"]["streaming"]["threads"] == 2
+    assert record.status == "ok", record
+    assert record.settings["streaming"]["threads"] == 2
     hop = m.stft.hop_length
     frames, per_block = 1 + y.shape[1] // hop, round(0.5 * sr / hop)
-    assert record["settings"]["streaming"]["blocks"] == -(-frames // per_block) >= 3
+    assert record.settings["streaming"]["blocks"] == -(-frames // per_block) >= 3
     total = np.zeros_like(y)
-    for path in record["outputs"].values():
+    for path in record.outputs.values():
         info = sf.info(path)
         assert (info.samplerate, info.channels, info.frames, info.subtype) == (
             sr,
@@ -223,12 +224,15 @@ def test_errors_leave_no_output(model: NMFModel, tmp_path: Path) -> None:
 
     good = _write(tmp_path / "good.wav", np.nan_to_num(y), SR)
 
-    def interrupt(blocks: int, frames: int) -> None:
-        if blocks == 2:
+    calls = []
+
+    def interrupt(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        separate_file(good, outs, model, block_seconds=0.5, callback=interrupt)
+        separate_file(good, outs, model, block_seconds=0.5, progress=interrupt)
     assert not os.listdir(tmp_path / "o")  # temporary files removed, nothing half-written
     with pytest.raises(ParameterError, match="block_seconds"):
         separate_file(good, outs, model, block_seconds=0)

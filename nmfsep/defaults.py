@@ -1,0 +1,99 @@
+"""Every default and measured constant of nmfsep, in one place.
+
+Imports nothing (not even numpy), so that the command line can show these defaults in ``--help``
+without loading the numerical stack. Each value says where it was measured: ``bench/quality.py``
+(the dev cases) and ``bench/generalise.py`` (folds of unseen speakers x unseen noises); the tables
+are in ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------------------ models / training
+
+#: Bases per source (24: -0.14 dB, 48: no gain; bench/README.md "How the defaults were chosen").
+COMPONENTS = 32
+#: Beta-divergence of training and separation: 1 = Kullback-Leibler (best of 0, 0.5, 1, 2).
+BETA = 1.0
+#: Frames per basis: each basis is a patch of this many consecutive frames (stacked-frame,
+#: "cheap convolutive" NMF; +0.6-0.9 dB over single frames, the largest dev-set gain).
+CONTEXT = 5
+#: Training iterations (500: +0.03 dB).
+TRAIN_ITER = 200
+#: Relative tolerance of the NMF stopping rule.
+TOL = 1e-4
+#: Training frames kept per source at most (a seeded random subset beyond that): bounds training
+#: memory to about ``context * n_freq * TRAIN_FRAMES * 4`` bytes per source (about 200 MB at
+#: 16 kHz with the default window).
+TRAIN_FRAMES = 20_000
+#: Training frames quieter than this many dB below the loudest frame are not used: they carry no
+#: spectral shape, only cost.
+SILENCE_DB = 60.0
+#: Audio read per source for training at most (seconds): a longer set is read as the same share
+#: of each file, so reading memory stays bounded.
+TRAIN_SECONDS = 1800.0
+
+# ------------------------------------------------------------------------------ STFT
+
+#: Analysis window of trained models (seconds; a power of two in samples, 75 % overlap):
+#: 128 ms = n_fft 2048 at 16 kHz, 4096 at 44.1 kHz (+0.23 dB over 64 ms).
+WINDOW_SECONDS = 0.128
+#: Window of ``cluster``: the bases are learned on the (short) mixture itself, and more frames
+#: make a better factorisation (64 ms: 10.5 dB on the speech cases, 128 ms: 8.0 dB).
+CLUSTER_WINDOW_SECONDS = 0.064
+
+# ------------------------------------------------------------------------------ separation
+
+#: Wiener mask exponent p in ``M_i = P_i^p / sum_j P_j^p`` (1.5: -0.5 dB, 3: -0.2 dB).
+MASK_POWER = 2.0
+#: Activation iterations per block when separating (10-50 all within 0.1 dB; 20 = margin).
+SEPARATE_ITER = 20
+#: L1 penalty on activations for supervised separation, each frame at unit mean level
+#: (+0.2-0.3 dB). With free bases (semi-supervised) the default is 0: there the penalty pushes
+#: speech into the free bases (-2.4 dB).
+SEPARATE_L1 = 2.0
+SEMI_SUPERVISED_L1 = 0.0
+#: Name of the source that free bases (semi-supervised separation) are written as.
+RESIDUAL = "residual"
+
+# ------------------------------------------------------------------------------ cluster
+
+#: Sources ``cluster`` looks for.
+CLUSTER_SOURCES = 2
+#: Basis features of the k-means step (see nmfsep.clustering): the normalised log-spectrum was
+#: best or tied on the speech cases; MFCCs tie on two of three; activations did not help.
+CLUSTER_FEATURE_KINDS = ("logspec", "mfcc", "logspec+act", "mfcc+act")
+CLUSTER_FEATURES = "logspec"
+#: Frames of the mixture ``cluster`` learns its bases on at most: a seeded sample spread over
+#: the whole file, so memory does not grow with the file's length (20 000 frames = 10.7 min of
+#: audio at the 64 ms / 16 ms cluster window; shorter files use every frame).
+CLUSTER_FRAMES = 20_000
+#: Iterations of the activations once the clustered bases are fixed (the separation pass).
+CLUSTER_SEPARATE_ITER = 50
+
+# ------------------------------------------------------------------------------ streaming
+
+#: Bytes of complex mixture STFT per block the automatic block size aims at; the working set of
+#: a block is about 8x that.
+BLOCK_STFT_BYTES = 24 * 1024 * 1024
+#: Bounds of the automatic block duration (seconds): 44.1 kHz stereo gets about 23 s, 16 kHz
+#: mono 60 s.
+MIN_BLOCK_SECONDS = 10.0
+MAX_BLOCK_SECONDS = 60.0
+
+# ------------------------------------------------------------------------------ level policy
+
+#: Peak amplitudes outside this range are brought into it (by a power of two, exactly
+#: reversible) before the STFT: float32 spectra of louder float files overflow, those of quieter
+#: ones sink into the epsilon floor. Separation is scale-invariant, so nothing else changes.
+SAFE_PEAK = (2.0**-20, 2.0**13)
+
+# ------------------------------------------------------------------------------ files
+
+#: Output file-name template under OUTDIR.
+TEMPLATE = "{track}/{source}.{ext}"
+#: Output directory.
+OUTDIR = "separated"
+#: Output format.
+FORMAT = "wav"
+#: Random seed.
+SEED = 0

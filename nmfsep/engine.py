@@ -1,0 +1,793 @@
+"""The separation engine: one plan, one block runner, one chunk API under every path.
+
+Every separation nmfsep does — a whole array (:func:`nmfsep.separation.separate`), a file of any
+length streamed block by block (:func:`nmfsep.streaming.separate_file`), the separation pass of
+``cluster``, and live audio pushed in chunks of any size (:class:`Separator`) — runs here:
+
+* :class:`SeparationPlan` is built once per (model, input rate, channels, options). It owns the
+  sources' names, the bases mapped onto the input's frequency grid, the frame context, the
+  free-basis initialisation, the level policy, the mask and the settings record.
+* :func:`separate_block` turns the samples of one block of STFT frames (with the context the
+  frame stacking needs on each side) into each source's overlap-added samples. It is a pure
+  function of the plan (and, semi-supervised, of the free bases carried from the previous block).
+* :class:`Separator` cuts any stream of samples into those blocks at fixed frame positions,
+  overlap-adds their outputs and hands out the samples that no later frame can change. Block
+  boundaries depend only on frame positions, never on how the input was chunked, so the outputs
+  are the same for any chunking — and the array, file and live paths are the same loop.
+
+Streaming is exact for supervised separation: with the bases fixed, each frame is brought to unit
+mean level and fitted on its own (its context patch included), so a frame's result does not
+depend on the other frames. The only dependence on the block size is the grouping of frames for
+the convergence test of :func:`nmfsep.nmf.fit_nmf` (with ``tol=0`` none). Semi-supervised
+separation (free bases) is an online approximation on inputs longer than one block: the free
+bases of each block start from those of the previous one.
+
+Frame ``j`` is centred on sample ``j * hop``: it covers samples ``[j*hop - n_fft//2, j*hop +
+n_fft - n_fft//2)``, zeros outside the signal — librosa's centred STFT. Internally positions are
+*padded* coordinates (sample + ``n_fft // 2``), where frame ``j`` starts at ``j * hop``.
+
+Sample rates: a model's bases live on the frequency grid of its rate. A mixture at another rate
+is not resampled: its STFT has the same frame duration (``n_fft`` and ``hop_length`` scaled by
+the rate ratio) and the bases are interpolated onto its bins; bins above the model's Nyquist
+frequency get the masks of the highest modelled bin. Outputs keep the input's rate, channels
+and length exactly, and the sources sum to the mixture.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nmfsep import defaults
+from nmfsep.errors import ParameterError
+from nmfsep.frames import stack_frames, unstack_frames
+from nmfsep.masks import apply_masks, wiener_masks
+from nmfsep.model import NMFModel
+from nmfsep.nmf import fit_nmf
+from nmfsep.options import SeparateOptions, options_from
+from nmfsep.spectral import (
+    STFTConfig,
+    frames_istft,
+    frames_stft,
+    normalise,
+    window_sum,
+    windows,
+)
+
+__all__ = [
+    "BlockResult",
+    "Framer",
+    "SeparationPlan",
+    "Separator",
+    "auto_block_frames",
+    "default_stft",
+    "map_bases",
+    "output_sources",
+    "safe_gain",
+    "separate_block",
+    "stft_for_rate",
+]
+
+# ------------------------------------------------------------------------------ grid and sizes
+
+
+def default_stft(sr: int, *, window_seconds: float = defaults.WINDOW_SECONDS) -> STFTConfig:
+    """STFT settings for a rate: a window of about ``window_seconds`` (a power of two in samples)
+    and 75 % overlap. Long windows resolve the harmonics of speech and music finely, which is what
+    NMF bases tell sources apart by. 16 kHz gives n_fft 2048 / hop 512, 44.1 kHz 4096 / 1024.
+    """
+    n_fft = int(2 ** round(math.log2(max(window_seconds * sr, 16))))
+    return STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
+
+
+def stft_for_rate(config: STFTConfig, model_sr: int, sr: int) -> STFTConfig:
+    """STFT settings at rate ``sr`` whose frames last as long as ``config``'s at ``model_sr``."""
+    if sr == model_sr:
+        return config
+    ratio = sr / model_sr
+    n_fft = max(16, 2 * round(config.n_fft * ratio / 2))
+    win = min(n_fft, max(1, round(int(config.win_length or config.n_fft) * ratio)))
+    hop = min(win, max(1, round(config.hop_length * ratio)))
+    return STFTConfig(n_fft=n_fft, hop_length=hop, win_length=win, window=config.window)
+
+
+def map_bases(
+    W: np.ndarray,
+    model_sr: int,
+    model_config: STFTConfig,
+    sr: int,
+    config: STFTConfig,
+    *,
+    context: int = 1,
+) -> tuple[np.ndarray, int]:
+    """Interpolate bases from the model's frequency grid onto another one.
+
+    Parameters
+    ----------
+    W : np.ndarray, shape (context * n_freq_model, K)
+    model_sr, model_config : rate and STFT of the model
+    sr, config : rate and STFT of the target grid
+    context : int
+        Frames stacked in each basis (each frame's block is mapped on its own).
+
+    Returns
+    -------
+    W_mapped : np.ndarray, shape (context * n_modelled, K)
+        Bases on the target bins up to the model's Nyquist frequency.
+    n_modelled : int
+        How many of the target's ``config.n_freq`` bins the model covers.
+    """
+    if sr == model_sr and config == model_config:
+        return W, W.shape[0] // context
+    f_model = model_config.frequencies(model_sr)
+    f_target = config.frequencies(sr)
+    n_modelled = int(np.searchsorted(f_target, f_model[-1], side="right"))
+    n_modelled = max(1, min(n_modelled, config.n_freq))
+    blocks = W.reshape(context, f_model.size, W.shape[1])
+    mapped = np.empty((context, n_modelled, W.shape[1]), dtype=W.dtype)
+    for j in range(context):
+        for k in range(W.shape[1]):
+            mapped[j, :, k] = np.interp(f_target[:n_modelled], f_model, blocks[j, :, k])
+    return mapped.reshape(context * n_modelled, W.shape[1]), n_modelled
+
+
+def output_sources(model: NMFModel, free_components: int = 0) -> list[str]:
+    """Names of the sources a separation with ``model`` gives: the model's, then ``residual``
+    when free bases are learned.
+
+    Raises
+    ------
+    ParameterError
+        Negative ``free_components``, a model source already named ``residual``, or a one-source
+        model without free bases (nothing to separate).
+    """
+    if free_components < 0:
+        raise ParameterError(f"free_components must be >= 0, got {free_components}")
+    names = list(model.source_names)
+    if free_components and defaults.RESIDUAL in names:
+        raise ParameterError(f"the model already has a source named {defaults.RESIDUAL!r}")
+    if len(names) + (1 if free_components else 0) < 2:
+        raise ParameterError(
+            "a one-source model separates nothing by itself: add --free-components K "
+            "to learn the rest of the mixture"
+        )
+    return [*names, defaults.RESIDUAL] if free_components else names
+
+
+def auto_block_frames(config: STFTConfig, sr: int, channels: int) -> int:
+    """Frames per block: about :data:`~nmfsep.defaults.BLOCK_STFT_BYTES` of complex STFT, 10 to
+    60 s of audio (44.1 kHz stereo: about 23 s; 16 kHz mono: 60 s)."""
+    per_frame = max(1, channels) * config.n_freq * 8
+    frames = defaults.BLOCK_STFT_BYTES // per_frame
+    lo = int(defaults.MIN_BLOCK_SECONDS * sr / config.hop_length)
+    hi = int(defaults.MAX_BLOCK_SECONDS * sr / config.hop_length)
+    return int(max(lo, min(hi, frames), 1))
+
+
+def _block_frames(block_seconds: float | None, config: STFTConfig, sr: int, channels: int) -> int:
+    if block_seconds is None:
+        return auto_block_frames(config, sr, channels)
+    return max(1, round(block_seconds * sr / config.hop_length))
+
+
+def safe_gain(x: np.ndarray) -> float:
+    """A power of two that brings ``x``'s peak into :data:`~nmfsep.defaults.SAFE_PEAK` (1.0 when
+    inside, or silent). Powers of two scale float32 exactly, so undoing the gain is exact."""
+    peak = float(np.max(np.abs(x), initial=0.0))
+    lo, hi = defaults.SAFE_PEAK
+    if peak == 0.0 or lo <= peak <= hi:
+        return 1.0
+    return 2.0 ** -math.ceil(math.log2(peak))
+
+
+def _unit_mean(V: np.ndarray, *, per_frame: bool) -> np.ndarray:
+    """``V`` scaled to a mean of 1, as a whole or frame by frame (silent frames unchanged)."""
+    if per_frame:
+        mean = V.mean(axis=0, dtype=np.float64, keepdims=True)
+        return (V / np.where(mean > 0.0, mean, 1.0)).astype(V.dtype, copy=False)
+    mean_all = float(V.mean(dtype=np.float64)) if V.size else 0.0
+    return V if mean_all <= 0.0 else V * np.float32(1.0 / mean_all)
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True, eq=False)
+class SeparationPlan:
+    """Everything a separation of one stream needs, decided once.
+
+    Build it with :meth:`create`; it is immutable and shared by the threads that process blocks.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Output sources, in order (the model's, then ``residual`` with free bases).
+    sr, channels : int
+        Rate and channel count of the input (and outputs).
+    config : STFTConfig
+        STFT at the input's rate.
+    W : np.ndarray, shape (context * n_modelled, K_fixed), float32
+        The model's bases on the input's grid (fixed).
+    n_modelled : int
+        Bins the model covers (higher bins continue the top bin's masks).
+    context : int
+        Frames per basis.
+    labels : np.ndarray of int, shape (K_fixed + free_components,)
+        Source index of every basis column (fixed ones, then free ones).
+    options : SeparateOptions
+    beta, l1 : float
+        Divergence and L1 penalty used (options resolved against the model).
+    block_frames : int
+        New frames per block.
+    """
+
+    names: tuple[str, ...]
+    sr: int
+    channels: int
+    model_sr: int
+    config: STFTConfig
+    W: np.ndarray
+    n_modelled: int
+    context: int
+    labels: np.ndarray
+    options: SeparateOptions
+    beta: float
+    l1: float
+    block_frames: int
+    components: dict[str, int]
+    window: np.ndarray = field(repr=False)
+    window_sq: np.ndarray = field(repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        model: NMFModel,
+        *,
+        sr: int,
+        channels: int = 1,
+        options: SeparateOptions | None = None,
+    ) -> SeparationPlan:
+        """The plan of separating a stream at rate ``sr`` with ``channels`` channels by ``model``.
+
+        Raises
+        ------
+        ParameterError
+            Bad options, or a model that separates nothing.
+        """
+        from nmfsep.validation import check_int, check_sr
+
+        opts = options if options is not None else SeparateOptions()
+        sr = check_sr(sr)
+        channels = check_int("channels", channels, low=1, high=1024)
+        names = output_sources(model, opts.free_components)
+        config = stft_for_rate(model.stft, model.sr, sr)
+        W, n_modelled = map_bases(model.W, model.sr, model.stft, sr, config, context=model.context)
+        labels = model.component_sources()
+        if opts.free_components:
+            labels = np.concatenate([labels, np.full(opts.free_components, len(names) - 1)])
+        window, window_sq = windows(config)
+        components = dict(model.n_components)
+        if opts.free_components:
+            components[defaults.RESIDUAL] = opts.free_components
+        return cls(
+            names=tuple(names),
+            sr=sr,
+            channels=channels,
+            model_sr=int(model.sr),
+            config=config,
+            W=np.ascontiguousarray(W, dtype=np.float32),
+            n_modelled=n_modelled,
+            context=int(model.context),
+            labels=labels.astype(np.int64),
+            options=opts,
+            beta=float(model.beta if opts.beta is None else opts.beta),
+            l1=opts.l1_value,
+            block_frames=_block_frames(opts.block_seconds, config, sr, channels),
+            components=components,
+            window=window,
+            window_sq=window_sq,
+        )
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.names)
+
+    @property
+    def free_components(self) -> int:
+        return self.options.free_components
+
+    @property
+    def extra_frames(self) -> int:
+        """Frames of context each side of a block: the stacked columns of the block's frames
+        reach ``context // 2`` frames out, and un-stacking those columns another ``context // 2``,
+        so results are exact across block boundaries."""
+        return self.context - 1
+
+    @property
+    def latency(self) -> int:
+        """Samples between an input sample arriving and its separated samples coming out (the
+        most, at the start of a block): a block's frames, its look-ahead frames and one window."""
+        hop = self.config.hop_length
+        return (self.block_frames - 1 + self.extra_frames) * hop + self.config.n_fft
+
+    def initial_free_bases(self) -> np.ndarray | None:
+        """Seeded initial free bases (semi-supervised), independent of the input's level."""
+        if not self.free_components:
+            return None
+        rng = np.random.default_rng(self.options.seed)
+        rows = self.context * self.n_modelled
+        W = rng.uniform(0.5, 1.5, size=(rows, self.free_components))
+        # As long as the model's bases (their median L2 norm): free bases that start larger
+        # take most of the initial activations and absorb the modelled sources (measured: a
+        # voice in hiss at 32 dB with matched norms, 8 dB with 25x larger free bases).
+        norm = float(np.median(np.linalg.norm(self.W, axis=0))) or 1.0
+        W *= norm / np.linalg.norm(W, axis=0)
+        return W.astype(np.float32)
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able record of what is used (for ``--verbose``, ``--json`` and logs)."""
+        o = self.options
+        return {
+            "sr": self.sr,
+            "model_sr": self.model_sr,
+            "stft": self.config.to_dict(),
+            "beta": self.beta,
+            "components": dict(self.components),
+            "context": self.context,
+            "mask_power": o.mask_power,
+            "l1": self.l1,
+            "max_iter": o.max_iter,
+            "tol": o.tol,
+            "seed": o.seed,
+        }
+
+
+# ------------------------------------------------------------------------------ one block
+
+
+@dataclass
+class BlockResult:
+    """The separated samples of frames ``[j0, j0 + n_frames)`` (overlap-added, not normalised).
+
+    ``y`` has shape (n_sources, channels, (n_frames - 1) * hop + n_fft) and starts at padded
+    position ``j0 * hop``; ``masks`` (when asked for) has shape (n_sources, n_freq, n_frames).
+    """
+
+    j0: int
+    n_frames: int
+    y: np.ndarray
+    n_iter: int
+    converged: bool
+    W_free: np.ndarray | None
+    masks: np.ndarray | None = None
+
+
+def fit_masks(
+    plan: SeparationPlan, V: np.ndarray, W_free: np.ndarray | None
+) -> tuple[np.ndarray, Any]:
+    """Soft masks of each source for a block's magnitudes ``V`` (n_freq, n_frames).
+
+    Activations are fitted on the context-stacked, unit-mean magnitudes of the modelled bins
+    with the model's bases fixed (and free bases learned), each source's part ``W_i H_i`` is
+    un-stacked to one spectrum per frame, and the Wiener masks ``M_i = P_i^p / sum_j P_j^p`` are
+    taken; bins above the modelled ones continue the top modelled bin's masks.
+
+    Returns
+    -------
+    masks : np.ndarray, shape (n_sources, n_freq, n_frames)
+    result : NMFResult
+    """
+    o = plan.options
+    # The masks do not depend on the level of V, but the L1 penalty does. With all bases fixed,
+    # frames are independent: each is brought to unit mean, so ``l1`` asks every frame for the
+    # same relative sparsity whatever the recording's level or a frame's loudness, and a frame's
+    # result does not depend on the other frames (streaming is exact). With learned bases the
+    # frames are coupled: the block is brought to unit mean as a whole.
+    Vm = _unit_mean(V[: plan.n_modelled], per_frame=W_free is None)
+    W: np.ndarray = plan.W
+    fixed: np.ndarray | bool = True
+    if W_free is not None:
+        W = np.concatenate([plan.W, W_free], axis=1)
+        fixed = np.arange(W.shape[1]) < plan.W.shape[1]
+    result = fit_nmf(
+        stack_frames(Vm, plan.context),
+        W=W,
+        fixed_W=fixed,
+        beta=plan.beta,
+        l1_H=plan.l1,
+        max_iter=o.max_iter,
+        tol=o.tol,
+        random_state=o.seed,
+    )
+    parts = np.empty((plan.n_sources, plan.n_modelled, V.shape[1]), dtype=np.float32)
+    for i in range(plan.n_sources):
+        cols = plan.labels == i
+        parts[i] = unstack_frames(result.W[:, cols] @ result.H[cols], plan.context)
+    masks = wiener_masks(parts, power=o.mask_power)
+    n_freq = plan.config.n_freq
+    if plan.n_modelled < n_freq:
+        top = masks[:, -1:, :]
+        masks = np.concatenate([masks, np.repeat(top, n_freq - plan.n_modelled, axis=1)], axis=1)
+    return masks, result
+
+
+def separate_block(
+    plan: SeparationPlan,
+    x: np.ndarray,
+    j0: int,
+    lead: int,
+    n_frames: int,
+    W_free: np.ndarray | None = None,
+    *,
+    keep_masks: bool = False,
+) -> BlockResult:
+    """Separate frames ``[j0, j0 + n_frames)`` from samples ``x`` that cover them and ``lead``
+    frames before them and some after (the context that frame stacking needs).
+
+    Parameters
+    ----------
+    plan : SeparationPlan
+    x : np.ndarray, shape (channels, (n_all - 1) * hop + n_fft), float32
+        Samples of frames ``[j0 - lead, j0 - lead + n_all)``, from the first frame's start.
+    W_free : np.ndarray, optional
+        Free bases to start from (semi-supervised); the learned ones are returned.
+    keep_masks : bool
+        Also return the block's masks.
+    """
+    # Float files far from full scale: separate a scaled copy (the masks do not depend on the
+    # level) so that float32 spectra neither overflow nor vanish; scale the result back.
+    gain = safe_gain(x)
+    if gain != 1.0:
+        x = x * np.float32(gain)
+    X = frames_stft(x, plan.config, plan.window)
+    V = np.abs(X).mean(axis=0, dtype=np.float32)  # one set of activations for every channel
+    masks, result = fit_masks(plan, V, W_free)
+    del V
+    masks = masks[:, :, lead : lead + n_frames]
+    X = X[..., lead : lead + n_frames]
+    hop, n_fft = plan.config.hop_length, plan.config.n_fft
+    y = np.empty((plan.n_sources, X.shape[0], (n_frames - 1) * hop + n_fft), np.float32)
+    for i in range(plan.n_sources):  # one source at a time bounds the temporaries
+        y[i] = frames_istft(apply_masks(masks[i : i + 1], X)[0], plan.config, plan.window)
+    if gain != 1.0:
+        y *= np.float32(1.0 / gain)
+    n_fixed = plan.W.shape[1]
+    return BlockResult(
+        j0=j0,
+        n_frames=n_frames,
+        y=y,
+        n_iter=int(result.n_iter),
+        converged=bool(result.converged),
+        W_free=None if W_free is None else np.ascontiguousarray(result.W[:, n_fixed:]),
+        masks=np.ascontiguousarray(masks) if keep_masks else None,
+    )
+
+
+# ------------------------------------------------------------------------------ the block runner
+
+
+class Framer:
+    """Input samples in padded coordinates, cut into blocks of ``block_frames`` STFT frames at
+    fixed frame positions, each with up to ``extra`` frames of context on both sides."""
+
+    def __init__(self, config: STFTConfig, channels: int, block_frames: int, extra: int) -> None:
+        self.channels, self.block_frames, self.extra = channels, block_frames, extra
+        self.hop, self.n_fft = config.hop_length, config.n_fft
+        self.pad = self.n_fft // 2
+        self.buf = np.zeros((channels, self.pad), np.float32)  # zeros before the start
+        self.pending: list[np.ndarray] = []
+        self.buf_start = 0  # padded position of buf[:, 0]
+        self.n_in = 0  # input samples received
+        self.j0 = 0  # first frame not yet handed out
+        self.n: int | None = None  # total input samples, once the end is known
+
+    def push(self, x: np.ndarray) -> None:
+        if x.shape[1]:
+            self.pending.append(x)  # joined only when a block is due: tiny chunks stay cheap
+            self.n_in += x.shape[1]
+
+    def _join(self) -> None:
+        if self.pending:
+            self.buf = np.concatenate([self.buf, *self.pending], axis=1)
+            self.pending = []
+
+    def end(self) -> None:
+        self.n = self.n_in
+
+    def blocks(self) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """Blocks ``(j0, j1, lead, samples)`` that can be processed now: frames ``[j0, j1)``, and
+        the samples of frames ``[j0 - lead, j1 + trail)`` from the first one's start."""
+        B, extra, hop, n_fft = self.block_frames, self.extra, self.hop, self.n_fft
+        while True:
+            j0 = self.j0
+            j1, jr = j0 + B, j0 + B + extra
+            if self.n is None:
+                # interior block: every frame up to jr - 1 exists once its last sample is in
+                if self.pad + self.n_in < (jr - 1) * hop + n_fft:
+                    return
+            else:
+                total = 1 + self.n // hop if self.n else 0
+                j1, jr = min(j1, total), min(jr, total)
+                if j1 <= j0:
+                    return
+            jl = max(0, j0 - extra)
+            self._join()
+            x = self._get(jl * hop, (jr - 1) * hop + n_fft)
+            self.j0 = j1
+            # forget what no later block needs: it starts at frame j1 - extra
+            self._drop(max(0, j1 - extra) * hop)
+            yield j0, j1, j0 - jl, x
+
+    def _get(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros((self.channels, stop - start), np.float32)
+        a, b = start - self.buf_start, min(stop - self.buf_start, self.buf.shape[1])
+        if b > a:
+            out[:, : b - a] = self.buf[:, a:b]
+        return out
+
+    def _drop(self, start: int) -> None:
+        k = start - self.buf_start
+        if k > 0:
+            self.buf = self.buf[:, k:]
+            self.buf_start = start
+
+
+class _Output:
+    """Running overlap-add of the blocks' outputs, in padded coordinates."""
+
+    def __init__(self, plan: SeparationPlan) -> None:
+        self.plan = plan
+        self.hop, self.pad = plan.config.hop_length, plan.config.n_fft // 2
+        self.y = np.zeros((plan.n_sources, plan.channels, 0), np.float32)
+        self.wss = np.zeros(0, np.float32)
+        self.start = 0  # padded position of y[..., 0]
+        self.written = 0  # output samples handed out so far
+        self.frames_done = 0
+
+    def add(self, out: BlockResult, n_total: int | None) -> np.ndarray:
+        """Add a block (blocks come in order); the output samples now final,
+        shape (n_sources, channels, m)."""
+        a = out.j0 * self.hop - self.start
+        L = out.y.shape[-1]
+        if a + L > self.y.shape[-1]:
+            grown = np.zeros((*self.y.shape[:2], a + L), np.float32)
+            grown[..., : self.y.shape[-1]] = self.y
+            wss = np.zeros(a + L, np.float32)
+            wss[: self.wss.size] = self.wss
+            self.y, self.wss = grown, wss
+        self.y[..., a : a + L] += out.y
+        self.wss[a : a + L] += window_sum(self.plan.window_sq, out.n_frames, self.hop)
+        self.frames_done = out.j0 + out.n_frames
+        # padded samples before frames_done * hop get no more contributions
+        stop = self.frames_done * self.hop - self.pad
+        if n_total is not None and self.frames_done >= 1 + n_total // self.hop:
+            stop = n_total
+        stop = max(stop, self.written)
+        lo = self.written + self.pad - self.start
+        hi = stop + self.pad - self.start
+        y = normalise(self.y[..., lo:hi], self.wss[lo:hi])
+        self.written = stop
+        self.y = np.ascontiguousarray(self.y[..., hi:])
+        self.wss = np.ascontiguousarray(self.wss[hi:])
+        self.start += hi
+        return y
+
+
+class Separator:
+    """Separate a stream of audio pushed in chunks of any size — live, embedded, or a file.
+
+    ``process(chunk)`` returns the samples of each source that are final so far, ``flush()``
+    the rest. Concatenated, the outputs are the same whatever the chunking (blocks are cut at
+    fixed frame positions), and the same as the file command's (it uses this object).
+
+    Parameters
+    ----------
+    model : NMFModel, optional
+        Default: the built-in model (:func:`nmfsep.model.default_model`).
+    sr : int
+        Sample rate of the input.
+    channels : int
+        Channels of the input.
+    options : SeparateOptions, optional
+        Or give its fields as keyword arguments (``l1=0.5, free_components=4, ...``).
+    n_threads : int
+        Blocks separated in parallel (supervised separation), each with one BLAS thread.
+    keep_masks : bool
+        Keep every block's masks (:attr:`masks` after :meth:`flush`; memory grows with length).
+
+    Examples
+    --------
+    >>> sep = Separator(sr=16000, block_seconds=1.0)          # doctest: +SKIP
+    >>> for chunk in stream:                                  # doctest: +SKIP
+    ...     out = sep.process(chunk)        # {"speech": array, "noise": array}
+    >>> rest = sep.flush()                                    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: NMFModel | None = None,
+        *,
+        sr: int,
+        channels: int = 1,
+        options: SeparateOptions | None = None,
+        n_threads: int = 1,
+        keep_masks: bool = False,
+        **overrides: Any,
+    ) -> None:
+        if model is None:
+            from nmfsep.model import default_model
+
+            model = default_model()
+        opts = options_from(SeparateOptions, options, overrides)
+        self.plan = SeparationPlan.create(model, sr=sr, channels=channels, options=opts)
+        from nmfsep.validation import check_int
+
+        self.n_threads = check_int("n_threads", n_threads, low=1, high=256)
+        self.keep_masks = bool(keep_masks)
+        self.progress: Callable[[int, int], None] | None = None
+        self.reset()
+
+    # -- public API
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Output sources, in order."""
+        return self.plan.names
+
+    @property
+    def latency(self) -> int:
+        """Most samples an input sample waits before its output is returned (see
+        :attr:`SeparationPlan.latency`); lower it with a smaller ``block_seconds``."""
+        return self.plan.latency
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings used, with the iterations and convergence of the blocks run so far."""
+        plan = self.plan
+        return {
+            **plan.settings(),
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "streaming": {
+                "block_seconds": round(plan.block_frames * plan.config.hop_length / plan.sr, 3),
+                "blocks": self.n_blocks,
+                "threads": 1 if plan.free_components else self.n_threads,
+                **({"online_free_bases": True} if plan.free_components else {}),
+            },
+        }
+
+    @property
+    def samples_in(self) -> int:
+        """Input samples pushed so far (per channel)."""
+        return self._framer.n_in
+
+    def reset(self) -> None:
+        """Forget the stream: the next :meth:`process` starts a new one."""
+        plan = self.plan
+        self._framer = Framer(plan.config, plan.channels, plan.block_frames, plan.extra_frames)
+        self._output = _Output(self.plan)
+        self._W_free = self.plan.initial_free_bases()
+        self._masks: list[np.ndarray] = []
+        self._ndim = 2
+        self.n_iter = 0
+        self.converged = True
+        self.n_blocks = 0
+
+    def process(self, samples: np.ndarray) -> dict[str, np.ndarray]:
+        """Push samples; return each source's samples that are final so far.
+
+        Parameters
+        ----------
+        samples : np.ndarray, shape (n,) or (n, channels)
+
+        Returns
+        -------
+        dict of str to np.ndarray, each shape (m,) or (m, channels) like the input
+        """
+        x = self._as_channels_first(samples)
+        return self._as_user(self.push(x))
+
+    def flush(self) -> dict[str, np.ndarray]:
+        """End the stream: the remaining samples of each source. Then :meth:`reset` for a new
+        stream."""
+        return self._as_user(self.finish())
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """Masks of the frames separated so far, shape (n_freq, n_frames) per source
+        (``keep_masks=True`` only)."""
+        if not self._masks:
+            return {}
+        m = np.concatenate(self._masks, axis=-1)
+        return {name: m[i] for i, name in enumerate(self.names)}
+
+    # -- channels-first API (the file and array paths)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """As :meth:`process`, for channels-first float32 samples (channels, n); returns
+        (n_sources, channels, m)."""
+        if self._framer.n is not None:
+            raise ParameterError("this stream was flushed: call reset() to start a new one")
+        if x.ndim != 2 or x.shape[0] != self.plan.channels:
+            raise ParameterError(
+                f"expected samples of {self.plan.channels} channel(s), got shape {x.shape}"
+            )
+        if x.size and not np.isfinite(x).all():
+            raise ParameterError("audio contains NaN or infinite samples")
+        self._framer.push(np.ascontiguousarray(x, dtype=np.float32))
+        return self._run()
+
+    def finish(self) -> np.ndarray:
+        """As :meth:`flush`, channels first."""
+        if self._framer.n is None:
+            if self._framer.n_in == 0:
+                raise ParameterError("no audio was given: nothing to separate")
+            self._framer.end()
+        return self._run()
+
+    # -- internals
+
+    def _run(self) -> np.ndarray:
+        blocks = list(self._framer.blocks())
+        outs: list[np.ndarray] = []
+        if blocks:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                for result in self._separate(blocks):
+                    outs.append(self._output.add(result, self._framer.n))
+                    if self.progress is not None:
+                        self.progress(self.n_blocks, self._output.frames_done)
+        if not outs:
+            return np.zeros((self.plan.n_sources, self.plan.channels, 0), np.float32)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
+
+    def _separate(self, blocks: list[tuple[int, int, int, np.ndarray]]) -> Iterator[BlockResult]:
+        plan = self.plan
+
+        def one(block: tuple[int, int, int, np.ndarray], W_free: np.ndarray | None) -> BlockResult:
+            j0, j1, lead, x = block
+            return separate_block(plan, x, j0, lead, j1 - j0, W_free, keep_masks=self.keep_masks)
+
+        if plan.free_components or self.n_threads == 1 or len(blocks) == 1:
+            for block in blocks:  # in order: each block starts from the previous free bases
+                result = one(block, self._W_free)
+                self._W_free = result.W_free
+                yield self._note(result)
+            return
+        with ThreadPoolExecutor(min(self.n_threads, len(blocks))) as pool:
+            for result in pool.map(lambda b: one(b, None), blocks):
+                yield self._note(result)
+
+    def _note(self, result: BlockResult) -> BlockResult:
+        self.n_iter = max(self.n_iter, result.n_iter)
+        self.converged = self.converged and result.converged
+        self.n_blocks += 1
+        if result.masks is not None:
+            self._masks.append(result.masks)
+        return result
+
+    def _as_channels_first(self, samples: np.ndarray) -> np.ndarray:
+        a = np.asarray(samples)
+        if a.ndim == 1:
+            a = a[:, np.newaxis]
+            self._ndim = 1 if self.plan.channels == 1 else 2
+        elif a.ndim == 2:
+            self._ndim = 2
+        else:
+            raise ParameterError(f"samples must have shape (n,) or (n, channels), got {a.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ParameterError(f"samples must be real numbers, got dtype {a.dtype}")
+        return np.ascontiguousarray(a.T, dtype=np.float32)
+
+    def _as_user(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for i, name in enumerate(self.names):
+            yi = y[i].T  # (m, channels)
+            out[name] = np.ascontiguousarray(yi[:, 0] if self._ndim == 1 else yi)
+        return out

@@ -1,0 +1,310 @@
+"""Typed options of the three jobs nmfsep does: separate, cluster, train.
+
+Each is a frozen dataclass whose fields are checked (and normalised: a beta name becomes its
+number) in one place, ``__post_init__``, so a value that reaches the engine is valid. The command
+line builds one of these from its flags and makes one library call with it; Python users pass
+one, or its fields as keyword arguments (``Separator(model, sr=..., l1=0.5)``).
+
+Defaults come from :mod:`nmfsep.defaults`. ``None`` means "the documented automatic choice"
+(for example ``SeparateOptions.beta=None``: the model's beta).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nmfsep import defaults
+from nmfsep.errors import ParameterError
+from nmfsep.validation import (
+    check_choice,
+    check_int,
+    check_number,
+    check_odd,
+    check_seed,
+    parse_beta,
+)
+
+#: Largest counts an option may ask for (memory: bases x frames x 4 bytes per block).
+MAX_COMPONENTS = 4096
+MAX_FREE_COMPONENTS = 1024
+MAX_CONTEXT = 31
+MAX_ITER = 100_000
+MAX_N_FFT = 1 << 16
+MAX_CLUSTER_FRAMES = 200_000
+#: Block lengths beyond this are no longer "bounded memory" (seconds).
+MAX_BLOCK_SECONDS = 3600.0
+
+T = TypeVar("T")
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _opt_beta(value: Any) -> float | None:
+    return None if value is None else parse_beta(value)
+
+
+@dataclass(frozen=True)
+class SeparateOptions:
+    """How a mixture is separated with a model (supervised, or semi-supervised).
+
+    Parameters
+    ----------
+    mask_power : float
+        ``p`` of the Wiener masks ``M_i = P_i^p / sum_j P_j^p`` (> 0).
+    free_components : int
+        Extra bases learned on the mixture itself (semi-supervised), written as ``residual``.
+    beta : float or str, optional
+        Divergence of the activation fit; default the model's.
+    l1 : float, optional
+        L1 (sparsity) penalty on the activations, each frame at unit mean level; default
+        :data:`~nmfsep.defaults.SEPARATE_L1`, or 0 with free bases.
+    max_iter : int
+        Activation iterations per block.
+    tol : float
+        Relative tolerance of the stopping rule.
+    seed : int, optional
+        Seed of the free bases' initialisation.
+    block_seconds : float, optional
+        Audio per block (memory is bounded by the block, not the file); default automatic
+        (10-60 s, :func:`nmfsep.engine.auto_block_frames`).
+    """
+
+    mask_power: float = defaults.MASK_POWER
+    free_components: int = 0
+    beta: float | None = None
+    l1: float | None = None
+    max_iter: int = defaults.SEPARATE_ITER
+    tol: float = defaults.TOL
+    seed: int | None = defaults.SEED
+    block_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        _set(
+            self,
+            "free_components",
+            check_int("free_components", self.free_components, high=MAX_FREE_COMPONENTS),
+        )
+        _set(self, "beta", _opt_beta(self.beta))
+        if self.l1 is not None:
+            _set(self, "l1", check_number("l1", self.l1, low=0))
+        _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
+        _set(self, "tol", check_number("tol", self.tol, low=0))
+        _set(self, "seed", check_seed(self.seed))
+        if self.block_seconds is not None:
+            _set(
+                self,
+                "block_seconds",
+                check_number(
+                    "block_seconds",
+                    self.block_seconds,
+                    low=0,
+                    low_open=True,
+                    high=MAX_BLOCK_SECONDS,
+                ),
+            )
+
+    @property
+    def l1_value(self) -> float:
+        """The L1 penalty used: ``l1``, or its default for this kind of separation."""
+        if self.l1 is not None:
+            return self.l1
+        return defaults.SEMI_SUPERVISED_L1 if self.free_components else defaults.SEPARATE_L1
+
+    def replace(self, **changes: Any) -> SeparateOptions:
+        """A copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How a mixture is separated without training: NMF on (a sample of) its frames, k-means on
+    the bases, then separation with the clustered bases fixed.
+
+    Parameters
+    ----------
+    n_sources : int
+        Clusters (output sources ``source1`` ... ``sourceN``, lowest spectral centroid first).
+    n_components : int
+        Bases learned on the mixture (>= n_sources).
+    beta : float or str
+        Divergence of the factorisation.
+    l1 : float
+        L1 penalty on the activations (of the factorisation and the separation pass).
+    features : str
+        Basis features of the k-means step (:data:`nmfsep.clustering.FEATURES`).
+    mask_power : float
+    max_iter : int
+        Iterations of the factorisation.
+    separate_iter : int
+        Iterations of the activations once the bases are fixed (per block).
+    tol : float
+    seed : int, optional
+        Seed of the frame sample, the initialisation and k-means.
+    max_frames : int
+        Frames the bases are learned on at most (a seeded sample spread over the file).
+    window_seconds : float
+        STFT window (a power of two in samples, 75 % overlap).
+    block_seconds : float, optional
+        As in :class:`SeparateOptions`.
+    """
+
+    n_sources: int = defaults.CLUSTER_SOURCES
+    n_components: int = defaults.COMPONENTS
+    beta: float = defaults.BETA
+    l1: float = 0.0
+    features: str = defaults.CLUSTER_FEATURES
+    mask_power: float = defaults.MASK_POWER
+    max_iter: int = defaults.TRAIN_ITER
+    separate_iter: int = defaults.CLUSTER_SEPARATE_ITER
+    tol: float = defaults.TOL
+    seed: int | None = defaults.SEED
+    max_frames: int = defaults.CLUSTER_FRAMES
+    window_seconds: float = defaults.CLUSTER_WINDOW_SECONDS
+    block_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "n_sources", check_int("n_sources", self.n_sources, low=1, high=64))
+        _set(
+            self,
+            "n_components",
+            check_int("n_components", self.n_components, low=1, high=MAX_COMPONENTS),
+        )
+        if self.n_components < self.n_sources:
+            raise ParameterError(
+                f"n_components ({self.n_components}) must be at least n_sources ({self.n_sources})"
+            )
+        _set(self, "beta", parse_beta(self.beta))
+        _set(self, "l1", check_number("l1", self.l1, low=0))
+        _set(
+            self,
+            "features",
+            check_choice("features", self.features, defaults.CLUSTER_FEATURE_KINDS),
+        )
+        _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
+        _set(
+            self,
+            "separate_iter",
+            check_int("separate_iter", self.separate_iter, low=1, high=MAX_ITER),
+        )
+        _set(self, "tol", check_number("tol", self.tol, low=0))
+        _set(self, "seed", check_seed(self.seed))
+        _set(
+            self,
+            "max_frames",
+            check_int("max_frames", self.max_frames, low=1, high=MAX_CLUSTER_FRAMES),
+        )
+        _set(
+            self,
+            "window_seconds",
+            check_number("window_seconds", self.window_seconds, low=0.001, high=1.0),
+        )
+        if self.block_seconds is not None:
+            _set(
+                self,
+                "block_seconds",
+                check_number(
+                    "block_seconds",
+                    self.block_seconds,
+                    low=0,
+                    low_open=True,
+                    high=MAX_BLOCK_SECONDS,
+                ),
+            )
+
+    def separate_options(self) -> SeparateOptions:
+        """The options of the separation pass (the clustered bases fixed)."""
+        return SeparateOptions(
+            mask_power=self.mask_power,
+            beta=self.beta,
+            l1=self.l1,
+            max_iter=self.separate_iter,
+            tol=self.tol,
+            seed=self.seed,
+            block_seconds=self.block_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a model is learned from clean examples of each source.
+
+    Parameters
+    ----------
+    n_components : int
+        Bases per source.
+    beta : float or str
+    l1, l2 : float
+        Penalties on the activations during training.
+    n_fft, hop_length : int, optional
+        STFT; default a window of :data:`~nmfsep.defaults.WINDOW_SECONDS` and 75 % overlap.
+    context : int
+        Frames per basis (odd).
+    max_iter : int
+    tol : float
+    max_frames : int
+        Frames per source at most (a seeded sample of the audible ones).
+    seed : int, optional
+    """
+
+    n_components: int = defaults.COMPONENTS
+    beta: float = defaults.BETA
+    l1: float = 0.0
+    l2: float = 0.0
+    n_fft: int | None = None
+    hop_length: int | None = None
+    context: int = defaults.CONTEXT
+    max_iter: int = defaults.TRAIN_ITER
+    tol: float = defaults.TOL
+    max_frames: int = defaults.TRAIN_FRAMES
+    seed: int | None = defaults.SEED
+
+    def __post_init__(self) -> None:
+        _set(
+            self,
+            "n_components",
+            check_int("n_components", self.n_components, low=1, high=MAX_COMPONENTS),
+        )
+        _set(self, "beta", parse_beta(self.beta))
+        _set(self, "l1", check_number("l1", self.l1, low=0))
+        _set(self, "l2", check_number("l2", self.l2, low=0))
+        if self.n_fft is not None:
+            _set(self, "n_fft", check_int("n_fft", self.n_fft, low=16, high=MAX_N_FFT))
+        if self.hop_length is not None:
+            _set(
+                self, "hop_length", check_int("hop_length", self.hop_length, low=1, high=MAX_N_FFT)
+            )
+        _set(self, "context", check_odd("context", self.context, high=MAX_CONTEXT))
+        _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
+        _set(self, "tol", check_number("tol", self.tol, low=0))
+        _set(
+            self,
+            "max_frames",
+            check_int("max_frames", self.max_frames, low=1, high=MAX_CLUSTER_FRAMES),
+        )
+        _set(self, "seed", check_seed(self.seed))
+
+
+def options_from(cls: type[T], options: T | None, overrides: dict[str, Any]) -> T:
+    """``options`` (or the defaults) with keyword ``overrides`` applied; unknown names refused.
+
+    ``random_state`` is accepted as another name of ``seed``.
+    """
+    base = options if options is not None else cls()
+    if not overrides:
+        return base
+    if "random_state" in overrides:  # scikit-learn's name for the seed
+        overrides = dict(overrides)
+        overrides.setdefault("seed", overrides.pop("random_state"))
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ParameterError(
+            f"unknown option(s) {', '.join(unknown)}; {cls.__name__} has {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(base, **overrides)  # type: ignore[type-var]

@@ -1,0 +1,150 @@
+"""A model learned from the mixture itself: the first half of ``nmfsep cluster``.
+
+The mixture's bases are learned on a bounded, seeded sample of its STFT frames
+(:class:`FrameSampler`, which sees the stream once, block by block), grouped into sources by
+k-means on their features (:func:`nmfsep.clustering.cluster_bases`), and returned as an ordinary
+:class:`~nmfsep.model.NMFModel` (:func:`cluster_model`). The second half is a supervised
+separation with those bases fixed, in the same engine as ``separate``, so memory never grows
+with the file's length.
+
+The sample is a uniform random subset of the non-silent frames (each frame gets a seeded random
+key; the ``max_frames`` smallest keys are kept), so it spreads over the whole file and does not
+depend on how the stream is chunked. Files shorter than ``max_frames`` frames use every frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
+from nmfsep.model import NMFModel
+from nmfsep.nmf import fit_nmf
+from nmfsep.options import ClusterOptions
+from nmfsep.spectral import STFTConfig, frames_stft, windows
+
+__all__ = ["FrameSampler", "cluster_model"]
+
+
+class FrameSampler:
+    """Keep a seeded uniform sample of at most ``options.max_frames`` magnitude frames.
+
+    Parameters
+    ----------
+    sr, channels : int
+        Of the stream.
+    options : ClusterOptions
+        ``max_frames``, ``seed`` and ``window_seconds`` are used.
+    """
+
+    def __init__(self, *, sr: int, channels: int, options: ClusterOptions) -> None:
+        self.options = options
+        self.config: STFTConfig = default_stft(sr, window_seconds=options.window_seconds)
+        block = auto_block_frames(self.config, sr, channels)
+        self._framer = Framer(self.config, channels, block, 0)
+        self._window = windows(self.config)[0]
+        self._rng = np.random.default_rng(options.seed)
+        self._frames = np.zeros((self.config.n_freq, 0), np.float32)
+        self._keys = np.zeros(0)
+        self._index = np.zeros(0, np.int64)
+        self.n_frames = 0  # frames seen
+
+    @property
+    def samples_in(self) -> int:
+        """Input samples pushed so far (per channel)."""
+        return self._framer.n_in
+
+    def push(self, x: np.ndarray) -> None:
+        """Add samples (channels, n)."""
+        self._framer.push(np.ascontiguousarray(x, dtype=np.float32))
+        self._take()
+
+    def finish(self) -> np.ndarray:
+        """The sample, in time order: shape (n_freq, n_kept)."""
+        if self._framer.n is None:
+            self._framer.end()
+        self._take()
+        order = np.argsort(self._index, kind="stable")
+        return np.ascontiguousarray(self._frames[:, order])
+
+    def _take(self) -> None:
+        for j0, j1, _, x in self._framer.blocks():
+            # level does not matter to the factorisation: spectra of a scaled copy are finite
+            gain = safe_gain(x)
+            V = np.abs(frames_stft(x * np.float32(gain), self.config, self._window))
+            V = V.mean(axis=0, dtype=np.float32)
+            keys = self._rng.random(j1 - j0)
+            audible = V.sum(axis=0) > 0.0
+            self.n_frames += j1 - j0
+            frames = np.concatenate([self._frames, V[:, audible]], axis=1)
+            all_keys = np.concatenate([self._keys, keys[audible]])
+            index = np.concatenate([self._index, np.arange(j0, j1)[audible]])
+            k = self.options.max_frames
+            if all_keys.size > k:
+                keep = np.argpartition(all_keys, k - 1)[:k]
+                frames, all_keys, index = frames[:, keep], all_keys[keep], index[keep]
+            self._frames, self._keys, self._index = frames, all_keys, index
+
+
+def cluster_model(
+    V: np.ndarray, *, sr: int, config: STFTConfig, options: ClusterOptions
+) -> NMFModel:
+    """Factorise sampled mixture frames, cluster the bases, and make a model of the clusters.
+
+    Parameters
+    ----------
+    V : np.ndarray, shape (n_freq, n_frames)
+        Magnitude frames of the mixture (:class:`FrameSampler`).
+    sr : int
+    config : STFTConfig
+        STFT the frames were taken with.
+    options : ClusterOptions
+
+    Returns
+    -------
+    NMFModel
+        Sources ``source1`` ... ``sourceN`` (lowest spectral centroid first), context 1; its
+        ``metadata["training"]["cluster"]`` records what was done.
+    """
+    from nmfsep.clustering import cluster_bases
+    from nmfsep.errors import ParameterError
+
+    o = options
+    if V.shape[1] == 0:
+        raise ParameterError("the mixture is silent: nothing to cluster")
+    k = o.n_components
+    result = fit_nmf(
+        V,
+        n_components=k,
+        beta=o.beta,
+        l1_H=o.l1,
+        max_iter=o.max_iter,
+        tol=o.tol,
+        random_state=o.seed,
+    )
+    labels = cluster_bases(
+        result.W,
+        H=result.H,
+        n_clusters=o.n_sources,
+        features=o.features,
+        sr=sr,
+        n_fft=config.n_fft,
+        random_state=o.seed,
+    )
+    names = [f"source{i + 1}" for i in range(o.n_sources)]
+    record = {
+        "method": "cluster",
+        "n_components": k,
+        "n_sources": o.n_sources,
+        "features": o.features,
+        "frames_used": int(V.shape[1]),
+        "factorise_iter": int(result.n_iter),
+        "factorise_converged": bool(result.converged),
+        "components": {names[i]: int(np.sum(labels == i)) for i in range(o.n_sources)},
+    }
+    return NMFModel(
+        bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(o.n_sources)},
+        sr=int(sr),
+        stft=config,
+        beta=o.beta,
+        metadata={"training": {"cluster": record}},
+    )

@@ -1,0 +1,194 @@
+"""The one engine: plan, block runner and chunk API give the same outputs on every path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from nmfsep.engine import SeparationPlan, Separator, safe_gain
+from nmfsep.errors import ParameterError
+from nmfsep.model import NMFModel
+from nmfsep.options import SeparateOptions
+from nmfsep.separation import separate
+from nmfsep.spectral import STFTConfig
+from nmfsep.streaming import separate_file
+from nmfsep.training import train_model
+
+SR = 8000
+
+
+def tones(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 150 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(h * phase) / h for h in range(1, 6))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)) ** 2
+    return (0.1 * y * env).astype(np.float32)
+
+
+def hiss(seconds: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = rng.standard_normal(int(seconds * SR))
+    spec = np.fft.rfft(n)
+    spec[: int(len(spec) * 2000 / (SR / 2))] = 0
+    return (0.05 * np.fft.irfft(spec, n=len(n))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> NMFModel:
+    return train_model(
+        {"voice": [tones(3.0, seed=5)], "hiss": [hiss(3.0, seed=6)]},
+        sr=SR,
+        n_components=6,
+        context=3,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        max_iter=40,
+    )
+
+
+@pytest.fixture(scope="module")
+def mix() -> np.ndarray:
+    # stereo, odd length: the second channel is quieter and slightly different
+    m = tones(2.1, seed=2) + hiss(2.1, seed=3)
+    return np.stack([m, 0.6 * m + 0.01 * hiss(2.1, seed=9)])[:, :-5]
+
+
+def _chunked(sep: Separator, y: np.ndarray, sizes: list[int]) -> dict[str, np.ndarray]:
+    """Push y (channels, n) through the chunk API in chunks of the given sizes (cycled)."""
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in sep.names}
+    i, k = 0, 0
+    while i < y.shape[1]:
+        n = sizes[k % len(sizes)]
+        for name, out in sep.process(y[:, i : i + n].T).items():
+            parts[name].append(out)
+        i, k = i + n, k + 1
+    for name, out in sep.flush().items():
+        parts[name].append(out)
+    return {name: np.concatenate(p).T for name, p in parts.items()}
+
+
+def _full_scale_error(a: np.ndarray, b: np.ndarray, level: float) -> float:
+    return float(np.abs(a - b).max() / level)
+
+
+@pytest.mark.parametrize("free", [0, 3])
+@pytest.mark.parametrize("level", [1e-6, 0.3, 1e5])
+@pytest.mark.parametrize("block_seconds", [None, 0.3])
+def test_outputs_scale_with_the_input_on_every_path(
+    model: NMFModel, mix: np.ndarray, tmp_path: Path, free: int, level: float, block_seconds
+) -> None:
+    """level x free-components x one-or-many-blocks: the unit-level result, scaled; the chunk
+    API, the array API and the file path give the same samples."""
+    peak = float(np.abs(mix).max())
+    opts = SeparateOptions(free_components=free, block_seconds=block_seconds, max_iter=15)
+    unit = separate(mix / peak, SR, model, options=opts)
+    y = (mix / peak * level).astype(np.float32)
+    scaled = separate(y, SR, model, options=opts)
+    expected_blocks = 1 if block_seconds is None else -(-(1 + y.shape[1] // 64) // 38)
+    assert scaled.settings["streaming"]["blocks"] == expected_blocks
+    for name in unit.sources:
+        # level-independent up to float32 rounding (the level gain is a power of two)
+        err = _full_scale_error(scaled.sources[name] / level, unit.sources[name], 1.0)
+        assert err < 1e-4, (name, err)
+    total = sum(scaled.sources.values())
+    assert _full_scale_error(total, y, level) < 1e-5  # sources sum to the mixture
+
+    # the chunk API, in chunks of 1, 7 and 300 samples, equals the array API
+    chunks = _chunked(Separator(model, sr=SR, channels=2, options=opts), y, [1, 7, 300])
+    for name in scaled.sources:
+        assert _full_scale_error(chunks[name], scaled.sources[name], level) < 1e-4
+
+    # the file path (float WAV, any level) writes the same samples
+    src = tmp_path / "in.wav"
+    sf.write(src, y.T, SR, subtype="FLOAT")
+    outs = {name: str(tmp_path / f"{name}.wav") for name in scaled.sources}
+    separate_file(src, outs, model, options=opts, subtypes=dict.fromkeys(outs, "FLOAT"))
+    for name, path in outs.items():
+        data, _ = sf.read(path, dtype="float32", always_2d=True)
+        assert _full_scale_error(data.T, scaled.sources[name], level) < 1e-4
+
+
+def test_supervised_streaming_is_exact_across_block_sizes(model: NMFModel, mix) -> None:
+    """Fixed bases: frames are independent, so any block size gives the whole-file result
+    (with tol=0: the same iterations for every frame)."""
+    whole = separate(mix, SR, model, tol=0, max_iter=10)
+    for block_seconds in (0.05, 0.3, 1.0):
+        blocks = separate(mix, SR, model, tol=0, max_iter=10, block_seconds=block_seconds)
+        assert blocks.settings["streaming"]["blocks"] > 1
+        for name in whole.sources:
+            err = _full_scale_error(blocks.sources[name], whole.sources[name], 1.0)
+            assert err < 1e-5, (block_seconds, name, err)
+
+
+def test_threads_give_the_same_result(model: NMFModel, mix: np.ndarray) -> None:
+    one = separate(mix, SR, model, block_seconds=0.2)
+    two = separate(mix, SR, model, block_seconds=0.2, n_threads=2)
+    for name in one.sources:
+        np.testing.assert_array_equal(one.sources[name], two.sources[name])
+
+
+def test_chunk_api_shapes_latency_and_reset(model: NMFModel) -> None:
+    y = tones(1.0) + hiss(1.0)
+    sep = Separator(model, sr=SR, block_seconds=0.1)
+    plan = sep.plan
+    assert sep.latency == (plan.block_frames - 1 + plan.extra_frames) * 64 + 256
+    got = 0
+    first_out_at = None
+    for i in range(0, y.size, 10):
+        out = sep.process(y[i : i + 10])
+        assert set(out) == {"voice", "hiss"}
+        assert out["voice"].ndim == 1  # mono 1-D in, 1-D out
+        got += out["voice"].size
+        if got and first_out_at is None:
+            first_out_at = i + 10
+        assert i + 10 - got <= sep.latency  # no sample waits longer than the latency
+    rest = sep.flush()
+    assert got + rest["voice"].size == y.size
+    assert first_out_at is not None and first_out_at <= sep.latency + 10
+    with pytest.raises(ParameterError, match="reset"):
+        sep.process(y[:10])
+    sep.reset()
+    a = sep.process(y)
+    b = sep.flush()
+    assert a["voice"].size + b["voice"].size == y.size
+    # (n, channels) input gives (m, channels) outputs
+    stereo = Separator(model, sr=SR, channels=2)
+    stereo.process(np.stack([y, y], axis=1))
+    assert stereo.flush()["voice"].shape == (y.size, 2)
+
+
+def test_chunk_api_refuses_bad_input(model: NMFModel) -> None:
+    sep = Separator(model, sr=SR)
+    with pytest.raises(ParameterError, match="channel"):
+        sep.process(np.zeros((10, 2), np.float32))
+    with pytest.raises(ParameterError, match="NaN"):
+        sep.process(np.full(10, np.nan, np.float32))
+    with pytest.raises(ParameterError, match="no audio"):
+        Separator(model, sr=SR).flush()
+    with pytest.raises(ParameterError, match="unknown option"):
+        Separator(model, sr=SR, masks_power=2)
+    with pytest.raises(ParameterError, match="mask_power"):
+        Separator(model, sr=SR, mask_power=0)
+
+
+def test_plan_maps_the_model_onto_another_rate(model: NMFModel) -> None:
+    plan = SeparationPlan.create(model, sr=11025, channels=1)
+    assert plan.config.n_fft == 352 and plan.n_modelled < plan.config.n_freq
+    assert plan.W.shape == (3 * plan.n_modelled, 12)
+    y = np.random.default_rng(0).standard_normal(11025).astype(np.float32) * 0.1
+    result = separate(y, 11025, model)
+    assert result.sources["voice"].shape == (1, 11025)
+    assert np.abs(sum(result.sources.values()) - y).max() < 1e-5
+
+
+def test_safe_gain_is_a_power_of_two() -> None:
+    for peak in (1e-9, 3e-7, 1e5, 3e20):
+        g = safe_gain(np.array([peak], np.float32))
+        assert g != 1.0 and np.log2(g) == int(np.log2(g))
+        assert 2.0**-20 <= peak * g <= 2.0**13
+    assert safe_gain(np.array([0.5], np.float32)) == 1.0
+    assert safe_gain(np.zeros(3, np.float32)) == 1.0
