@@ -1,22 +1,31 @@
 """The nmfsep model: spectral bases per source, and its ``.npz`` file format.
 
-File format (version 1)
+File format (version 2)
 -----------------------
 A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
 ``numpy.load(path, allow_pickle=False)``:
 
-* ``W_0``, ``W_1``, ... : float32 arrays of shape ``(n_fft // 2 + 1, k_i)``, the bases of each
-  source in the order of ``metadata["sources"]`` (columns normalised, see ``w_norm``);
+* ``W_0``, ``W_1``, ... : float32 arrays of shape ``(context * (n_fft // 2 + 1), k_i)``, the
+  bases of each source in the order of ``metadata["sources"]`` (columns normalised, see
+  ``w_norm``). With ``context = c`` each column is a spectro-temporal patch of ``c``
+  consecutive frames stacked frame by frame (rows ``t * n_freq ... (t + 1) * n_freq - 1`` are
+  frame ``t - c // 2``); ``c = 1`` is the classic one-frame spectrum;
 * ``metadata`` : a 0-d unicode array holding a JSON object::
 
-    {"format": "nmfsep-model", "format_version": 1,
+    {"format": "nmfsep-model", "format_version": 2,
      "sources": [{"name": "speech", "n_components": 32, "array": "W_0"}, ...],
      "sr": 16000, "n_fft": 1024, "hop_length": 256, "win_length": 1024, "window": "hann",
-     "beta": 1.0, "w_norm": "l2", "nmfsep_version": "0.1.0",
+     "beta": 1.0, "w_norm": "l2", "context": 5, "nmfsep_version": "0.1.0",
      "metadata": {...free JSON: training files and seconds, credits/licenses, created, ...}}
 
+Version 2 requires ``context`` (odd, 1..31) and source names that are safe file-name components;
+version 1 files (``context`` optional, default 1) are still read.
+
 Loading never unpickles anything: every array header is inspected first, object arrays are
-refused, and the sizes are checked against the archive before any data is read.
+refused, and the sizes, shapes and settings are checked against the archive and the limit table
+(:mod:`nmfsep.limits`: sample rate, n_fft, bases per source and in all, bytes) before any data
+is read. Lone surrogates (text that is not valid Unicode, e.g. file names that were not UTF-8)
+in the free metadata are replaced by U+FFFD, on saving and on loading.
 """
 
 from __future__ import annotations
@@ -26,16 +35,22 @@ import json
 import math
 import os
 import re
+import stat
 import zipfile
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nmfsep import limits
 from nmfsep.errors import ModelError, NmfsepError
 from nmfsep.spectral import STFTConfig
+
+if TYPE_CHECKING:
+    from nmfsep.audio import Protected
 
 __all__ = [
     "FORMAT_NAME",
@@ -46,16 +61,19 @@ __all__ = [
     "load_model",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FORMAT_NAME = "nmfsep-model"
 W_NORMS = ("l1", "l2", "none")
 
-_MAX_ARRAY_BYTES = 1 << 30  # refuse archives whose arrays would need more than 1 GiB
-_MAX_METADATA_CHARS = 16 << 20
-_MAX_SOURCES = 1024
-_MAX_CONTEXT = 31
-_SR_RANGE = (1000, 1_000_000)
-_NAME_RE = re.compile(r"^\w[\w.+\-]{0,63}$")
+# the limits live in nmfsep.limits (one table); these names are kept for old imports
+_MAX_ARRAY_BYTES = limits.MAX_MODEL_BYTES
+_MAX_METADATA_CHARS = limits.MAX_METADATA_CHARS
+_MAX_SOURCES = limits.MAX_SOURCES
+_MAX_CONTEXT = limits.MAX_CONTEXT
+_SR_RANGE = (limits.MIN_SAMPLE_RATE, limits.MAX_SAMPLE_RATE)
+#: a source name is a safe file-name component: a letter or digit first (so never "." or ".."
+#: or "-x"), then letters, digits, "_", ".", "+", "-"; no "/", NUL, newline or other control
+_NAME_RE = re.compile(r"\w[\w.+\-]*")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -73,12 +91,31 @@ def _json_default(obj: Any) -> Any:
     return str(obj)  # informational metadata: keep a readable form of anything else
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _sanitise(obj: Any) -> Any:
+    """Replace lone surrogates (not valid Unicode: e.g. non-UTF-8 file names) by U+FFFD."""
+    if isinstance(obj, str):
+        return _SURROGATE_RE.sub("\ufffd", obj)
+    if isinstance(obj, list):
+        return [_sanitise(x) for x in obj]
+    if isinstance(obj, dict):
+        return {_sanitise(k): _sanitise(v) for k, v in obj.items()}
+    return obj
+
+
 def _to_jsonable(obj: Any) -> Any:
-    """A plain-JSON copy of ``obj`` (numpy scalars, paths, tuples converted); ModelError if not."""
+    """A plain-JSON copy of ``obj`` (numpy scalars, paths, tuples converted, lone surrogates
+    replaced); ModelError if not JSON-able."""
     try:
-        return json.loads(json.dumps(obj, default=_json_default, allow_nan=False))
+        return _sanitise(json.loads(json.dumps(obj, default=_json_default, allow_nan=False)))
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ModelError(f"metadata is not JSON-serialisable ({exc})") from None
+        raise ModelError(f"metadata is not JSON-serialisable ({_one_line(exc)})") from None
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:200]
 
 
 @dataclass
@@ -88,9 +125,10 @@ class NMFModel:
     Parameters
     ----------
     bases : dict[str, np.ndarray]
-        Source name -> bases, shape ``(n_freq, k_i)``, non-negative, stored as float32; the dict
-        order is the source order. Names are used in output file names: letters, digits,
-        ``_ . + -``, starting with a letter or digit, at most 64 characters.
+        Source name -> bases, shape ``(context * n_freq, k_i)``, non-negative, stored as float32;
+        the dict order is the source order. Names are used as output file names: letters,
+        digits, ``_ . + -``, starting with a letter or digit, at most 64 characters (so never
+        ``"."``, ``".."``, a path, a newline or a control character).
     sr : int
         Sample rate (Hz) the bases were learned at.
     stft : STFTConfig
@@ -144,12 +182,17 @@ class NMFModel:
 
     @property
     def n_freq(self) -> int:
-        """Number of frequency bins (rows of every basis matrix)."""
+        """Number of frequency bins of the model's STFT, ``n_fft // 2 + 1``."""
         return self.stft.n_freq
 
     @property
+    def n_rows(self) -> int:
+        """Rows of every basis matrix (and of :attr:`W`): ``context * n_freq``."""
+        return self.context * self.stft.n_freq
+
+    @property
     def W(self) -> np.ndarray:
-        """All bases side by side, shape ``(n_freq, K)``, float32 (a new array)."""
+        """All bases side by side, shape ``(n_rows, K)``, float32 (a new array)."""
         return np.concatenate(list(self.bases.values()), axis=1).astype(np.float32, copy=False)
 
     def component_sources(self) -> np.ndarray:
@@ -173,8 +216,8 @@ class NMFModel:
             raise ModelError(f"stft must be an STFTConfig, got {type(self.stft).__name__}")
         if not isinstance(self.bases, dict) or not self.bases:
             raise ModelError("the model has no sources")
-        if len(self.bases) > _MAX_SOURCES:
-            raise ModelError(f"too many sources ({len(self.bases)})")
+        limits.check_count("number of sources", len(self.bases), _MAX_SOURCES, error=ModelError)
+        limits.check_n_fft(self.stft.n_fft, error=ModelError)
         if (
             isinstance(self.context, bool)
             or not isinstance(self.context, (int, np.integer))
@@ -187,10 +230,16 @@ class NMFModel:
         self.context = int(self.context)
         n_freq = self.stft.n_freq * self.context
         for name, W in self.bases.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name):
+            if (
+                not isinstance(name, str)
+                or len(name) > limits.MAX_NAME_CHARS
+                or not _NAME_RE.fullmatch(name)
+            ):
+                shown = ascii(name) if len(repr(name)) <= 80 else ascii(name[:60]) + "..."
                 raise ModelError(
-                    f"bad source name {name!r} (letters, digits, '_', '.', '+', '-'; "
-                    "must start with a letter or digit; at most 64 characters)"
+                    f"bad source name {shown} (a source name is used as a file name: letters, "
+                    "digits, '_', '.', '+', '-'; must start with a letter or digit; at most "
+                    f"{limits.MAX_NAME_CHARS} characters)"
                 )
             if not isinstance(W, np.ndarray) or W.dtype != np.float32:
                 raise ModelError(f"source {name!r}: bases must be a float array")
@@ -198,6 +247,10 @@ class NMFModel:
                 raise ModelError(f"source {name!r}: bases must be 2-D, got shape {W.shape}")
             if W.shape[1] == 0:
                 raise ModelError(f"source {name!r} has no bases (0 components)")
+            limits.check_count(
+                f"source {name!r}: number of bases", W.shape[1], limits.MAX_COMPONENTS,
+                error=ModelError,
+            )  # fmt: skip
             if W.shape[0] != n_freq:
                 raise ModelError(
                     f"source {name!r}: bases have {W.shape[0]} rows but n_fft={self.stft.n_fft}"
@@ -207,13 +260,17 @@ class NMFModel:
                 raise ModelError(f"source {name!r}: bases contain NaN or infinite values")
             if (W < 0).any():
                 raise ModelError(f"source {name!r}: bases contain negative values")
+        total = sum(int(W.shape[1]) for W in self.bases.values())
+        limits.check_count(
+            "number of bases (all sources)",
+            total,
+            limits.MAX_COMPONENTS_TOTAL,
+            minimum=0,
+            error=ModelError,
+        )
         if isinstance(self.sr, bool) or not isinstance(self.sr, (int, np.integer)):
             raise ModelError(f"bad sample rate {self.sr!r} (must be an integer)")
-        if not _SR_RANGE[0] <= int(self.sr) <= _SR_RANGE[1]:
-            raise ModelError(
-                f"bad sample rate {self.sr!r} (must be in {_SR_RANGE[0]}..{_SR_RANGE[1]} Hz)"
-            )
-        self.sr = int(self.sr)
+        self.sr = limits.check_sample_rate(int(self.sr), what="model sample rate", error=ModelError)
         if (
             isinstance(self.beta, bool)
             or not isinstance(self.beta, (int, float, np.integer, np.floating))
@@ -254,11 +311,19 @@ class NMFModel:
             "metadata": user,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        protect: Protected | Collection[str | os.PathLike[str]] | None = None,
+    ) -> Path:
         """Write the model to ``path`` (exactly that name; ``.npz`` recommended), atomically.
 
-        The archive is written to a hidden temporary file in the same directory (not ending with
-        ``.npz``) and renamed; an interrupted save leaves no partial model.
+        Goes through the one safe write path (:func:`nmfsep.audio.atomic_open`): the archive is
+        written to a hidden temporary file in the same directory (not ending with ``.npz``) and
+        renamed; an interrupted save leaves no partial model. A directory, FIFO, device or
+        socket at ``path``, or one of ``protect`` (the command's inputs: training audio, a
+        model being read), is refused.
 
         Returns
         -------
@@ -268,9 +333,10 @@ class NMFModel:
         Raises
         ------
         ModelError
-            Invalid model or metadata, or the file cannot be written.
+            Invalid model or metadata, a refused target, or the file cannot be written (one
+            line, e.g. ``"PATH: no space left on device"``).
         """
-        from nmfsep.audio import atomic_open, write_error
+        from nmfsep.audio import atomic_open
 
         self.validate()
         dest = Path(path)
@@ -279,9 +345,11 @@ class NMFModel:
         for i, W in enumerate(self.bases.values()):
             arrays[f"W_{i}"] = np.ascontiguousarray(W, dtype=np.float32)
         try:
-            with atomic_open(dest) as fh:
+            with atomic_open(dest, protect=protect, error=ModelError) as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
-        except OSError as exc:
+        except OSError as exc:  # pragma: no cover - atomic_open converts its own errors
+            from nmfsep.audio import write_error
+
             raise write_error(exc, dest, ModelError) from None
         return dest
 
@@ -377,23 +445,41 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
     sources = _require(meta, "sources", list)
     if not sources:
         raise ModelError("the model has no sources")
-    if len(sources) > _MAX_SOURCES:
-        raise ModelError(f"too many sources ({len(sources)})")
+    limits.check_count("number of sources", len(sources), _MAX_SOURCES, error=ModelError)
     sr = _require(meta, "sr", int)
+    limits.check_sample_rate(sr, what="model sample rate", error=ModelError)
     stft_d = {k: _require(meta, k, object) for k in ("n_fft", "hop_length", "win_length")}
     stft_d["window"] = _require(meta, "window", str)
+    try:
+        limits.check_n_fft(stft_d["n_fft"], what="n_fft", error=ModelError)
+    except ModelError as exc:
+        raise ModelError(f"bad STFT settings in model: {exc.message}") from None
     try:
         stft = STFTConfig.from_dict(stft_d)
     except NmfsepError as exc:
         raise ModelError(f"bad STFT settings in model: {exc.message}") from None
     beta = _require(meta, "beta", (int, float))
     w_norm = _require(meta, "w_norm", str)
-    context = meta.get("context", 1)  # absent in files written before frame context existed
-    if not isinstance(context, int) or isinstance(context, bool):
-        raise ModelError(f"model metadata: bad context {context!r}")
+    if meta["format_version"] >= 2:
+        context = _require(meta, "context", int)
+    else:  # version 1: absent in files written before frame context existed
+        context = meta.get("context", 1)
+    if (
+        not isinstance(context, int)
+        or isinstance(context, bool)
+        or not 1 <= context <= _MAX_CONTEXT
+        or context % 2 == 0
+    ):
+        shown = repr(context) if len(repr(context)) < 40 else type(context).__name__
+        raise ModelError(
+            f"model metadata: bad context {shown} (must be an odd integer 1..{_MAX_CONTEXT})"
+        )
     user = meta.get("metadata", {})
     if not isinstance(user, dict):
         raise ModelError("model metadata 'metadata' is not a JSON object")
+    user = _sanitise(user)
+    n_rows = context * (stft.n_fft // 2 + 1)
+    total = 0
 
     bases: dict[str, np.ndarray] = {}
     used: set[str] = set()
@@ -401,6 +487,13 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
         if not isinstance(src, dict):
             raise ModelError(f"model metadata: source #{i} is not a JSON object")
         name = _require(src, "name", str)
+        if len(name) > limits.MAX_NAME_CHARS or not _NAME_RE.fullmatch(name):
+            shown = ascii(name) if len(name) <= 60 else ascii(name[:60]) + "..."
+            raise ModelError(
+                f"bad source name {shown} (a source name is used as a file name: letters, "
+                "digits, '_', '.', '+', '-'; must start with a letter or digit; at most "
+                f"{limits.MAX_NAME_CHARS} characters)"
+            )
         k = _require(src, "n_components", int)
         key = src.get("array", f"W_{i}")
         if not isinstance(key, str) or key == "metadata" or key in used:
@@ -418,6 +511,26 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
             raise ModelError(
                 f"source {name!r}: metadata says {k} components but the bases have {shape[1]}"
             )
+        if shape[0] != n_rows:
+            raise ModelError(
+                f"source {name!r}: bases have {shape[0]} rows but n_fft={stft.n_fft} and "
+                f"context={context} need {n_rows}"
+            )
+        limits.check_count(
+            f"source {name!r}: number of bases",
+            k,
+            limits.MAX_COMPONENTS,
+            minimum=0,  # 0: refused by NMFModel.validate ("has no bases")
+            error=ModelError,
+        )
+        total += k
+        limits.check_count(
+            "number of bases (all sources)",
+            total,
+            limits.MAX_COMPONENTS_TOTAL,
+            minimum=0,
+            error=ModelError,
+        )
         used.add(key)
         bases[name] = np.ascontiguousarray(npz[key], dtype=np.float32)
     return NMFModel(
@@ -453,8 +566,15 @@ def load_model(path: str | os.PathLike[str]) -> NMFModel:
         raise ModelError("no such model file", path=p) from None
     except OSError as exc:
         raise ModelError(f"cannot access model file ({exc.strerror or exc})", path=p) from None
-    if p.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise ModelError("is a directory, not a model file", path=p)
+    if not stat.S_ISREG(st.st_mode):
+        from nmfsep.audio import _file_kind
+
+        raise ModelError(
+            f"is not a regular file ({_file_kind(st.st_mode)}); a model must be a regular file",
+            path=p,
+        )
     if st.st_size == 0:
         raise ModelError("is empty (0 bytes), not an nmfsep model file", path=p)
     try:

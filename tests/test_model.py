@@ -148,7 +148,7 @@ def test_file_layout_is_plain_numpy(saved: Path) -> None:
     meta, arrays = _read_parts(saved)
     assert sorted(arrays) == ["W_0", "W_1"]
     assert all(a.dtype == np.float32 for a in arrays.values())
-    assert meta["format"] == "nmfsep-model" and meta["format_version"] == FORMAT_VERSION == 1
+    assert meta["format"] == "nmfsep-model" and meta["format_version"] == FORMAT_VERSION == 2
     assert meta["sources"] == [
         {"name": "speech", "n_components": 3, "array": "W_0"},
         {"name": "noise", "n_components": 2, "array": "W_1"},
@@ -291,8 +291,8 @@ REFUSALS: dict[str, tuple[Any, str]] = {
     "wrong format": (_set("format", "something-else"), "not an nmfsep model file"),
     "no format": (_drop("format"), "not an nmfsep model file"),
     "newer version": (
-        _set("format_version", 2),
-        "model format version 2 is newer than this nmfsep supports (1); upgrade nmfsep",
+        _set("format_version", 3),
+        "model format version 3 is newer than this nmfsep supports (2); upgrade nmfsep",
     ),
     "version 0": (_set("format_version", 0), "bad model format version"),
     "version str": (_set("format_version", "1"), "bad model format version"),
