@@ -138,7 +138,7 @@ def baseline(case: dict, mix: np.ndarray, sr: int) -> np.ndarray:
 
 def oracle(case: dict, mix: np.ndarray, sr: int) -> np.ndarray:
     from nmfsep.metrics import oracle_wiener_estimates
-    from nmfsep.separation import default_stft
+    from nmfsep.engine import default_stft
 
     wanted, other = case["names"]
     s, _ = load(case["dir"] / f"{wanted}.wav")
@@ -152,18 +152,18 @@ def random_floor(case: dict, mix: np.ndarray, sr: int, ref: np.ndarray, n_draws:
     from nmfsep.masks import apply_masks, wiener_masks
     from nmfsep.metrics import bss_eval
     from nmfsep.nmf import fit_nmf
-    from nmfsep.separation import (
-        CLUSTER_WINDOW_SECONDS,
-        DEFAULT_COMPONENTS,
-        default_stft,
-        magnitude,
-        source_parts,
-    )
+    from nmfsep.defaults import CLUSTER_WINDOW_SECONDS
+    from nmfsep.defaults import COMPONENTS as DEFAULT_COMPONENTS
+    from nmfsep.engine import default_stft
     from nmfsep.spectral import istft, stft
+
+    def source_parts(W, H, labels, n):  # each cluster's part W_i H_i
+        return np.stack([W[:, labels == i] @ H[labels == i] for i in range(n)])
 
     config = default_stft(sr, window_seconds=CLUSTER_WINDOW_SECONDS)  # as `nmfsep cluster`
     X = stft(mix.astype(np.float32)[np.newaxis], config)
-    res = fit_nmf(magnitude(X), n_components=DEFAULT_COMPONENTS, beta=1.0, random_state=0)
+    V = np.abs(X).mean(axis=0)
+    res = fit_nmf(V, n_components=DEFAULT_COMPONENTS, beta=1.0, random_state=0)
     rng = np.random.default_rng(0)
     mix_sdr = float(bss_eval(ref, mix)["sdr"][0])
     values = []
