@@ -137,8 +137,8 @@ def baseline(case: dict, mix: np.ndarray, sr: int) -> np.ndarray:
 
 
 def oracle(case: dict, mix: np.ndarray, sr: int) -> np.ndarray:
-    from nmfsep.metrics import oracle_wiener_estimates
     from nmfsep.engine import default_stft
+    from nmfsep.metrics import oracle_wiener_estimates
 
     wanted, other = case["names"]
     s, _ = load(case["dir"] / f"{wanted}.wav")
@@ -149,12 +149,12 @@ def oracle(case: dict, mix: np.ndarray, sr: int) -> np.ndarray:
 
 def random_floor(case: dict, mix: np.ndarray, sr: int, ref: np.ndarray, n_draws: int = 20) -> float:
     """Mean SDRi of random assignments of the bases that `cluster` learns (permutation-solved)."""
-    from nmfsep.masks import apply_masks, wiener_masks
-    from nmfsep.metrics import bss_eval
-    from nmfsep.nmf import fit_nmf
     from nmfsep.defaults import CLUSTER_WINDOW_SECONDS
     from nmfsep.defaults import COMPONENTS as DEFAULT_COMPONENTS
     from nmfsep.engine import default_stft
+    from nmfsep.masks import apply_masks, wiener_masks
+    from nmfsep.metrics import bss_eval
+    from nmfsep.nmf import fit_nmf
     from nmfsep.spectral import istft, stft
 
     def source_parts(W, H, labels, n):  # each cluster's part W_i H_i
