@@ -8,6 +8,7 @@ interruptions (SIGINT / SIGKILL) in test_signals.py.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -396,8 +397,8 @@ def _edit(name: str, tiny_model: Path, d: Path) -> Path:
     elif name == "negative_bases":
         arrays["W_1"] = arrays["W_1"].copy()
         arrays["W_1"][2, 1] = -0.5
-    elif name == "format_version_2":
-        meta["format_version"] = 2
+    elif name == "format_version_3":
+        meta["format_version"] = 3
     elif name == "no_metadata":
         meta = None  # type: ignore[assignment]
     else:  # pragma: no cover
@@ -410,7 +411,7 @@ BAD_MODELS = {
     "wrong_shape": "bases have 37 rows but",
     "nan_bases": "NaN or infinite",
     "negative_bases": "negative values",
-    "format_version_2": "model format version 2 is newer than this nmfsep supports (1)",
+    "format_version_3": "model format version 3 is newer than this nmfsep supports (2)",
     "no_metadata": "not an nmfsep model file",
 }
 
@@ -590,7 +591,13 @@ def shared_dir() -> Iterator[Path]:
 
 
 def _as_unprivileged() -> list[str]:
-    """Command prefix running as an unprivileged user (``nobody`` when we are root)."""
+    """Command prefix running this interpreter as an unprivileged user.
+
+    Not root: no prefix (a directory without write permission is enough). Root: ``setpriv`` to
+    ``nobody`` -- only when ``nobody`` can run this interpreter and import nmfsep from where the
+    clone lives (a clone inside a 0700 home directory or ``mktemp -d`` cannot be entered by
+    ``nobody``); otherwise skipped, and :func:`test_outdir_not_writable_simulated` covers it.
+    """
     if os.name != "posix":
         pytest.skip("POSIX permissions only")
     if os.geteuid() != 0:
@@ -598,11 +605,20 @@ def _as_unprivileged() -> list[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("running as root without setpriv: cannot drop privileges to test permissions")
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import nmfsep.cli"],
+        capture_output=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(
+            "the unprivileged user cannot run this interpreter or import nmfsep from here "
+            "(e.g. a clone in a 0700 directory); see test_outdir_not_writable_simulated"
+        )
+    return prefix
 
 
-def test_outdir_not_writable(shared_dir: Path, tiny_model: Path) -> None:
-    prefix = _as_unprivileged()
+def _outdir_fixture(shared_dir: Path, tiny_model: Path) -> tuple[Path, Path, Path]:
     mix = shared_dir / "mix.wav"
     sf.write(mix, tone(SR // 4), SR)
     model = shared_dir / "model.npz"
@@ -612,6 +628,14 @@ def test_outdir_not_writable(shared_dir: Path, tiny_model: Path) -> None:
     locked = shared_dir / "locked"
     locked.mkdir(mode=0o555)
     locked.chmod(0o555)
+    return mix, model, locked
+
+
+def test_outdir_not_writable(shared_dir: Path, tiny_model: Path) -> None:
+    """The real thing: the OS refuses the writes (as a normal user, or as root dropped to
+    ``nobody`` when possible)."""
+    prefix = _as_unprivileged()
+    mix, model, locked = _outdir_fixture(shared_dir, tiny_model)
     env = {**os.environ, "HOME": str(shared_dir)}
 
     def run(outdir: Path) -> subprocess.CompletedProcess[str]:
@@ -629,6 +653,51 @@ def test_outdir_not_writable(shared_dir: Path, tiny_model: Path) -> None:
     assert proc.stderr == (
         f"error: {locked / 'sub'}: cannot create the output directory: {locked} is not writable\n"
     )
+    assert not list(locked.iterdir())
+
+
+def test_outdir_not_writable_simulated(
+    shared_dir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Independent of who runs the tests and where the clone lives: the permission checks and
+    the writes under the locked directory fail with EACCES (as they do for a user without write
+    permission; root bypasses permission bits, so they are injected)."""
+    mix, model, locked = _outdir_fixture(shared_dir, tiny_model)
+    real_access, real_open, real_mkdir = os.access, os.open, os.mkdir
+
+    def under_locked(path: Any) -> bool:
+        try:
+            p = Path(os.fsdecode(path)).absolute()
+        except (TypeError, ValueError):
+            return False
+        return p == locked or locked in p.parents
+
+    def access(path: Any, mode: int, *a: Any, **k: Any) -> bool:
+        if under_locked(path) and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    def fake_open(path: Any, flags: int, *a: Any, **k: Any) -> int:
+        if under_locked(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        return real_open(path, flags, *a, **k)
+
+    def fake_mkdir(path: Any, *a: Any, **k: Any) -> None:
+        if under_locked(Path(os.fsdecode(path)).parent):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        real_mkdir(path, *a, **k)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    result = separate(mix, "-o", locked, model=model)
+    assert result.exit_code == 1
+    assert error_lines(result.stderr) == [f"error: {locked}: output directory is not writable"]
+    result = separate(mix, "-o", locked / "sub", model=model)
+    assert result.exit_code == 1
+    assert error_lines(result.stderr) == [
+        f"error: {locked / 'sub'}: cannot create the output directory: {locked} is not writable"
+    ]
     assert not list(locked.iterdir())
 
 
