@@ -71,6 +71,10 @@ class SeparateOptions:
     block_seconds : float, optional
         Audio per block (memory is bounded by the block, not the file); default automatic
         (10-60 s, :func:`nmfsep.engine.auto_block_frames`).
+    analysis_bands : int, optional
+        Infer the activations on about this many ERB-spaced bands instead of every bin
+        (:func:`nmfsep.engine.analysis_bands`; masks stay full resolution). None: every bin.
+        Not used with free bases.
     """
 
     mask_power: float = defaults.MASK_POWER
@@ -81,9 +85,16 @@ class SeparateOptions:
     tol: float = defaults.TOL
     seed: int | None = defaults.SEED
     block_seconds: float | None = None
+    analysis_bands: int | None = defaults.ANALYSIS_BANDS
 
     def __post_init__(self) -> None:
         _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        if self.analysis_bands is not None:
+            _set(
+                self,
+                "analysis_bands",
+                check_int("analysis_bands", self.analysis_bands, low=8, high=MAX_N_FFT),
+            )
         _set(
             self,
             "free_components",

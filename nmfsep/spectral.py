@@ -193,10 +193,9 @@ def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
 
 def normalise(y: np.ndarray, wss: np.ndarray) -> np.ndarray:
     """Divide overlap-added samples by the window sum where it is not ~0 (as librosa does)."""
-    nz = wss > np.finfo(np.float32).tiny
-    out = y.copy()
-    out[..., nz] /= wss[nz]
-    return out
+    tiny = np.finfo(np.float32).tiny
+    scale = np.divide(1.0, wss, out=np.ones_like(wss), where=wss > tiny)
+    return y * scale
 
 
 def stft(y: np.ndarray, config: STFTConfig) -> np.ndarray:

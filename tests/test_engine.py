@@ -192,3 +192,37 @@ def test_safe_gain_is_a_power_of_two() -> None:
         assert 2.0**-20 <= peak * g <= 2.0**13
     assert safe_gain(np.array([0.5], np.float32)) == 1.0
     assert safe_gain(np.zeros(3, np.float32)) == 1.0
+
+
+def test_analysis_bands_layout() -> None:
+    from nmfsep.engine import analysis_bands
+
+    f = np.linspace(0, 8000, 1025)
+    for n in (64, 256, 512):
+        b = analysis_bands(f, n)
+        assert b[0] == 0 and np.all(np.diff(b) > 0) and b[-1] < f.size
+        assert abs(b.size - n) <= 2
+        widths = np.diff(np.r_[b, f.size])
+        assert widths[-1] > widths[0]  # wider bands at high frequencies
+        assert n < 256 or widths[0] == 1  # every bin kept at low frequencies
+        assert np.all(np.diff(widths) >= -1)  # widths grow with frequency (up to rounding)
+    np.testing.assert_array_equal(analysis_bands(f[:100], 256), np.arange(100))
+
+
+def test_compressed_analysis_gives_nearly_the_same_separation(model: NMFModel) -> None:
+    voice, noise = tones(2.0, seed=2), hiss(2.0, seed=3)
+    y = voice + noise
+
+    def sdr(est: np.ndarray) -> float:
+        return float(10 * np.log10(np.sum(voice**2) / np.sum((voice - est) ** 2)))
+
+    full = separate(y, SR, model, analysis_bands=None)
+    bands = separate(y, SR, model, analysis_bands=32)
+    assert full.settings["analysis_bands"] is None
+    assert bands.settings["analysis_bands"] == 32
+    assert abs(sdr(bands.sources["voice"][0]) - sdr(full.sources["voice"][0])) < 1.0
+    assert sdr(bands.sources["voice"][0]) > sdr(y) + 5
+    np.testing.assert_allclose(sum(bands.sources.values())[0], y, atol=1e-5)
+    # free bases are learned on the full grid: no compressed analysis then
+    semi = separate(y, SR, model, analysis_bands=32, free_components=2)
+    assert semi.settings["analysis_bands"] is None
