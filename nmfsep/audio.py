@@ -1276,7 +1276,7 @@ def write_audio(
     :func:`atomic_open`); on any failure the temporary file is removed.
     """
     dest = Path(path)
-    _check_path_length(dest, AudioError)
+    check_target(dest, protect=protect)  # first: a refused target is not a format question
     sr = _check_sr(sr)
     y = np.asarray(y)
     if y.ndim == 1:
