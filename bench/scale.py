@@ -1,5 +1,8 @@
 """Scale benchmark: memory vs file length, real-time factor, 1 -> 2 core speed-up, start-up time.
 
+Separate (5 and 60 min) and cluster (1 and 10 min, 44.1 kHz stereo): peak RSS must stay flat in
+the file's length (both stream through the same engine).
+
 Runs the real command line (``nmfsep separate FILE -o OUT``, default model) in a subprocess on
 long files made by looping short recordings (``../shared/data`` when present, else
 ``sample_audio``), and measures the peak RSS of the process tree (psutil, polled every 20 ms),
@@ -113,6 +116,20 @@ def main() -> None:
         ratio = rss[cases[1][0]] / rss[cases[0][0]]
         print(f"peak RSS {long_min} min / {short_min} min: {ratio:.2f}", flush=True)
 
+        # cluster streams too: a sample of frames, then blocks; memory flat in file length
+        cluster_rss: dict[int, float] = {}
+        for minutes in (1, 10):
+            src = work / f"{msr}_2ch_{minutes}min.wav"
+            make_long(src, music, msr, minutes * 60, 2)
+            cmd = nmfsep("cluster", str(src), "-o", str(work / "c"), "--overwrite", "-q")
+            wall, peak = run(cmd)
+            cluster_rss[minutes] = peak
+            label = f"cluster, 44.1 kHz stereo, {minutes} min"
+            rows.append((label, f"{wall:.1f} s", f"{minutes * 60 / wall:.1f}x", f"{peak:.0f} MB"))
+            print(" | ".join(rows[-1]), flush=True)
+        cluster_ratio = cluster_rss[10] / cluster_rss[1]
+        print(f"cluster peak RSS 10 min / 1 min: {cluster_ratio:.2f}", flush=True)
+
         # 1 -> 2 cores: one long file (blocks on 1 or 2 threads), and a batch of files
         long16 = work / f"{ssr}_1ch_{short_min}min.wav"
         t1, _ = run(nmfsep("separate", str(long16), "-o", str(work / "o1"), "-q", "-j", "1"))
@@ -159,7 +176,8 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\npeak RSS ratio {long_min} min / {short_min} min (44.1 kHz stereo): {ratio:.2f}\n")
+    print(f"\npeak RSS ratio {long_min} min / {short_min} min (44.1 kHz stereo): {ratio:.2f}")
+    print(f"cluster peak RSS ratio 10 min / 1 min (44.1 kHz stereo): {cluster_ratio:.2f}\n")
     print("| 1 -> 2 cores | 1 core | 2 cores | speed-up |")
     print("| --- | --- | --- | --- |")
     for row in speed:

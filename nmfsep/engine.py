@@ -406,7 +406,8 @@ class BlockResult:
     """The separated samples of frames ``[j0, j0 + n_frames)`` (overlap-added, not normalised).
 
     ``y`` has shape (n_sources, channels, (n_frames - 1) * hop + n_fft) and starts at padded
-    position ``j0 * hop``; ``masks`` (when asked for) has shape (n_sources, n_freq, n_frames).
+    position ``j0 * hop``; ``wss`` is the summed squared window of the same frames (the
+    normaliser); ``masks`` (when asked for) has shape (n_sources, n_freq, n_frames).
     """
 
     j0: int
@@ -415,6 +416,7 @@ class BlockResult:
     n_iter: int
     converged: bool
     W_free: np.ndarray | None
+    wss: np.ndarray
     masks: np.ndarray | None = None
 
 
@@ -509,9 +511,16 @@ def separate_block(
     masks = masks[:, :, lead : lead + n_frames]
     X = X[..., lead : lead + n_frames]
     hop, n_fft = plan.config.hop_length, plan.config.n_fft
-    y = np.empty((plan.n_sources, X.shape[0], (n_frames - 1) * hop + n_fft), np.float32)
-    for i in range(plan.n_sources):  # one source at a time bounds the temporaries
+    L = (n_frames - 1) * hop + n_fft
+    y = np.empty((plan.n_sources, X.shape[0], L), np.float32)
+    for i in range(plan.n_sources - 1):  # one source at a time bounds the temporaries
         y[i] = frames_istft(apply_masks(masks[i : i + 1], X)[0], plan.config, plan.window)
+    # The masks sum to one, so the last source is the mixture's overlap-add (its samples times
+    # the summed squared window: the STFT/ISTFT pair reconstructs exactly) minus the others:
+    # one inverse FFT fewer per block, and the sources sum to the mixture by construction.
+    wss = window_sum(plan.window_sq, n_frames, hop)
+    y[-1] = x[:, lead * hop : lead * hop + L] * wss
+    y[-1] -= y[:-1].sum(axis=0)
     if gain != 1.0:
         y *= np.float32(1.0 / gain)
     n_fixed = plan.W.shape[1]
@@ -522,6 +531,7 @@ def separate_block(
         n_iter=int(result.n_iter),
         converged=bool(result.converged),
         W_free=None if W_free is None else np.ascontiguousarray(result.W[:, n_fixed:]),
+        wss=wss,
         masks=np.ascontiguousarray(masks) if keep_masks else None,
     )
 
@@ -619,7 +629,7 @@ class _Output:
             wss[: self.wss.size] = self.wss
             self.y, self.wss = grown, wss
         self.y[..., a : a + L] += out.y
-        self.wss[a : a + L] += window_sum(self.plan.window_sq, out.n_frames, self.hop)
+        self.wss[a : a + L] += out.wss
         self.frames_done = out.j0 + out.n_frames
         # padded samples before frames_done * hop get no more contributions
         stop = self.frames_done * self.hop - self.pad

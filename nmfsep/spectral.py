@@ -168,10 +168,13 @@ def frames_istft(S: np.ndarray, config: STFTConfig, window: np.ndarray) -> np.nd
     """
     import scipy.fft
 
-    frames = scipy.fft.irfft(S.transpose(0, 2, 1), n=config.n_fft, axis=-1)
+    # frames contiguous along frequency: pocketfft is 1.7x slower on strided input
+    Y = np.ascontiguousarray(S.transpose(0, 2, 1))
+    frames = scipy.fft.irfft(Y, n=config.n_fft, axis=-1)
+    del Y
     frames = frames.astype(np.float64 if S.dtype == np.complex128 else np.float32, copy=False)
     frames *= window
-    return overlap_add(np.swapaxes(frames, -1, -2), config.hop_length)
+    return _overlap_add_rows(frames, config.hop_length)
 
 
 def window_sum(window_sq: np.ndarray, n_frames: int, hop_length: int) -> np.ndarray:
@@ -181,12 +184,17 @@ def window_sum(window_sq: np.ndarray, n_frames: int, hop_length: int) -> np.ndar
 
 def overlap_add(frames: np.ndarray, hop: int) -> np.ndarray:
     """Overlap-add ``frames`` (..., n_fft, n_frames) at ``hop``: (..., (n_frames-1)*hop + n_fft)."""
-    *lead, n_fft, n = frames.shape
+    return _overlap_add_rows(np.swapaxes(frames, -1, -2), hop)
+
+
+def _overlap_add_rows(frames: np.ndarray, hop: int) -> np.ndarray:
+    """Overlap-add frames stored as rows, (..., n_frames, n_fft)."""
+    *lead, n, n_fft = frames.shape
     n_chunks = -(-n_fft // hop)
     acc = np.zeros((*lead, n + n_chunks, hop), dtype=frames.dtype)
-    for k in range(n_chunks):
+    for k in range(n_chunks):  # the k-th hop-long piece of every frame, in one slice each
         t0, t1 = k * hop, min((k + 1) * hop, n_fft)
-        acc[..., k : k + n, : t1 - t0] += np.swapaxes(frames[..., t0:t1, :], -1, -2)
+        acc[..., k : k + n, : t1 - t0] += frames[..., :, t0:t1]
     flat = acc.reshape(*lead, -1)
     return flat[..., : (n - 1) * hop + n_fft]
 
