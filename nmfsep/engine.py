@@ -46,15 +46,15 @@ import numpy as np
 from nmfsep import defaults
 from nmfsep.errors import ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
-from nmfsep.masks import apply_masks, wiener_masks
+from nmfsep.masks import wiener_masks
 from nmfsep.model import NMFModel
 from nmfsep.nmf import fit_nmf
 from nmfsep.options import SeparateOptions, options_from
 from nmfsep.spectral import (
     STFTConfig,
-    frames_istft,
-    frames_stft,
+    istft_rows,
     normalise,
+    stft_rows,
     window_sum,
     windows,
 )
@@ -504,17 +504,20 @@ def separate_block(
     gain = safe_gain(x)
     if gain != 1.0:
         x = x * np.float32(gain)
-    X = frames_stft(x, plan.config, plan.window)
-    V = np.abs(X).mean(axis=0, dtype=np.float32)  # one set of activations for every channel
+    # frames as rows (channels, frames, freq) all along: the FFTs' layout, no complex transposes
+    X = stft_rows(x, plan.config, plan.window)
+    V = np.abs(X).mean(axis=0, dtype=np.float32).T  # one set of activations for every channel
     masks, result = fit_masks(plan, V, W_free)
     del V
     masks = masks[:, :, lead : lead + n_frames]
-    X = X[..., lead : lead + n_frames]
+    X = X[:, lead : lead + n_frames]
     hop, n_fft = plan.config.hop_length, plan.config.n_fft
     L = (n_frames - 1) * hop + n_fft
     y = np.empty((plan.n_sources, X.shape[0], L), np.float32)
     for i in range(plan.n_sources - 1):  # one source at a time bounds the temporaries
-        y[i] = frames_istft(apply_masks(masks[i : i + 1], X)[0], plan.config, plan.window)
+        Y = X * np.ascontiguousarray(masks[i].T)
+        y[i] = istft_rows(Y, plan.config, plan.window)
+        del Y
     # The masks sum to one, so the last source is the mixture's overlap-add (its samples times
     # the summed squared window: the STFT/ISTFT pair reconstructs exactly) minus the others:
     # one inverse FFT fewer per block, and the sources sum to the mixture by construction.
