@@ -70,20 +70,13 @@ from typing import Any
 import numpy as np
 
 from nmfsep.errors import ParameterError
+from nmfsep.validation import parse_beta
 
 __all__ = ["NMFResult", "beta_divergence", "fit_nmf"]
 
 #: Default epsilon floor (scikit-learn's: float32 machine epsilon).
 EPSILON = float(np.finfo(np.float32).eps)
 
-_BETA_NAMES = {
-    "euclidean": 2.0,
-    "frobenius": 2.0,
-    "kullback-leibler": 1.0,
-    "kl": 1.0,
-    "itakura-saito": 0.0,
-    "is": 0.0,
-}
 _INITS = ("random", "nndsvd", "nndsvda", "custom")
 _W_NORMS = ("l2", "l1")
 #: Bytes of per-iteration working data a frame block of the H-only problem may use (L2-sized).
@@ -150,7 +143,7 @@ def beta_divergence(
     """
     from nmfsep import _kernels
 
-    b = _beta_to_float(beta)
+    b = parse_beta(beta)
     eps_ = _check_eps(eps)
     V = _as_data("V", V, None, ndim=None)
     V_hat = _as_data("V_hat", V_hat, None, ndim=None)
@@ -343,21 +336,6 @@ def _rescale_extreme(p: dict[str, Any]) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _beta_to_float(beta: Any) -> float:
-    if isinstance(beta, str):
-        key = beta.strip().lower()
-        if key not in _BETA_NAMES:
-            names = ", ".join(sorted(_BETA_NAMES))
-            raise ParameterError(f"unknown beta divergence name {beta!r} (use a number or {names})")
-        return _BETA_NAMES[key]
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
-        raise ParameterError(f"beta must be a real number or a divergence name, got {beta!r}")
-    b = float(beta)
-    if not np.isfinite(b):
-        raise ParameterError(f"beta must be finite, got {beta!r}")
-    return b
-
-
 def _check_eps(eps: Any) -> float:
     if eps is None:
         return EPSILON
@@ -438,7 +416,7 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
     dtype = Va.dtype
     Va = np.ascontiguousarray(Va)
     F, N = Va.shape
-    beta = _beta_to_float(kw["beta"])
+    beta = parse_beta(kw["beta"])
     W = None if kw["W"] is None else _as_data("W", kw["W"], dtype)
     H = None if kw["H"] is None else _as_data("H", kw["H"], dtype)
     for name, X in (("W", W), ("H", H)):

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nmfsep import defaults
+from nmfsep import defaults, limits
 from nmfsep.errors import ParameterError
 from nmfsep.validation import (
     check_choice,
@@ -26,12 +26,13 @@ from nmfsep.validation import (
     parse_beta,
 )
 
-#: Largest counts an option may ask for (memory: bases x frames x 4 bytes per block).
-MAX_COMPONENTS = 4096
-MAX_FREE_COMPONENTS = 1024
-MAX_CONTEXT = 31
+#: Largest counts an option may ask for (memory: bases x frames x 4 bytes per block): the
+#: one table, :mod:`nmfsep.limits`.
+MAX_COMPONENTS = limits.MAX_COMPONENTS
+MAX_FREE_COMPONENTS = limits.MAX_FREE_COMPONENTS
+MAX_CONTEXT = limits.MAX_CONTEXT
 MAX_ITER = 100_000
-MAX_N_FFT = 1 << 16
+MAX_N_FFT = limits.MAX_N_FFT
 MAX_CLUSTER_FRAMES = 200_000
 #: Block lengths beyond this are no longer "bounded memory" (seconds).
 MAX_BLOCK_SECONDS = 3600.0
@@ -45,6 +46,12 @@ def _set(obj: object, name: str, value: Any) -> None:
 
 def _opt_beta(value: Any) -> float | None:
     return None if value is None else parse_beta(value)
+
+
+def _opt_block_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    return check_number("block_seconds", value, low=0, low_open=True, high=MAX_BLOCK_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -106,18 +113,7 @@ class SeparateOptions:
         _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
         _set(self, "tol", check_number("tol", self.tol, low=0))
         _set(self, "seed", check_seed(self.seed))
-        if self.block_seconds is not None:
-            _set(
-                self,
-                "block_seconds",
-                check_number(
-                    "block_seconds",
-                    self.block_seconds,
-                    low=0,
-                    low_open=True,
-                    high=MAX_BLOCK_SECONDS,
-                ),
-            )
+        _set(self, "block_seconds", _opt_block_seconds(self.block_seconds))
 
     @property
     def l1_value(self) -> float:
@@ -215,18 +211,7 @@ class ClusterOptions:
             "window_seconds",
             check_number("window_seconds", self.window_seconds, low=0.001, high=1.0),
         )
-        if self.block_seconds is not None:
-            _set(
-                self,
-                "block_seconds",
-                check_number(
-                    "block_seconds",
-                    self.block_seconds,
-                    low=0,
-                    low_open=True,
-                    high=MAX_BLOCK_SECONDS,
-                ),
-            )
+        _set(self, "block_seconds", _opt_block_seconds(self.block_seconds))
 
     def separate_options(self) -> SeparateOptions:
         """The options of the separation pass (the clustered bases fixed)."""
