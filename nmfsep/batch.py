@@ -4,16 +4,37 @@ A *job* is one input file and the output file of each of its sources. Jobs are p
 parent process (so that finished inputs are skipped before any work starts and output paths
 never collide), then run one per worker process, each worker limited to one BLAS thread so that
 ``--jobs N`` never oversubscribes the machine. Each job ends as one :class:`JobRecord`.
+
+Safety rules (issue 10):
+
+* **Planning** refuses a template that maps two sources of one input to one path (the whole
+  command, :class:`ParameterError`), and, per input, outputs that are an input of the same
+  batch, that leave OUTDIR, or that are not regular files (a FIFO, a device, a directory).
+* **Claims**: a job first claims its input with a lock file next to its first output
+  (``.{name}.nmfsep-lock``, created with ``O_CREAT|O_EXCL``, holding ``pid host``, and held with
+  ``flock`` while the job runs). A second run into the same OUTDIR finds the claim held and
+  reports the input as ``"claimed"`` instead of doing it again; a lock whose process died (its
+  ``flock`` is released by the kernel) is taken over. :func:`cleanup_locks` removes stale ones.
+* **All or nothing per input**: outputs are written to temporary files and renamed at the end;
+  when anything fails after one of them was renamed (disk full on the second source, the
+  ``--save-model`` file, the plot), every output this job already put in place is removed, so a
+  failed input has no outputs (and a re-run redoes it).
+* **Workers die with their parent**: pool workers ask the kernel for ``SIGKILL`` when the parent
+  dies (Linux ``PR_SET_PDEATHSIG``) and also poll ``os.getppid()`` (other systems); a Dask task
+  checks between blocks whether it was cancelled (its client gone) and stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import string
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +44,12 @@ from nmfsep.inputs import InputItem
 from nmfsep.options import ClusterOptions, SeparateOptions
 
 __all__ = [
+    "LOCK_SUFFIX",
     "Job",
     "JobRecord",
     "check_template",
+    "cleanup_locks",
+    "lock_path",
     "output_paths",
     "output_subtype",
     "plan_jobs",
@@ -37,6 +61,10 @@ __all__ = [
 DEFAULT_TEMPLATE = defaults.TEMPLATE
 TEMPLATE_FIELDS = ("track", "source", "ext", "dir")
 OUTPUT_FORMATS = ("wav", "flac")
+#: Suffix of the claim (lock) files; the name is ``.{first output's name}{LOCK_SUFFIX}``.
+LOCK_SUFFIX = ".nmfsep-lock"
+#: Statuses of a :class:`JobRecord`.
+STATUSES = ("ok", "skipped", "claimed", "error")
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,13 @@ class Job:
         Down-mix the input first.
     threads : int
         Blocks separated in parallel within this job.
+    clip_mode : str
+        What to do with samples over full scale (:func:`nmfsep.audio.plan_clip`): ``float``
+        (default: sources still sum to the mixture), ``rescale`` or ``clamp``.
+    skip_existing : bool
+        Once the job holds its claim, skip it when all its outputs exist (another run did it).
+    claim : bool
+        Claim the input with a lock file first (see the module notes).
     """
 
     input: str
@@ -71,18 +106,29 @@ class Job:
     save_model: str | None = None
     mono: bool = False
     threads: int = 1
+    clip_mode: str = "float"
+    skip_existing: bool = True
+    claim: bool = True
 
     @property
     def task(self) -> str:
         return "cluster" if isinstance(self.options, ClusterOptions) else "separate"
+
+    def written(self) -> list[str]:
+        """Every file the job writes: the outputs, the model, the plots."""
+        extra = [self.save_model, self.plot]
+        if self.plot is not None and self.task == "cluster":
+            extra.append(str(Path(self.plot).with_name("bases.png")))
+        return [*self.outputs.values(), *(p for p in extra if p is not None)]
 
 
 @dataclass
 class JobRecord:
     """What happened to one input (one entry of ``--json``'s ``files``).
 
-    ``status`` is ``"ok"``, ``"skipped"`` (outputs exist) or ``"error"`` (``error`` says why, on
-    one line).
+    ``status`` is ``"ok"``, ``"skipped"`` (outputs exist), ``"claimed"`` (another run holds
+    the input's claim: it is doing it) or ``"error"`` (``error`` says why, on one line).
+    ``notes`` are one-line notices for stderr (e.g. what the clipping policy did).
     """
 
     input: str
@@ -94,6 +140,7 @@ class JobRecord:
     settings: dict[str, Any] | None = None
     plot: str | None = None
     model: str | None = None
+    notes: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (unset optional fields left out)."""
@@ -102,17 +149,60 @@ class JobRecord:
 
 
 def check_template(template: str) -> None:
-    """Refuse output templates that are malformed or cannot name one file per source."""
+    """Refuse output templates that are malformed or cannot name one file per source.
+
+    Fields are the plain names of :data:`TEMPLATE_FIELDS` (no attribute or index access, no
+    ``!r`` conversion: they could print object addresses), with a string format spec that is
+    not nested (``{track:{source}}``) and has no width or precision over
+    :data:`nmfsep.limits.MAX_TEMPLATE_WIDTH`.
+    """
+    import re
+
+    from nmfsep import limits
+
+    if not isinstance(template, str) or not template:
+        raise ParameterError("--filename template must not be empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in template):
+        raise ParameterError(
+            f"--filename template {template!r} must not contain control characters"
+        )
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ParameterError(f"bad --filename template {template!r}: {exc}") from None
-    unknown = fields - set(TEMPLATE_FIELDS)
-    if unknown:
-        raise ParameterError(
-            f"bad --filename template {template!r}: unknown field(s) "
-            f"{', '.join(sorted(unknown))}; use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
-        )
+    fields: set[str] = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            raise ParameterError(
+                f"bad --filename template {template!r}: unknown field(s) {name}; "
+                f"use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )
+        if conversion is not None:
+            raise ParameterError(
+                f"bad --filename template {template!r}: conversions like !{conversion} "
+                "are not allowed"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            raise ParameterError(
+                f"bad --filename template {template!r}: nested fields in a format spec "
+                "are not allowed"
+            )
+        if spec:
+            widths = [int(n) for n in re.findall(r"\d+", spec)]
+            if widths and max(widths) > limits.MAX_TEMPLATE_WIDTH:
+                raise ParameterError(
+                    f"bad --filename template {template!r}: width {max(widths)} in "
+                    f"{{{name}:{spec}}} is over the limit of {limits.MAX_TEMPLATE_WIDTH}"
+                )
+            try:
+                format("x", spec)
+            except (ValueError, TypeError) as exc:
+                raise ParameterError(
+                    f"bad --filename template {template!r}: {{{name}:{spec}}}: {exc}"
+                ) from None
+        fields.add(name)
     if "source" not in fields:
         raise ParameterError(f"--filename template {template!r} must contain {{source}}")
     if os.path.isabs(template) or template.startswith("~"):
@@ -135,19 +225,47 @@ def output_paths(
     Raises
     ------
     ParameterError
-        When the formatted path is absolute or escapes ``outdir`` (``..``).
+        When the formatted path is absolute, escapes ``outdir`` (``..``), has a name component
+        longer than 255 bytes or a path longer than 4096 bytes, or holds a NUL byte.
     """
     root = Path(os.path.abspath(outdir))
     parent = Path(os.path.abspath(input_path)).parent.name
     paths: dict[str, str] = {}
     for source in sources:
-        rel = template.format(track=track, source=source, ext=ext, dir=parent)
+        try:
+            rel = template.format(track=track, source=source, ext=ext, dir=parent)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ParameterError(f"bad --filename template {template!r}: {exc}") from None
+        if "\0" in rel:
+            raise ParameterError(f"output path {rel!r} holds a NUL byte")
         target = Path(os.path.normpath(root / rel))
-        if os.path.isabs(rel) or ".." in Path(rel).parts or not target.is_relative_to(root):
+        if (
+            not rel
+            or os.path.isabs(rel)
+            or ".." in Path(rel).parts
+            or not target.is_relative_to(root)
+            or target == root
+        ):
             raise ParameterError(f"output path {rel!r} would leave the output directory {outdir}")
+        long = next((c for c in Path(rel).parts if len(os.fsencode(c)) > 255), None)
+        if long is not None:
+            raise ParameterError(
+                f"output file name {long[:40]!r}... is longer than 255 bytes; "
+                "use a shorter --filename"
+            )
+        if len(os.fsencode(str(target))) >= 4096:
+            raise ParameterError("output path is longer than 4096 bytes; use a shorter --filename")
         # Paths are reported as the user wrote OUTDIR (relative stays relative).
         paths[source] = os.path.normpath(os.path.join(outdir, rel))
     return paths
+
+
+def _file_id(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def plan_jobs(
@@ -163,17 +281,27 @@ def plan_jobs(
     plot: bool = False,
     save_model: str | None = None,
     mono: bool = False,
+    clip_mode: str = "float",
 ) -> tuple[list[Job], list[JobRecord]]:
     """Plan one job per input, and the records of inputs that need no work.
+
+    Raises
+    ------
+    ParameterError
+        A template that is malformed, does not end with the format's extension, or maps two
+        sources of one input to the same file (the whole command is refused).
 
     Returns
     -------
     jobs : list of Job
         Inputs to process.
     records : list of JobRecord
-        Inputs already finished (``status: "skipped"``), or refused before any work
-        (``status: "error"``: missing file, output collision).
+        Inputs already finished (``status: "skipped"``), being done by another run
+        (``"claimed"``), or refused before any work (``status: "error"``: missing file, output
+        collision, an output that is an input of this batch or not a regular file).
     """
+    from nmfsep.audio import check_target
+
     check_template(template)
     sample = template.format(track="track", source="source", ext=ext, dir="dir")
     if Path(sample).suffix.lower().lstrip(".") not in OUTPUT_FORMATS:
@@ -181,6 +309,13 @@ def plan_jobs(
             f"--filename template {template!r} must end with .{{ext}} "
             f"(or .{' or .'.join(OUTPUT_FORMATS)})"
         )
+    # every input of the batch, by device and inode: no output may be one of them
+    input_ids: dict[tuple[int, int], str] = {}
+    for item in inputs:
+        if not item.error:
+            key = _file_id(item.path)
+            if key is not None:
+                input_ids.setdefault(key, item.path)
     jobs: list[Job] = []
     records: list[JobRecord] = []
     claimed: dict[str, str] = {}
@@ -195,6 +330,14 @@ def plan_jobs(
         except ParameterError as exc:
             records.append(JobRecord(item.path, "error", error=exc.message))
             continue
+        by_path: dict[str, str] = {}
+        for name, p in outputs.items():
+            if p in by_path:
+                raise ParameterError(
+                    f"--filename template {template!r} gives sources {by_path[p]!r} and "
+                    f"{name!r} of {item.path} the same file {p}; include {{source}} unchanged"
+                )
+            by_path[p] = name
         clash = next((claimed[p] for p in outputs.values() if p in claimed), None)
         if clash is not None:
             records.append(
@@ -206,10 +349,28 @@ def plan_jobs(
                 )
             )
             continue
-        if any(os.path.realpath(p) == os.path.realpath(item.path) for p in outputs.values()):
-            records.append(
-                JobRecord(item.path, "error", error="an output path is the input itself")
-            )
+        written = list(outputs.values())
+        first = Path(written[0])
+        plot_path = str(first.parent / "separation.png") if plot else None
+        written += [p for p in (save_model, plot_path) if p is not None]
+        problem = None
+        for p in written:
+            other = input_ids.get(_file_id(p) or (-1, -1))
+            if other is not None:
+                problem = (
+                    "an output path is the input itself"
+                    if other == item.path or _file_id(other) == _file_id(item.path)
+                    else f"output {p} is an input of this batch ({other}); refusing to "
+                    "write over it"
+                )
+                break
+            try:
+                check_target(p)
+            except NmfsepError as exc:
+                problem = str(exc)
+                break
+        if problem is not None:
+            records.append(JobRecord(item.path, "error", error=problem))
             continue
         for p in outputs.values():
             claimed[p] = item.path
@@ -218,7 +379,19 @@ def plan_jobs(
             if existing and len(existing) == len(outputs) and all(map(os.path.isfile, existing)):
                 records.append(JobRecord(item.path, "skipped", outputs=outputs))
                 continue
-            if existing:  # another run's (other model, other sources): never clobbered
+            if existing:
+                holder = claim_holder(lock_path(written[0]))
+                if holder is not None:  # another run is renaming its outputs right now
+                    records.append(
+                        JobRecord(
+                            item.path,
+                            "claimed",
+                            outputs=outputs,
+                            notes=[f"claimed by another run ({holder})"],
+                        )
+                    )
+                    continue
+                # another run's (other model, other sources): never clobbered
                 records.append(
                     JobRecord(
                         item.path,
@@ -228,19 +401,189 @@ def plan_jobs(
                     )
                 )
                 continue
-        first = Path(next(iter(outputs.values())))
         jobs.append(
             Job(
                 item.path,
                 outputs,
                 options,
                 model=model,
-                plot=str(first.parent / "separation.png") if plot else None,
+                plot=plot_path,
                 save_model=save_model,
                 mono=mono,
+                clip_mode=clip_mode,
+                skip_existing=not overwrite,
             )
         )
     return jobs, records
+
+
+# --------------------------------------------------------------------------- claims (locks)
+
+
+def lock_path(output: str | os.PathLike[str]) -> Path:
+    """The claim file of the job whose first output is ``output``: ``.{name}.nmfsep-lock``."""
+    p = Path(output)
+    name = os.fsdecode(os.fsencode(p.name)[:200])
+    return p.with_name(f".{name}{LOCK_SUFFIX}")
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+    except OSError:
+        text = []
+    if len(text) >= 2 and text[0].isdigit():
+        return f"pid {text[0]} on {text[1]}"
+    return "another process"
+
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class _Claim:
+    """A held claim: the lock file's descriptor (``flock``-ed) and the directories it made."""
+
+    def __init__(self, path: Path, fd: int | None, made: list[Path]) -> None:
+        self.path, self.fd, self.made = path, fd, made
+
+    def release(self) -> None:
+        if self.fd is not None:
+            if _same_file(self.fd, self.path):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+        for d in self.made:  # directories made for a job that left nothing in them
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+def _claim(first_output: str) -> _Claim | str:
+    """Claim the job whose first output is ``first_output``; the holder's description if
+    another live process holds it."""
+    from nmfsep.audio import write_error
+    from nmfsep.errors import AudioError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no claims
+        return _Claim(lock_path(first_output), None, [])
+    lock = lock_path(first_output)
+    made: list[Path] = []
+    parent = lock.parent
+    missing = [d for d in (parent, *parent.parents) if not os.path.lexists(d)]
+    try:
+        for d in reversed(missing):
+            os.mkdir(d)
+            made.insert(0, d)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        _Claim(lock, None, made).release()
+        raise write_error(exc, Path(first_output), AudioError) from None
+    for _ in range(8):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644)
+        except FileExistsError:
+            try:
+                fd = os.open(lock, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return "another process"
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                return holder
+            except OSError:  # no flock on this file system: the lock file alone decides
+                holder = _read_holder(fd)
+                os.close(fd)
+                return holder
+            # nobody holds it: its process died (the kernel released the flock): take over
+            if _same_file(fd, lock):
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+            os.close(fd)
+            continue
+        except OSError as exc:
+            _Claim(lock, None, made).release()
+            raise write_error(exc, Path(first_output), AudioError) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours; only a stale-lock sweep may hold it briefly
+        except OSError:
+            pass
+        if not _same_file(fd, lock):  # swept away as stale in between: try again
+            os.close(fd)
+            continue
+        with contextlib.suppress(OSError):
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        return _Claim(lock, fd, made)
+    return "another process"
+
+
+def claim_holder(lock: Path) -> str | None:
+    """Who holds the claim file ``lock`` (None: nobody, or no such file)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+def cleanup_locks(directory: str | os.PathLike[str]) -> int:
+    """Remove the claim files under ``directory`` that no live process holds (a killed run's).
+
+    Returns the number removed; errors (permissions, a vanished file) are ignored.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return 0
+    root = Path(directory)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for fname in filenames:
+            if not fname.endswith(LOCK_SUFFIX):
+                continue
+            path = Path(dirpath) / fname
+            try:
+                fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _same_file(fd, path):
+                    os.unlink(path)
+                    removed += 1
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return removed
 
 
 # --------------------------------------------------------------------------- running jobs
@@ -256,25 +599,79 @@ def _load_model_cached(path: str | None) -> Any:
     return _MODEL_CACHE[path]
 
 
+class Cancelled(NmfsepError):
+    """The job's parent (the CLI, or a Dask client) is gone: stop, leave nothing."""
+
+
+#: Checked between blocks; raises :class:`Cancelled` when the job should stop.
+_STOP_CHECKS: list[Callable[[], bool]] = []
+
+
+def _check_stop(*_: Any) -> None:
+    for check in _STOP_CHECKS:
+        if check():
+            raise Cancelled("cancelled: the run that started this job is gone")
+
+
+def _rollback(paths: Sequence[str], before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove every file of ``paths`` that this job put in place (its identity changed)."""
+    for p in paths:
+        now = _file_id(p)
+        if now is not None and now != before.get(p):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+
+
 def run_job(job: Job) -> JobRecord:
-    """Run one job; never raises for a bad input — the error is in the returned record."""
+    """Run one job; never raises for a bad input — the error is in the returned record.
+
+    The job first claims its input (see the module notes); a job that fails leaves none of its
+    outputs (those already renamed into place are removed).
+    """
     t0 = time.perf_counter()
+    written = job.written()
+    before = {p: _file_id(p) for p in written}
+    claim: _Claim | None = None
     try:
-        record = _run_job(job)
-    except NmfsepError as exc:
-        # The error names the input; name another file (an output, ...) in the message.
-        about_input = exc.path is None or os.path.abspath(exc.path) == os.path.abspath(job.input)
-        record = JobRecord(job.input, "error", error=exc.message if about_input else str(exc))
-    except MemoryError:
-        record = JobRecord(job.input, "error", error="out of memory")
-    except Exception as exc:  # a bug, not a bad input: still one line per file, batch goes on
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        record = JobRecord(
-            job.input,
-            "error",
-            error=f"internal error: {type(exc).__name__}: {exc} "
-            f"({Path(where.filename).name}:{where.lineno}); please report it",
-        )
+        try:
+            held = _claim(written[0]) if job.claim else None
+            if isinstance(held, str):
+                record = JobRecord(
+                    job.input,
+                    "claimed",
+                    outputs=dict(job.outputs),
+                    notes=[f"claimed by another run ({held})"],
+                )
+            else:
+                claim = held
+                if job.skip_existing and all(os.path.isfile(p) for p in job.outputs.values()):
+                    record = JobRecord(job.input, "skipped", outputs=dict(job.outputs))
+                else:
+                    record = _run_job(job)
+        except NmfsepError as exc:
+            # The error names the input; name another file (an output, ...) in the message.
+            about_input = exc.path is None or os.path.abspath(exc.path) == os.path.abspath(
+                job.input
+            )
+            record = JobRecord(job.input, "error", error=exc.message if about_input else str(exc))
+        except MemoryError:
+            record = JobRecord(job.input, "error", error="out of memory")
+        except Exception as exc:  # a bug, not a bad input: still one line per file, batch goes on
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            record = JobRecord(
+                job.input,
+                "error",
+                error=f"internal error: {type(exc).__name__}: {exc} "
+                f"({Path(where.filename).name}:{where.lineno}); please report it",
+            )
+        if record.status == "error":
+            _rollback(written, before)
+    except BaseException:  # Ctrl-C / SIGTERM in this process: nothing half-done is left
+        _rollback(written, before)
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
     if record.error is not None:  # one line, whatever the exception said
         record.error = " ".join(str(record.error).split())
     record.seconds = round(time.perf_counter() - t0, 3)
@@ -295,30 +692,33 @@ def _run_job(job: Job) -> JobRecord:
     from nmfsep import streaming
 
     subtypes = _subtypes(job)
+    notes: list[str] = []
+
+    def on_clip(plan: Any) -> None:
+        notes.append(plan.describe())
+
     if job.plot is not None:
-        return _run_job_in_memory(job, subtypes)
+        return _run_job_in_memory(job, subtypes, notes, on_clip)
     model = None
+    common: dict[str, Any] = {
+        "mono": job.mono,
+        "subtypes": subtypes,
+        "n_threads": job.threads,
+        "progress": _check_stop,
+        "clip_mode": job.clip_mode,
+        "protect": [job.input],
+        "on_clip": on_clip,
+    }
     if isinstance(job.options, ClusterOptions):
         result, model = streaming.cluster_file(
-            job.input,
-            job.outputs,
-            options=job.options,
-            mono=job.mono,
-            subtypes=subtypes,
-            n_threads=job.threads,
+            job.input, job.outputs, options=job.options, **common
         )
     else:
         result = streaming.separate_file(
-            job.input,
-            job.outputs,
-            _load_model_cached(job.model),
-            options=job.options,
-            mono=job.mono,
-            subtypes=subtypes,
-            n_threads=job.threads,
+            job.input, job.outputs, _load_model_cached(job.model), options=job.options, **common
         )
     if model is not None and job.save_model is not None:
-        model.save(job.save_model)
+        model.save(job.save_model, protect=[job.input])
     return JobRecord(
         job.input,
         "ok",
@@ -326,11 +726,16 @@ def _run_job(job: Job) -> JobRecord:
         duration=round(result.n_samples / result.sr, 3),
         settings=result.settings,
         model=job.save_model if model is not None else None,
+        notes=notes or None,
     )
 
 
-def _run_job_in_memory(job: Job, subtypes: dict[str, str]) -> JobRecord:
+def _run_job_in_memory(
+    job: Job, subtypes: dict[str, str], notes: list[str], on_clip: Callable[[Any], None]
+) -> JobRecord:
     """``--plot``: the whole file in memory (the picture needs every frame), same engine."""
+    import numpy as np
+
     from nmfsep.audio import load_audio, write_audio
     from nmfsep.plotting import plot_model, plot_separation
     from nmfsep.separation import cluster_separate, separate
@@ -342,10 +747,26 @@ def _run_job_in_memory(job: Job, subtypes: dict[str, str]) -> JobRecord:
         result, model = cluster_separate(y, sr, options=job.options)
     else:
         result = separate(y, sr, _load_model_cached(job.model), options=job.options)
+    # one decision for all the sources of the input (same gain: they still sum to the mixture)
+    peak = max(
+        (float(np.max(np.abs(result.sources[n]), initial=0.0)) for n in job.outputs), default=0.0
+    )
+    said: list[Any] = []
     for name, path in job.outputs.items():
-        write_audio(path, result.sources[name], sr, subtype=subtypes[name])
+        write_audio(
+            path,
+            result.sources[name],
+            sr,
+            subtype=subtypes[name],
+            clip_mode=job.clip_mode,
+            peak=peak,
+            protect=[job.input],
+            on_clip=lambda plan: said.append(plan),
+        )
+    if said:
+        on_clip(said[0])
     if model is not None and job.save_model is not None:
-        model.save(job.save_model)
+        model.save(job.save_model, protect=[job.input])
     plot_separation(y, sr, result, job.plot, title=Path(job.input).name)
     if model is not None:  # the learned bases, one colour per cluster
         plot_model(model, Path(job.plot).with_name("bases.png"))
@@ -357,6 +778,7 @@ def _run_job_in_memory(job: Job, subtypes: dict[str, str]) -> JobRecord:
         settings=result.settings,
         plot=job.plot,
         model=job.save_model if model is not None else None,
+        notes=notes or None,
     )
 
 
@@ -370,7 +792,43 @@ def output_subtype(input_subtype: str, ext: str) -> str:
     return "FLOAT"
 
 
-def _init_worker() -> None:
+# --------------------------------------------------------------------------- worker processes
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process die when ``parent_pid`` does, whatever kills the parent.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (the kernel kills us). Everywhere: a daemon
+    thread polls ``os.getppid()`` and exits the process when the parent changed (re-parented to
+    init or a subreaper), which also covers a parent that died before the ``prctl``.
+    """
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:  # already orphaned
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nmfsep-parent-watch", daemon=True).start()
+    _STOP_CHECKS.append(lambda: os.getppid() != parent_pid)
+
+
+def _init_worker(parent_pid: int | None = None) -> None:
+    _die_with_parent(os.getppid() if parent_pid is None else parent_pid)
     # One BLAS thread per worker: N processes on N cores, no oversubscription.
     from threadpoolctl import threadpool_limits
 
@@ -398,7 +856,8 @@ def run_jobs(
         block threads instead.
     scheduler : str, optional
         Address of a Dask distributed scheduler (``tcp://host:8786``); needs the
-        ``distributed`` extra.
+        ``distributed`` extra. Relative paths of the jobs are made absolute here (in the
+        parent), so that workers resolve them as the user meant; records name them as given.
     on_done : callable, optional
         Called with each record as soon as its job finishes (for progress reports).
 
@@ -420,8 +879,6 @@ def run_jobs(
         for i, record in _run_distributed(jobs, scheduler):
             done(i, record)
     elif n_jobs <= 1 or len(jobs) == 1:
-        from dataclasses import replace
-
         for i, job in enumerate(jobs):
             done(i, run_job(replace(job, threads=max(1, n_jobs))))
     else:
@@ -436,7 +893,9 @@ def _run_pool(jobs: Sequence[Job], n_jobs: int) -> Iterator[tuple[int, JobRecord
 
     # "spawn" keeps workers independent of the parent's threads and BLAS state.
     context = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(n_jobs, mp_context=context, initializer=_init_worker)
+    pool = ProcessPoolExecutor(
+        n_jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
     try:
         futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
@@ -458,6 +917,46 @@ def _terminate_pool(pool: Any) -> None:
             process.terminate()
     for process in processes:
         process.join(timeout=5)
+        if process.is_alive():  # pragma: no cover - a worker stuck in a system call
+            process.kill()
+            process.join(timeout=5)
+
+
+def _absolute(job: Job) -> Job:
+    def a(p: str | None) -> str | None:
+        return None if p is None else os.path.abspath(p)
+
+    return replace(
+        job,
+        input=os.path.abspath(job.input),
+        outputs={n: os.path.abspath(p) for n, p in job.outputs.items()},
+        model=a(job.model),
+        plot=a(job.plot),
+        save_model=a(job.save_model),
+    )
+
+
+def _dask_cancelled() -> bool:
+    """In a Dask task: True once the task was cancelled or released (its client is gone)."""
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        worker = get_worker()
+        task = worker.state.tasks.get(thread_state.key)
+    except Exception:  # not in a Dask task, or another distributed version: keep going
+        return False
+    return task is None or task.state in ("cancelled", "released", "forgotten")
+
+
+def _run_job_dask(job: Job) -> JobRecord:
+    """:func:`run_job` on a Dask worker: stops between blocks once the task is cancelled."""
+    _STOP_CHECKS.append(_dask_cancelled)
+    try:
+        return run_job(job)
+    finally:
+        with contextlib.suppress(ValueError):
+            _STOP_CHECKS.remove(_dask_cancelled)
 
 
 def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, JobRecord]]:
@@ -472,18 +971,33 @@ def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, J
     except (OSError, TimeoutError) as exc:
         raise NmfsepError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
     with client:
-        futures = client.map(run_job, list(jobs), pure=False)
+        futures = client.map(_run_job_dask, [_absolute(j) for j in jobs], pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            yield index[future.key], future.result()
+        try:
+            for future in as_completed(futures):
+                i = index[future.key]
+                record = future.result()
+                job = jobs[i]  # name the files as the user gave them
+                record = replace(
+                    record,
+                    input=job.input,
+                    outputs=dict(job.outputs) if record.outputs else {},
+                    plot=job.plot if record.plot else None,
+                    model=job.save_model if record.model else None,
+                )
+                yield i, record
+        except BaseException:
+            client.cancel(futures, force=True)
+            raise
 
 
 def summarize(records: Sequence[JobRecord], *, seconds: float) -> dict[str, Any]:
-    """Counts of a batch: total, ok, skipped, failed, wall seconds, audio seconds."""
+    """Counts of a batch: total, ok, skipped, claimed, failed, wall seconds, audio seconds."""
     return {
         "total": len(records),
         "ok": sum(r.status == "ok" for r in records),
         "skipped": sum(r.status == "skipped" for r in records),
+        "claimed": sum(r.status == "claimed" for r in records),
         "failed": sum(r.status == "error" for r in records),
         "seconds": round(seconds, 3),
         "audio_seconds": round(sum(r.duration for r in records), 3),

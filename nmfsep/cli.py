@@ -3,22 +3,28 @@
 Only typer, rich and the standard library are imported at the top, so ``nmfsep --help`` is
 instant; numpy, librosa and the pipelines are imported inside the commands.
 
-Exit codes: 0 every input succeeded (or was already done), 1 some input failed,
-2 usage error (bad option or argument), 130 interrupted (Ctrl-C).
+Exit codes: 0 every input succeeded (or was already done, or is being done by another run),
+1 some input failed or a file could not be read or written, 2 usage error (bad option or
+argument, refused before any work), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+With ``--json`` a summary is printed on stdout in every case, with ``"status"``: ``"ok"``,
+``"failed"`` (some input failed), ``"interrupted"`` or ``"error"`` (nothing was done: the
+``"error"`` field says why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from nmfsep import __version__, defaults
+from nmfsep import __version__, defaults, limits
 from nmfsep.errors import NmfsepError, ParameterError
 
 app = typer.Typer(
@@ -133,6 +139,15 @@ BlockSeconds = Annotated[
         min=0.1,
     ),
 ]
+ClipMode = Annotated[
+    str,
+    typer.Option(
+        "--clip-mode",
+        help="Outputs that would clip in the input's integer format: float (write 32-bit float "
+        "WAV; FLAC has none and is rescaled), rescale (scale all sources of the input by one "
+        "gain), clamp (clip; sources no longer sum to the mixture). Said once on stderr.",
+    ),
+]
 Inputs = Annotated[
     list[str] | None,
     typer.Argument(help="Mixtures: files, directories or glob patterns.", show_default=False),
@@ -152,6 +167,7 @@ class _Reporter:
         self.verbose = verbose
         self.json_out = json_out
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.records: list[Any] = []
 
     def notice(self, message: str) -> None:
         if not self.quiet:
@@ -163,11 +179,17 @@ class _Reporter:
         print(_one_line(line), file=sys.stderr, flush=True)
 
     def record(self, record: Any) -> None:
+        self.records.append(record)
         if record.status == "error":
             self.error(record.input, record.error)
         elif record.status == "skipped":
             self.notice(f"skip  {record.input}: outputs exist (use --overwrite to redo)")
+        elif record.status == "claimed":
+            why = "; ".join(record.notes or []) or "claimed by another run"
+            self.notice(f"skip  {record.input}: {why}")
         else:
+            for note in record.notes or []:
+                self.notice(f"note  {record.input}: {note}")
             outs = ", ".join(record.outputs.values())
             self.notice(
                 f"ok    {record.input} -> {outs} "
@@ -185,27 +207,112 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _printable(text: object) -> str:
+    """``text`` safe for any terminal encoding: lone surrogates (names that are not UTF-8)
+    shown as ``\\udcff``-style escapes instead of crashing the print."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+#: The last error said on stderr and whether the JSON summary was printed (for ``--json``).
+_STATE: dict[str, Any] = {"error": None, "json_printed": False}
+
+
 def _fail(exc: NmfsepError) -> typer.Exit:
+    _STATE["error"] = str(exc)
     print(_one_line(f"error: {exc}"), file=sys.stderr, flush=True)
     return typer.Exit(exc.exit_code)
 
 
 def _usage(message: str) -> typer.Exit:
+    _STATE["error"] = message
     print(_one_line(f"error: {message}"), file=sys.stderr, flush=True)
     return typer.Exit(2)
 
 
+def _print_json(payload: dict[str, Any]) -> None:
+    _STATE["json_printed"] = True
+    print(json.dumps(payload, indent=2, default=str), flush=True)
+
+
+@contextlib.contextmanager
+def _json_guard(command: str, json_out: bool) -> Iterator[None]:
+    """With ``--json`` a summary is printed whatever happens: ``"status": "error"`` when the
+    command stops before (or outside) the batch, ``"interrupted"`` on Ctrl-C / SIGTERM."""
+    _STATE.update(error=None, json_printed=False)
+
+    def say(status: str, code: int, error: str | None) -> None:
+        if json_out and not _STATE["json_printed"]:
+            _print_json(
+                {
+                    "command": command,
+                    "version": __version__,
+                    "status": status,
+                    "ok": False,
+                    "error": error,
+                    "exit_code": code,
+                }
+            )
+
+    try:
+        yield
+    except typer.Exit as exc:
+        if exc.exit_code:
+            status = "interrupted" if exc.exit_code in (130, 143) else "error"
+            say(status, exc.exit_code, _STATE["error"])
+        raise
+    except KeyboardInterrupt:
+        say("interrupted", 130, "interrupted")
+        print("interrupted", file=sys.stderr, flush=True)
+        raise typer.Exit(130) from None
+    except SystemExit as exc:
+        if exc.code == 143:
+            say("interrupted", 143, "terminated (SIGTERM)")
+        raise
+    except NmfsepError as exc:
+        _fail(exc)
+        say("error", exc.exit_code, str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:
+        say("error", 1, f"internal error: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _guarded(command: str) -> Any:
+    """Decorator: run the command under :func:`_json_guard` (``--json`` always answers)."""
+    import functools
+
+    def decorate(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _json_guard(command, bool(kwargs.get("json_out"))):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
 def _collect_inputs(
-    inputs: list[str] | None, files_from: str | None, *, recursive: bool
+    inputs: list[str] | None,
+    files_from: str | None,
+    *,
+    recursive: bool,
+    outdir: Path | None = None,
 ) -> list[Any]:
     from nmfsep.inputs import expand_inputs, read_file_list
 
     names = list(inputs or [])
     if files_from is not None:
-        names += read_file_list(files_from)
+        try:
+            names += read_file_list(files_from)
+        except ParameterError as exc:
+            raise _usage(str(exc)) from None
     if not names:
         raise _usage("no input given (name files, directories, globs, or use --files-from)")
-    return expand_inputs(names, recursive=recursive)
+    if any("\0" in n for n in names):
+        raise _usage("an input name holds a NUL byte")
+    # directories and globs never give OUTDIR's files: a re-run must not separate its outputs
+    return expand_inputs(names, recursive=recursive, exclude=[outdir] if outdir else [])
 
 
 def _run_batch(
@@ -228,9 +335,10 @@ def _run_batch(
     save_model: str | None = None,
     extra_summary: dict[str, Any] | None = None,
     channels: str = "keep",
+    clip_mode: str = "float",
 ) -> None:
-    from nmfsep.audio import cleanup_temp_files
-    from nmfsep.batch import OUTPUT_FORMATS, plan_jobs, run_jobs, summarize
+    from nmfsep.audio import CLIP_MODES, cleanup_temp_files
+    from nmfsep.batch import OUTPUT_FORMATS, cleanup_locks, plan_jobs, run_jobs, summarize
 
     t0 = time.perf_counter()
     report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
@@ -238,6 +346,8 @@ def _run_batch(
         raise _usage(f"--channels must be keep or mono, got {channels!r}")
     if fmt not in OUTPUT_FORMATS:
         raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    if clip_mode not in CLIP_MODES:
+        raise _usage(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}")
     _check_outdir(outdir)
     if plot:
         _require("matplotlib", "plot", "--plot")
@@ -245,44 +355,66 @@ def _run_batch(
         removed = cleanup_temp_files(outdir)
         if removed:
             report.notice(f"removed {removed} unfinished temporary file(s) from an earlier run")
-    planned, records = plan_jobs(
-        inputs,
-        sources=sources,
-        outdir=str(outdir),
-        template=template,
-        ext=fmt,
-        options=options,
-        model=model,
-        overwrite=overwrite,
-        plot=plot,
-        save_model=save_model,
-        mono=channels == "mono",
-    )
+        cleanup_locks(outdir)  # claims of killed runs (a live run's claims are kept)
+    try:
+        planned, records = plan_jobs(
+            inputs,
+            sources=sources,
+            outdir=str(outdir),
+            template=template,
+            ext=fmt,
+            options=options,
+            model=model,
+            overwrite=overwrite,
+            plot=plot,
+            save_model=save_model,
+            mono=channels == "mono",
+            clip_mode=clip_mode,
+        )
+    except ParameterError as exc:
+        raise _usage(str(exc)) from None
     for record in records:
         report.record(record)
     n_jobs = jobs or os.cpu_count() or 1
-    try:
-        done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
-    except KeyboardInterrupt:
-        # Finished outputs are complete files; unfinished ones were never renamed into place.
-        print("interrupted: unfinished inputs have no outputs", file=sys.stderr, flush=True)
-        raise typer.Exit(130) from None
-    all_records = records + done
-    summary = summarize(all_records, seconds=time.perf_counter() - t0)
-    if json_out:
-        payload = {
+
+    def payload(status: str, all_records: list[Any]) -> dict[str, Any]:
+        summary = summarize(all_records, seconds=time.perf_counter() - t0)
+        return {
             "command": command,
             "version": __version__,
             **(extra_summary or {}),
-            "ok": summary["failed"] == 0,
+            "status": status,
+            "ok": status == "ok",
             "summary": summary,
             "files": [r.to_dict() for r in all_records],
         }
-        print(json.dumps(payload, indent=2, default=str))
+
+    try:
+        done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = 143 if isinstance(exc, SystemExit) and exc.code == 143 else 130
+        if isinstance(exc, SystemExit) and code != 143:
+            raise
+        # Finished outputs are complete files; unfinished ones were never renamed into place.
+        print("interrupted: unfinished inputs have no outputs", file=sys.stderr, flush=True)
+        if json_out:
+            from nmfsep.batch import JobRecord
+
+            finished = {r.input for r in report.records}
+            left = [JobRecord(j.input, "interrupted") for j in planned if j.input not in finished]
+            _print_json(payload("interrupted", report.records + left))
+        raise typer.Exit(code) from None
+    all_records = records + done
+    result = payload("failed" if any(r.status == "error" for r in all_records) else "ok",
+                     all_records)  # fmt: skip
+    summary = result["summary"]
+    if json_out:
+        _print_json(result)
     if summary["total"] > 1 or summary["failed"]:
+        claimed = f", {summary['claimed']} claimed by another run" if summary["claimed"] else ""
         report.notice(
-            f"{summary['ok']} done, {summary['skipped']} skipped, {summary['failed']} failed "
-            f"in {summary['seconds']:.1f} s"
+            f"{summary['ok']} done, {summary['skipped']} skipped{claimed}, "
+            f"{summary['failed']} failed in {summary['seconds']:.1f} s"
         )
     if summary["failed"]:
         raise typer.Exit(1)
@@ -316,6 +448,40 @@ def _check_numbers(**options: float | None) -> None:
             raise _usage(f"{flag} must be a finite number, got {value}")
         if name == "mask_power" and value <= 0:
             raise _usage(f"{flag} must be a positive number, got {value}")
+
+
+def _limit(check: Any) -> Any:
+    """Run a :mod:`nmfsep.limits` check; its refusal is a usage error (exit 2)."""
+    try:
+        return check()
+    except ParameterError as exc:
+        raise _usage(exc.message) from None
+
+
+def _check_target(path: Path, flag: str, inputs: Any) -> None:
+    """Refuse (exit 2, before any work) an output path that is a directory, FIFO, device or
+    socket, or one of the command's inputs (``inputs``: paths)."""
+    from nmfsep.audio import check_target
+
+    try:
+        check_target(path, protect=list(inputs))
+    except NmfsepError as exc:
+        raise _usage(f"{flag}: {exc}") from None
+
+
+def _check_train_size(spec: dict[str, list[Path]], sr: int | None, options: Any) -> None:
+    """What the STFT, context and -k imply in memory, refused before any audio is read."""
+    from nmfsep.audio import audio_info
+    from nmfsep.training import train_config
+
+    first = next(iter(spec.values()))[0]
+    rate = sr if sr is not None else audio_info(first).sr
+    config = train_config(int(rate), options)
+    rows = (config.n_fft // 2 + 1) * options.context
+    _limit(lambda: limits.check_memory("the training frames", rows=rows, cols=options.max_frames))
+    _limit(lambda: limits.check_memory("the bases", rows=rows, cols=options.n_components))
+    seconds = int(defaults.TRAIN_SECONDS * rate)
+    _limit(lambda: limits.check_memory("the training audio", rows=1, cols=seconds))
 
 
 def _require(module: str, extra: str, what: str) -> None:
@@ -368,6 +534,7 @@ def _main(
 
 
 @app.command(epilog="Example: nmfsep train speech=clean/*.wav noise=noise_dir -o model.npz -k 32")
+@_guarded("train")
 def train(
     sources: Annotated[
         list[str],
@@ -437,16 +604,19 @@ def train(
             tol=tol,
             seed=seed,
         )
+        if sr is not None:
+            _limit(lambda: limits.check_sample_rate(sr, what="--sr"))
         spec = parse_sources(sources)
         if len(spec) < 1:
             raise _usage("name at least one source")
-        if output.exists() and output.is_dir():
-            raise _usage(f"{output}: is a directory")
+        training_files = [f for files in spec.values() for f in files]
+        _check_target(output, "-o/--output", training_files)
+        _check_train_size(spec, sr, options)
         report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
-        if output.exists() and not overwrite:
+        if os.path.lexists(output) and not overwrite:
             report.notice(f"skip  {output}: exists (use --overwrite to train again)")
             if json_out:
-                print(json.dumps({"command": "train", "model": str(output), "status": "skipped"}))
+                _print_json({"command": "train", "model": str(output), "status": "skipped"})
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -475,18 +645,14 @@ def train(
                 progress=None if quiet else report.notice,
                 callback=on_check,
             )
-        model.save(output)
+        model.save(output, protect=training_files)
     except NmfsepError as exc:
         raise _fail(exc) from None
     from nmfsep.model import describe_model
 
     summary = describe_model(model)
     if json_out:
-        print(
-            json.dumps(
-                {"command": "train", "model": str(output), "status": "ok", **summary}, indent=2
-            )
-        )
+        _print_json({"command": "train", "model": str(output), "status": "ok", **summary})
     report.notice(
         f"wrote {output}: "
         + ", ".join(f"{n} ({k} bases)" for n, k in model.n_components.items())
@@ -498,6 +664,7 @@ def train(
     epilog="Examples: nmfsep separate noisy.wav  |  nmfsep separate -m model.npz recordings/ "
     "-o clean --json  |  find . -name '*.flac' | nmfsep separate --files-from - -j 2"
 )
+@_guarded("separate")
 def separate(
     inputs: Inputs = None,
     model: Annotated[
@@ -531,6 +698,7 @@ def separate(
     block_seconds: BlockSeconds = None,
     plot: Plot = False,
     channels: Channels = "keep",
+    clip_mode: ClipMode = "float",
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -553,7 +721,7 @@ def separate(
             seed=seed,
             block_seconds=block_seconds,
         )
-        items = _collect_inputs(inputs, files_from, recursive=recursive)
+        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir)
         model_path = _model_arg(model)
         the_model = default_model() if model_path is None else load_model(model_path)
         try:
@@ -578,12 +746,14 @@ def separate(
             plot=plot,
             extra_summary={"model": "built-in" if model_path is None else model_path},
             channels=channels,
+            clip_mode=clip_mode,
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
 
 
 @app.command(epilog="Example: nmfsep cluster song.wav -n 2 -k 40 --save-model song_model.npz")
+@_guarded("cluster")
 def cluster(
     inputs: Inputs = None,
     n_sources: Annotated[
@@ -616,6 +786,7 @@ def cluster(
     scheduler: Scheduler = None,
     plot: Plot = False,
     channels: Channels = "keep",
+    clip_mode: ClipMode = "float",
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -637,9 +808,11 @@ def cluster(
             tol=tol,
             seed=seed,
         )
-        items = _collect_inputs(inputs, files_from, recursive=recursive)
+        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir)
         if save_model is not None and len(items) != 1:
             raise _usage("--save-model takes exactly one input")
+        if save_model is not None:
+            _check_target(save_model, "--save-model", [i.path for i in items])
         _run_batch(
             command="cluster",
             inputs=items,
@@ -658,6 +831,7 @@ def cluster(
             plot=plot,
             save_model=None if save_model is None else str(save_model),
             channels=channels,
+            clip_mode=clip_mode,
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -674,6 +848,7 @@ def _finite(value: Any) -> Any:
     epilog="Examples: nmfsep evaluate separated/mix/speech.wav --reference clean/speech.wav "
     "--mixture mix.wav  |  nmfsep evaluate separated/mix/*.wav --reference-dir refs --json"
 )
+@_guarded("evaluate")
 def evaluate(
     estimates: Annotated[
         list[Path], typer.Argument(help="Estimated source files.", show_default=False)
@@ -757,6 +932,7 @@ def evaluate(
             writer.writerow([row["reference"], row["estimate"], *(row.get(k) for k, _ in shown)])
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="separation quality (dB)")
@@ -766,11 +942,14 @@ def evaluate(
         table.add_column(label, justify="right")
     for row in rows:
         cells = ["-" if row.get(k) is None else f"{row[k]:.2f}" for k, _ in shown]
-        table.add_row(row["name"], Path(row["estimate"]).name, *cells)
+        table.add_row(
+            escape(_printable(row["name"])), escape(_printable(Path(row["estimate"]).name)), *cells
+        )
     Console().print(table)
 
 
 @app.command(epilog="Example: nmfsep info model.npz --json")
+@_guarded("info")
 def info(
     model: Annotated[
         str,
@@ -789,23 +968,27 @@ def info(
         summary = describe_model(the_model)
         if plot is not None:
             _require("matplotlib", "plot", "--plot")
+            protect = [] if model == "default" else [model]
+            _check_target(plot, "--plot", protect)
             from nmfsep.plotting import plot_model
 
-            plot_model(the_model, plot)
+            plot_model(the_model, plot, protect=protect)
     except NmfsepError as exc:
         raise _fail(exc) from None
     if json_out:
-        print(json.dumps({"model": model, **summary}, indent=2, default=str))
+        _print_json({"model": model, **summary})
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"nmfsep model {model}", show_header=True)
+    # names from files are text, never rich markup ("[/x]" would crash, "[red]" colour)
+    table = Table(title=escape(_printable(f"nmfsep model {model}")), show_header=True)
     table.add_column("source")
     table.add_column("bases", justify="right")
     for name, k in the_model.n_components.items():
-        table.add_row(name, str(k))
+        table.add_row(escape(_printable(name)), str(k))
     console.print(table)
     console.print(
         f"sample rate {the_model.sr} Hz, n_fft {the_model.stft.n_fft}, "

@@ -25,10 +25,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+def _save(fig: Any, path: str | os.PathLike[str], protect: Any = None) -> None:
     from nmfsep.audio import atomic_open
 
-    with atomic_open(path) as fh:
+    with atomic_open(path, protect=protect) as fh:
         fig.savefig(fh, dpi=110, format="png")
 
 
@@ -87,7 +87,7 @@ def plot_separation(
     plt.close(fig)
 
 
-def plot_model(model: Any, path: str | os.PathLike[str]) -> None:
+def plot_model(model: Any, path: str | os.PathLike[str], *, protect: Any = None) -> None:
     """Draw each source's bases (dB, one column per basis), one colour per source.
 
     Bases that are patches of several frames (``model.context > 1``) are drawn by their centre
@@ -98,6 +98,8 @@ def plot_model(model: Any, path: str | os.PathLike[str]) -> None:
     model : NMFModel
     path : path-like
         PNG file to write.
+    protect : collection of paths, optional
+        Files the PNG must never replace (the model file being drawn).
     """
     plt = _pyplot()
     names = list(model.source_names)
@@ -128,5 +130,5 @@ def plot_model(model: Any, path: str | os.PathLike[str]) -> None:
     patch = f", centre frame of {model.context}-frame patches" if model.context > 1 else ""
     fig.suptitle(f"nmfsep model: {model.sr} Hz, n_fft {model.stft.n_fft}{patch}")
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, protect)
     plt.close(fig)

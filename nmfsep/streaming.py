@@ -88,7 +88,23 @@ def _chunks(f: Any, path: Path, frames: int, *, mono: bool) -> Iterator[np.ndarr
 
 
 class _Writers:
-    """One atomic, chunk-by-chunk sound-file writer per output (temp file renamed at the end)."""
+    """One atomic, chunk-by-chunk sound-file writer per output: all renamed together at the end.
+
+    Each output is written to a hidden temporary file (:func:`nmfsep.audio.atomic_open`: the
+    target is checked first, so a FIFO, device or directory there, or one of ``protect``, is
+    refused before any sample is written). The temporary files are renamed when the stack
+    closes without error; if anything fails once one of them was renamed (the disk fills while
+    the second is synced), those already renamed are removed again: an input whose outputs
+    could not all be written has none.
+
+    Clipping: integer outputs are written directly while no sample is over full scale. At the
+    first block where one is (in any output), every integer output switches to a 32-bit float
+    spool (a temporary file of the same naming, the samples so far copied into it), and at the
+    end one :func:`nmfsep.audio.plan_clip` decision for the largest peak of all the outputs is
+    applied to all of them (``float``: 32-bit float WAV, FLAC rescaled; ``rescale``: one gain,
+    so the sources still sum to the scaled mixture). ``clamp`` clips each block as it comes.
+    ``on_clip(plan)`` is called once when anything was done.
+    """
 
     def __init__(
         self,
@@ -97,27 +113,47 @@ class _Writers:
         sr: int,
         channels: int,
         subtypes: Mapping[str, str | None],
+        *,
+        clip_mode: str = "float",
+        protect: Any = None,
+        on_clip: Callable[[Any], Any] | None = None,
     ) -> None:
         import soundfile as sf
 
         from nmfsep.audio import (
             _FLOAT_SUBTYPES,
+            CLIP_MODES,
             _resolve_format,
             _sf_detail,
             atomic_open,
             write_error,
         )
 
+        if clip_mode not in CLIP_MODES:
+            raise NmfsepError(
+                f"clip_mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}"
+            )
+        self.stack, self.sr, self.channels = stack, sr, channels
+        self.clip_mode, self.on_clip = clip_mode, on_clip
         self.files: list[Any] = []
+        self.handles: list[Any] = []
+        self.temps: list[tuple[int, int]] = []
+        self.formats: list[tuple[str, str]] = []
         self.clip: list[bool] = []
         self.paths: list[Path] = []
+        self.spools: list[tuple[Any, Path] | None] = []
+        self.peak = 0.0
+        self.frames = 0
+        self.said = False
+        stack.push(self._rollback)  # exits last: after every rename
         for name, path in outputs.items():
             dest = Path(path)
             fmt, subtype = _resolve_format(dest, None, subtypes.get(name))
             try:
-                fh = stack.enter_context(atomic_open(dest))
+                fh = stack.enter_context(atomic_open(dest, protect=protect))
             except OSError as exc:
                 raise write_error(exc, dest, AudioError) from None
+            st = os.fstat(fh.fileno())
             try:
                 out = sf.SoundFile(
                     fh, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype
@@ -125,22 +161,96 @@ class _Writers:
             except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
                 raise AudioError(f"cannot write audio ({_sf_detail(exc)})", path=dest) from None
             # Closed (header finalised) before atomic_open flushes and renames: LIFO order.
-            stack.callback(out.close)
+            stack.callback(self._close, len(self.files))
             self.files.append(out)
+            self.handles.append(fh)
+            self.temps.append((st.st_dev, st.st_ino))
+            self.formats.append((fmt, subtype))
             self.clip.append(subtype not in _FLOAT_SUBTYPES)
             self.paths.append(dest)
+            self.spools.append(None)
+
+    def _close(self, i: int) -> None:
+        self.files[i].close()
+
+    def _rollback(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is not None:
+            for dest, temp in zip(self.paths, self.temps, strict=True):
+                with contextlib.suppress(OSError):
+                    st = os.lstat(dest)
+                    if (st.st_dev, st.st_ino) == temp:  # ours, already renamed into place
+                        os.unlink(dest)
+        return False
+
+    def _say(self, plan: Any) -> None:
+        if not self.said and plan.action != "none" and self.on_clip is not None:
+            self.said = True
+            self.on_clip(plan)
+
+    def _spool(self) -> None:
+        """Move every integer output to a float spool (the samples so far copied into it)."""
+        import soundfile as sf
+
+        from nmfsep.audio import _GuardedFile, _temp_path, write_error
+
+        for i, dest in enumerate(self.paths):
+            if not self.clip[i] or self.spools[i] is not None:
+                continue
+            self.files[i].close()  # header of what was written so far
+            tmp = _temp_path(dest)
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as exc:
+                raise write_error(exc, dest, AudioError) from None
+            spool = _GuardedFile(fd, "r+", closefd=True)
+            self.stack.callback(self._drop_spool, spool, tmp)
+            self.spools[i] = (spool, tmp)
+            out = sf.SoundFile(
+                spool, "w", samplerate=self.sr, channels=self.channels, format="W64",
+                subtype="FLOAT",
+            )  # fmt: skip
+            fh = self.handles[i]
+            if self.frames:  # (an encoder may not even have written a header yet)
+                fh.seek(0)
+                with sf.SoundFile(fh, "r") as previous:
+                    for block in previous.blocks(1 << 16, dtype="float32", always_2d=True):
+                        out.write(block)
+            self._check(spool, dest)
+            self.files[i] = out
+
+    @staticmethod
+    def _drop_spool(spool: Any, tmp: Path) -> None:
+        with contextlib.suppress(OSError):
+            spool.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+    @staticmethod
+    def _check(fh: Any, dest: Path) -> None:
+        from nmfsep.audio import write_error
+
+        if getattr(fh, "failure", None) is not None:
+            raise write_error(fh.failure, dest, AudioError)
 
     def write(self, y: np.ndarray) -> None:
         """Append ``y`` (n_outputs, channels, n) to the outputs."""
         import soundfile as sf
 
-        from nmfsep.audio import _sf_detail, write_error
+        from nmfsep.audio import _sf_detail, plan_clip, write_error
 
         if y.shape[-1] == 0:
             return
+        peak = float(np.max(np.abs(y), initial=0.0))
+        self.peak = max(self.peak, peak)
+        if peak > 1.0 and any(self.clip):
+            if self.clip_mode == "clamp":
+                fmt, subtype = self.formats[self.clip.index(True)]
+                self._say(plan_clip(peak, format=fmt, subtype=subtype, clip_mode="clamp"))
+            else:
+                self._spool()
         for i, out in enumerate(self.files):
             block = np.ascontiguousarray(y[i].T)
-            if self.clip[i]:
+            if self.clip[i] and self.spools[i] is None:
                 np.clip(block, -1.0, 1.0, out=block)
             try:
                 out.write(block)
@@ -150,6 +260,47 @@ class _Writers:
                 raise AudioError(
                     f"cannot write audio ({_sf_detail(exc)})", path=self.paths[i]
                 ) from None
+            spool = self.spools[i]
+            if spool is not None:
+                self._check(spool[0], self.paths[i])
+        self.frames += y.shape[-1]
+
+    def finish(self) -> None:
+        """Apply the clipping decision to the spooled outputs (before the renames)."""
+        import soundfile as sf
+
+        from nmfsep.audio import plan_clip
+
+        spooled = [i for i, s in enumerate(self.spools) if s is not None]
+        if not spooled:
+            return
+        fmt, subtype = self.formats[spooled[0]]
+        first = plan_clip(self.peak, format=fmt, subtype=subtype, clip_mode=self.clip_mode)
+        self._say(first)
+        for i in spooled:
+            spool, _ = self.spools[i]  # type: ignore[misc]
+            self.files[i].close()
+            self._check(spool, self.paths[i])
+            fmt, subtype = self.formats[i]
+            plan = plan_clip(self.peak, format=fmt, subtype=subtype, clip_mode=self.clip_mode)
+            fh = self.handles[i]
+            fh.seek(0)
+            fh.truncate()
+            out = sf.SoundFile(
+                fh, "w", samplerate=self.sr, channels=self.channels, format=fmt,
+                subtype=plan.subtype,
+            )  # fmt: skip
+            self.files[i] = out
+            gain = np.float32(plan.gain)
+            integer = plan.subtype == subtype and self.clip[i]
+            spool.seek(0)
+            with sf.SoundFile(spool, "r") as r:
+                for block in r.blocks(1 << 16, dtype="float32", always_2d=True):
+                    if plan.gain != 1.0:
+                        block *= gain
+                    if integer:
+                        np.clip(block, -1.0, 1.0, out=block)
+                    out.write(block)
 
 
 # ------------------------------------------------------------------------------ the loops
@@ -170,6 +321,9 @@ def _through(
     mono: bool,
     subtypes: Mapping[str, str | None] | None,
     progress: Progress | None,
+    clip_mode: str = "float",
+    protect: Any = None,
+    on_clip: Callable[[Any], Any] | None = None,
 ) -> StreamResult:
     """Push the file's samples through ``separator``; write the outputs it names."""
     names = list(separator.names)
@@ -192,7 +346,16 @@ def _through(
             nonlocal writers, done
             if writers is None and y.shape[-1]:
                 targets = {n: outputs[n] for n in order}
-                writers = _Writers(stack, targets, sr, plan.channels, subtypes or {})
+                writers = _Writers(
+                    stack,
+                    targets,
+                    sr,
+                    plan.channels,
+                    subtypes or {},
+                    clip_mode=clip_mode,
+                    protect=protect,
+                    on_clip=on_clip,
+                )
             if writers is not None:
                 writers.write(y[index])
             done += y.shape[-1]
@@ -204,6 +367,8 @@ def _through(
         if separator.samples_in == 0:
             raise AudioError("contains no audio samples (0 frames)", path=src)
         write(separator.finish())
+        if writers is not None:
+            writers.finish()
     return StreamResult(
         outputs={n: str(outputs[n]) for n in order},
         sr=sr,
@@ -222,6 +387,9 @@ def separate_file(
     subtypes: Mapping[str, str | None] | None = None,
     n_threads: int = 1,
     progress: Progress | None = None,
+    clip_mode: str = "float",
+    protect: Any = None,
+    on_clip: Callable[[Any], Any] | None = None,
     **overrides: Any,
 ) -> StreamResult:
     """Separate an audio file with a model, streaming it block by block to the output files.
@@ -245,6 +413,15 @@ def separate_file(
         Blocks separated in parallel (supervised only), each with one BLAS thread.
     progress : callable, optional
         ``progress(samples_done, samples_total)`` (total 0 when the header does not say).
+    clip_mode : {"float", "rescale", "clamp"}
+        Samples over full scale in an integer output (:func:`nmfsep.audio.plan_clip`; one
+        decision for all the outputs): default ``float`` (WAV written as 32-bit float, FLAC
+        rescaled), so the sources still sum to the mixture.
+    protect : collection of paths, optional
+        Files the outputs must never replace (the command's inputs; the input itself is always
+        protected).
+    on_clip : callable(ClipPlan), optional
+        Called once when the clipping policy did something (to say it on stderr).
 
     Raises
     ------
@@ -254,11 +431,22 @@ def separate_file(
         Bad parameters, or a model that separates nothing.
     """
     src = Path(path)
+    protect = [src, *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
     with contextlib.ExitStack() as stack:
         _, sr, channels = _open(src, stack, mono)
     separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
-    return _through(separator, src, outputs, mono=mono, subtypes=subtypes, progress=progress)
+    return _through(
+        separator,
+        src,
+        outputs,
+        mono=mono,
+        subtypes=subtypes,
+        progress=progress,
+        clip_mode=clip_mode,
+        protect=protect,
+        on_clip=on_clip,
+    )
 
 
 def cluster_file(
@@ -270,6 +458,9 @@ def cluster_file(
     subtypes: Mapping[str, str | None] | None = None,
     n_threads: int = 1,
     progress: Progress | None = None,
+    clip_mode: str = "float",
+    protect: Any = None,
+    on_clip: Callable[[Any], Any] | None = None,
     **overrides: Any,
 ) -> tuple[StreamResult, NMFModel]:
     """Separate a file without training, in bounded memory: a first pass samples frames and
@@ -286,6 +477,7 @@ def cluster_file(
     from nmfsep.unsupervised import FrameSampler, cluster_model
 
     src = Path(path)
+    protect = [src, *(protect or ())]
     opts = options_from(ClusterOptions, options, overrides)
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
@@ -300,6 +492,16 @@ def cluster_file(
     separator = Separator(
         model, sr=sr, channels=channels, options=opts.separate_options(), n_threads=n_threads
     )
-    result = _through(separator, src, outputs, mono=mono, subtypes=subtypes, progress=progress)
+    result = _through(
+        separator,
+        src,
+        outputs,
+        mono=mono,
+        subtypes=subtypes,
+        progress=progress,
+        clip_mode=clip_mode,
+        protect=protect,
+        on_clip=on_clip,
+    )
     result.settings.update(model.metadata["training"]["cluster"])
     return result, model
