@@ -1,13 +1,20 @@
-"""Rebuild the built-in default model ``nmfsep/data/default_model.npz``.
+"""Rebuild the built-in default model ``nmfsep/data/default_model.npz`` and its credits.
 
-    .venv/bin/python tools/make_default_model.py [DATA_DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python tools/make_default_model.py [CORPUS_DIR]
 
-DATA_DIR is the development set (default ``../shared/data``). The speech source is trained on the
-``train_speech.wav`` of every speech case (a male audiobook reader, a male and another male CMU
-speaker, a female voice prompt set); the noise source on every ``train_noise.wav`` (tavern,
-campfire, flowing water) plus synthetic white, pink and brown noise (no license), so that the
-noise bases also cover plain broadband hiss and rumble. The test excerpts (``speech.wav``,
-``noise.wav``, ``mix.wav``) are never used, so the model can be evaluated on them.
+CORPUS_DIR is the training corpus of real recordings (default ``../shared/corpus``: 34 speakers in
+24 languages, 99 noise recordings in 14 categories, with ``corpus.json`` holding each file's
+licence and credit). The model is trained on **all** of its speech and noise files (not the
+music stems) with the recipe that won on the held-out folds of ``bench/generalise.py``
+(``bench/_generalise_methods.py``: ``SHIPPED``); no file of the development set
+(``../shared/data``) or of the evaluation recordings is used.
+
+Writes
+
+* ``nmfsep/data/default_model.npz`` (float32, checked ≤ 10 MB), whose metadata holds the recipe,
+  the separation settings the built-in path should use, and ``credits``: one entry per corpus
+  file used (id, file, kind, category / language, credit, licence, package and version);
+* ``nmfsep/data/README.md``: the same credits as tables, with the licence notes.
 """
 
 from __future__ import annotations
@@ -18,71 +25,142 @@ from pathlib import Path
 
 import numpy as np
 
-from nmfsep import __version__
-from nmfsep.audio import load_audio
-from nmfsep.separation import DEFAULT_COMPONENTS, default_stft, train_model
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 
-SR = 16000
-SEED = 0
+MAX_BYTES = 10 * 1024 * 1024
 
 
-def coloured_noise(seconds: float, exponent: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise with power spectrum ~ 1/f**exponent (0 white, 1 pink, 2 brown)."""
-    n = int(seconds * SR)
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / SR)
-    f[0] = f[1]
-    y = np.fft.irfft(spectrum / f ** (exponent / 2), n=n)
-    return (0.05 * y / np.sqrt(np.mean(y**2))).astype(np.float32)[np.newaxis]
+def credits_of(corpus: dict) -> list[dict]:
+    out = []
+    for e in corpus["entries"]:
+        if e["kind"] not in ("speech", "noise"):
+            continue
+        item = {
+            "id": e["id"],
+            "file": e["file"],
+            "kind": e["kind"],
+            "credit": e["credit"],
+            "license": e["license"],
+            "package": f"{e['package']} {e['package_version']}",
+            "original_files": len(e.get("original_files", [])),
+            "seconds": e["duration_s"],
+        }
+        if e["kind"] == "speech":
+            item["language"] = e.get("language_name", e.get("language"))
+            item["sex"] = e.get("sex")
+        else:
+            item["category"] = e.get("category")
+        out.append(item)
+    return out
+
+
+def write_readme(path: Path, credits: list[dict], recipe: str, settings: dict) -> None:
+    licences = sorted({c["license"] for c in credits})
+    lines = [
+        "# Built-in model: data and credits",
+        "",
+        "`default_model.npz` is the speech/noise model that `nmfsep separate` uses without `-m`.",
+        "It was trained by `tools/make_default_model.py` on the speech and noise recordings of the",
+        "training corpus (`shared/corpus`, real recordings made by other people and shipped in",
+        "Debian packages, only decoded, down-mixed, resampled to 16 kHz, trimmed and cut) — "
+        f"{sum(c['kind'] == 'speech' for c in credits)} speakers and "
+        f"{sum(c['kind'] == 'noise' for c in credits)} noise recordings, every one listed below.",
+        "None of the development cases (`shared/data`) or evaluation recordings is used.",
+        "",
+        f"Recipe: `{recipe}` (`bench/_generalise_methods.py`; chosen on the held-out folds of",
+        "`bench/generalise.py`, see `bench/README.md`). Separation settings of the built-in path",
+        f"recorded in the model metadata (`separation`): `{json.dumps(settings)}`.",
+        "",
+        "The model's bases are derived from these recordings, so the model carries the attribution",
+        "duties of its parts: the credits are also stored in the model itself",
+        '(`metadata["credits"]`, shown by `nmfsep info default --json`).',
+        "",
+        "## Licences",
+        "",
+        f"Licences of the files used: {', '.join(licences)}.",
+        "",
+        "* **GPL-2 / GPL-2+** (Tux Paint stamps, KDE Kajongg / KTuberling / KLettres, Warzone 2100,",
+        "  FlightGear, Widelands, Wesnoth and other game data): redistributable; the source packages",
+        "  (Debian, exact versions below) are the corresponding source.",
+        "* **CC-BY-SA-3.0** (0 A.D. audio by Wildfire Games — http://www.wildfiregames.com/ —,",
+        "  Minetest sounds, OpenSFX, most Red Eclipse ambiences): attribution (credit column), derived",
+        "  works under the same licence (http://creativecommons.org/licenses/by-sa/3.0/).",
+        "* **CC-BY-3.0** (some Red Eclipse ambiences, freesound.org authors): attribution.",
+        "* **CC0 / public domain**: no conditions.",
+        "* **Free Art License 1.3**, **CC-Sampling-Plus-1.0** and any other licence listed in the",
+        "  tables: as stated by the package (attribution; copyleft for the Free Art License).",
+        "",
+        "## Speech",
+        "",
+        "| id | language | sex | seconds | package | licence | credit |",
+        "| --- | --- | --- | ---: | --- | --- | --- |",
+    ]
+    for c in credits:
+        if c["kind"] == "speech":
+            lines.append(
+                f"| `{c['id']}` | {c['language']} | {c['sex']} | {c['seconds']:.1f} | "
+                f"{c['package']} | {c['license']} | {c['credit']} |"
+            )
+    lines += [
+        "",
+        "## Noise",
+        "",
+        "| id | category | seconds | package | licence | credit |",
+        "| --- | --- | ---: | --- | --- | --- |",
+    ]
+    for c in credits:
+        if c["kind"] == "noise":
+            lines.append(
+                f"| `{c['id']}` | {c['category']} | {c['seconds']:.1f} | {c['package']} | "
+                f"{c['license']} | {c['credit']} |"
+            )
+    lines.append("")
+    path.write_text("\n".join(lines))
 
 
 def main() -> None:
-    data = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "../shared/data")
-    cases = json.loads((data / "cases.json").read_text())
-    speech, noise, credits = [], [], []
-    for case in cases:
-        if case["kind"] != "speech":
-            continue
-        folder = data / case["case"]
-        speech.append(load_audio(folder / "train_speech.wav", sr=SR)[0])
-        noise.append(load_audio(folder / "train_noise.wav", sr=SR)[0])
-        for name in ("train_speech.wav", "train_noise.wav"):
-            src = case["sources"][name]
-            for s in src if isinstance(src, list) else [src]:
-                credits.append(
-                    {
-                        "file": f"{case['case']}/{name}",
-                        "credit": s["credit"],
-                        "license": s["license"],
-                        "origin": f"{s['package']}: {s['path']}",
-                    }
-                )
-    rng = np.random.default_rng(SEED)
-    noise += [coloured_noise(4.0, e, rng) for e in (0.0, 1.0, 2.0)]
-    credits.append(
+    import _generalise_methods as gm
+
+    import soundfile as sf
+
+    from nmfsep import __version__
+
+    corpus_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "corpus"
+    corpus = json.loads((corpus_dir / "corpus.json").read_text())
+    credits = credits_of(corpus)
+    recipe = gm.RECIPES[gm.SHIPPED]
+    speech, noise, categories = {}, {}, {}
+    for e in corpus["entries"]:
+        if e["kind"] in ("speech", "noise"):
+            y, sr = sf.read(corpus_dir / e["file"], dtype="float32", always_2d=True)
+            if sr != gm.SR:
+                raise SystemExit(f"{e['file']}: {sr} Hz, expected {gm.SR}")
+            y = y.mean(axis=1)
+            (speech if e["kind"] == "speech" else noise)[e["id"]] = y
+            if e["kind"] == "noise":
+                categories[e["id"]] = e["category"]
+    model = recipe.train(speech, noise, categories)
+    model.metadata.update(
         {
-            "file": "synthetic white/pink/brown noise",
-            "credit": "generated",
-            "license": "none needed",
-            "origin": "tools/make_default_model.py",
+            "nmfsep_version": __version__,
+            "description": "built-in speech vs general noise model, trained on the corpus of real "
+            "recordings (34 speakers, 24 languages; 99 noise recordings, 14 categories)",
+            "built_by": "tools/make_default_model.py",
+            "recipe": {"name": recipe.name, **recipe.train_params()},
+            "separation": recipe.builtin_settings(),
+            "credits": credits,
         }
     )
-    model = train_model(
-        {"speech": speech, "noise": noise},
-        sr=SR,
-        n_components=DEFAULT_COMPONENTS,
-        stft_config=default_stft(SR),
-        random_state=SEED,
-        metadata={
-            "nmfsep_version": __version__,
-            "description": "built-in speech vs general noise model",
-            "credits": credits,
-            "built_by": "tools/make_default_model.py",
-        },
-    )
-    out = Path(__file__).parents[1] / "nmfsep" / "data" / "default_model.npz"
+    for name, W in model.bases.items():
+        model.bases[name] = np.ascontiguousarray(W, dtype=np.float32)
+    out = ROOT / "nmfsep" / "data" / "default_model.npz"
     model.save(out)
-    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB):", model.n_components)
+    size = out.stat().st_size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{out} is {size / 2**20:.1f} MiB, over the 10 MB limit")
+    write_readme(out.parent / "README.md", credits, recipe.name, recipe.builtin_settings())
+    print(f"wrote {out} ({size / 2**20:.2f} MiB): {model.n_components}; credits: {len(credits)}")
 
 
 if __name__ == "__main__":

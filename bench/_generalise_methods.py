@@ -1,0 +1,464 @@
+"""Candidate recipes for the built-in speech/noise model, measured by ``bench/generalise.py``.
+
+A recipe says how a model is trained from a set of speakers and noise recordings
+(``train(speech, noise, categories) -> NMFModel``) and how the built-in path separates a mixture
+with it (``separate(model, y) -> speech``). Sources whose name starts with ``speech`` are the
+wanted source; everything else is noise.
+
+Experimental separation methods that the library's engine does not have (yet) live here too:
+
+* :func:`group_sparse_h` — activations with block (group) sparsity (Sun & Mysore 2013);
+* :func:`separate_adaptive` — fixed speech bases, a fixed noise bank, and extra noise bases learned
+  on the mixture, with guards against them absorbing speech.
+
+The math of each is in its docstring, precise enough to move into the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+SR = 16000
+EPS = 1e-9
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def reference_model_like(model):
+    """A model with the current default model's shape (32 + 32 bases, context 5, n_fft 2048):
+    the speed reference. Its bases are the first 32 speech and 32 noise columns of ``model``
+    (or random, if it has fewer); speed does not depend on their values."""
+    from nmfsep.model import NMFModel
+    from nmfsep.spectral import STFTConfig
+
+    config = STFTConfig(n_fft=2048, hop_length=512)
+    rng = np.random.default_rng(0)
+    n = config.n_freq * 5
+    bases = {
+        name: rng.uniform(0.1, 1.0, size=(n, 32)).astype(np.float32) for name in ("speech", "noise")
+    }
+    return NMFModel(bases=bases, sr=SR, stft=config, beta=1.0, context=5)
+
+
+def separate_default(model, y: np.ndarray) -> np.ndarray:
+    from nmfsep.separation import separate
+
+    res = separate(y, SR, model)
+    return _speech_of(res.sources)
+
+
+def _speech_of(sources: dict[str, np.ndarray]) -> np.ndarray:
+    out = sum(v for k, v in sources.items() if k.startswith("speech"))
+    return np.asarray(out, dtype=np.float64)[0]
+
+
+def _key(obj: dict) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# -- recipes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Generic:
+    """One speech and one noise dictionary learned on all the training audio (pooled frames),
+    separated by the library's ``separate`` with options ``sep``."""
+
+    name: str
+    k_speech: int = 32
+    k_noise: int = 32
+    max_frames: int = 4000
+    max_iter: int = 100
+    context: int = 5
+    n_fft: int = 2048
+    l1_train: float = 0.0
+    sep: dict[str, Any] = field(default_factory=dict)
+
+    def train_params(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("name")
+        d.pop("sep")
+        d["kind"] = "generic"
+        return d
+
+    def train_key(self) -> str:
+        return "generic_" + _key(self.train_params())
+
+    def describe(self) -> str:
+        return f"{json.dumps(self.train_params())}, separate {json.dumps(self.sep)}"
+
+    def stft(self):
+        from nmfsep.spectral import STFTConfig
+
+        return STFTConfig(n_fft=self.n_fft, hop_length=self.n_fft // 4)
+
+    def train(self, speech: dict[str, np.ndarray], noise: dict[str, np.ndarray], categories):
+        from nmfsep.model import NMFModel
+        from nmfsep.separation import train_model
+
+        data = {
+            "speech": [y[np.newaxis] for y in speech.values()],
+            "noise": [y[np.newaxis] for y in noise.values()],
+        }
+        common = dict(
+            sr=SR,
+            stft_config=self.stft(),
+            context=self.context,
+            max_iter=self.max_iter,
+            max_frames=self.max_frames,
+            l1=self.l1_train,
+        )
+        if self.k_speech == self.k_noise:
+            return train_model(data, n_components=self.k_speech, random_state=0, **common)
+        bases = {}
+        for i, (name, k) in enumerate((("speech", self.k_speech), ("noise", self.k_noise))):
+            m = train_model({name: data[name]}, n_components=k, random_state=i, **common)
+            bases[name] = m.bases[name]
+        return NMFModel(bases=bases, sr=SR, stft=m.stft, beta=m.beta, context=m.context)
+
+    def separate(self, model, y: np.ndarray) -> np.ndarray:
+        from nmfsep.separation import separate
+
+        return _speech_of(separate(y, SR, model, **self.sep).sources)
+
+    def builtin_settings(self) -> dict[str, Any]:
+        """Options of ``nmfsep.separation.separate`` the built-in path should use."""
+        return dict(self.sep)
+
+
+# -- experimental separation engine (numpy, KL) -------------------------------------------------
+
+
+def _stft_mag(y: np.ndarray, config):
+    from nmfsep.spectral import stft
+
+    X = stft(np.asarray(y, dtype=np.float32).reshape(1, -1), config)
+    return X, np.abs(X).mean(axis=0).astype(np.float32)
+
+
+def _stack(V: np.ndarray, context: int) -> np.ndarray:
+    F, T = V.shape
+    half = context // 2
+    out = np.empty((context, F, T), dtype=V.dtype)
+    for j in range(context):
+        out[j] = V[:, np.clip(np.arange(T) + j - half, 0, T - 1)]
+    return out.reshape(context * F, T)
+
+
+def _unstack(S: np.ndarray, context: int) -> np.ndarray:
+    F, T = S.shape[0] // context, S.shape[1]
+    half = context // 2
+    blocks = S.reshape(context, F, T)
+    acc = np.zeros((F, T), dtype=S.dtype)
+    count = np.zeros(T, dtype=S.dtype)
+    for j in range(context):
+        shift = j - half
+        lo, hi = max(0, -shift), min(T, T - shift)
+        if lo < hi:
+            acc[:, lo + shift : hi + shift] += blocks[j, :, lo:hi]
+            count[lo + shift : hi + shift] += 1
+    return acc / count
+
+
+def group_sparse_h(
+    V: np.ndarray,
+    W: np.ndarray,
+    groups: np.ndarray,
+    *,
+    lam: float = 0.0,
+    penalty: str = "log",
+    l1: float = 0.0,
+    n_iter: int = 20,
+    H: np.ndarray | None = None,
+    eps_group: float = 1e-3,
+) -> np.ndarray:
+    """Activations ``H >= 0`` for fixed bases ``W`` under KL divergence with block sparsity.
+
+    Objective (V at unit mean, T frames, groups g of columns; group -1 is unpenalised)::
+
+        D_KL(V | W H) + l1 * sum(H) + lam * T * sum_g phi(H_g)
+
+    with ``phi = log(eps_group + ||H_g||_1 / T)`` (``penalty="log"``, Sun & Mysore 2013, the
+    block-sparse "universal speech model" prior) or ``phi = ||H_g||_F / sqrt(T)``
+    (``penalty="l12"``: group lasso, L1 of the blocks' L2 norms). ``||H_g||`` is over all of
+    the block's rows *and* all frames, so a whole speaker (or noise) block is switched on or off
+    for the recording. Scaling by T makes ``lam`` mean the same for any duration.
+
+    Majorise-minimise multiplicative update (the concave log is majorised by its tangent, the
+    convex L2 norm is handled by the usual gradient split), for every column k of group g::
+
+        H_k <- H_k * [W_k^T (V / WH)] / [W_k^T 1 + l1 + lam * d_g]
+        d_g = 1 / (T * eps_group + ||H_g||_1)         (log)
+        d_g = sqrt(T) * H_k / ||H_g||_F / T * T = H_k * sqrt(T) / ||H_g||_F   (l12, elementwise)
+
+    ``d_g`` is recomputed from the current H before every update. Both keep the objective
+    non-increasing (log: MM; l12: heuristic split of the gradient, standard in group-sparse MU).
+    """
+    K, T = W.shape[1], V.shape[1]
+    Wsum = W.sum(axis=0)[:, None]
+    if H is None:
+        H = np.full((K, T), float(V.mean()) / max(K, 1) / max(float(Wsum.mean()), EPS), V.dtype)
+        H *= V.sum(axis=0, keepdims=True) / np.maximum((W @ H).sum(axis=0, keepdims=True), EPS)
+    H = H.astype(V.dtype, copy=True)
+    gid = np.asarray(groups)
+    uniq = [g for g in np.unique(gid) if g >= 0]
+    members = [np.flatnonzero(gid == g) for g in uniq]
+    for _ in range(n_iter):
+        R = V / np.maximum(W @ H, EPS)
+        num = W.T @ R
+        den = np.broadcast_to(Wsum + l1, H.shape).copy()
+        if lam > 0 and members:
+            for cols in members:
+                if penalty == "log":
+                    den[cols] += lam * T / (T * eps_group + float(H[cols].sum()))
+                else:
+                    nrm = float(np.sqrt(np.sum(H[cols] ** 2))) + EPS
+                    den[cols] += lam * np.sqrt(T) * H[cols] / nrm
+        H *= num / np.maximum(den, EPS)
+    return H
+
+
+def wiener_speech(X, parts_speech, parts_noise, power: float = 2.0):
+    """Speech STFT from the Wiener mask ``Ps^p / (Ps^p + Pn^p)``."""
+    ps = np.maximum(parts_speech, 0) ** power
+    pn = np.maximum(parts_noise, 0) ** power
+    mask = ps / np.maximum(ps + pn, 1e-30)
+    return mask[np.newaxis] * X
+
+
+def _istft(S, config, n):
+    from nmfsep.spectral import istft
+
+    return np.asarray(istft(S, config, length=n), dtype=np.float64)[0]
+
+
+def separate_adaptive(
+    model,
+    y: np.ndarray,
+    *,
+    lam: float = 0.0,
+    penalty: str = "log",
+    group_noise: bool = False,
+    l1: float = 0.0,
+    n_iter: int = 20,
+    n_free: int = 0,
+    free_share: float = 0.3,
+    free_iter: int = 20,
+    rho: float = 0.0,
+    floor_bases: int = 0,
+    power: float = 2.0,
+    select: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Speech estimate with the experimental engine.
+
+    Sources of ``model`` named ``speech*`` are the speech blocks (one group each), the others
+    noise blocks (one group each when ``group_noise``). Steps:
+
+    1. ``H`` by :func:`group_sparse_h` with all bases fixed (``lam``, ``penalty``, ``l1``).
+    2. ``select=(a, b)``: keep only the ``a`` speech blocks and ``b`` noise blocks with the most
+       activation energy ``||W_g H_g||_1`` (cheap model selection), and refit H (no group term).
+    3. ``floor_bases`` (noise-floor bases): the mean spectrum of the ``free_share`` least
+       speech-dominated frames (speech share ``sum W_s H_s / sum WH`` of step 1), repeated over
+       the context frames, added as fixed noise bases (``floor_bases`` percentile spectra).
+    4. ``n_free`` adaptive noise bases, *learned only on low-speech frames*: the ``free_share``
+       frames with the smallest speech share of step 1. Initialised from the bank's most active
+       noise bases, updated by KL MU on those frames with all other bases fixed::
+
+           W_f <- (W_f * [(V/WH)_S H_{f,S}^T] + rho * W_0) / (1 H_{f,S}^T + rho)
+
+       (``rho``: conjugate prior pulling W_f toward its bank initialisation ``W_0``, the
+       minimiser of ``D(V_S|WH_S) + rho * D_KL(W_0|W_f)``), columns renormalised to unit L2.
+       Frames S carry little speech, so the new bases cannot learn it.
+    5. Final H on all frames with every basis fixed, Wiener mask of power ``power``.
+    """
+    config = model.stft
+    c = model.context
+    X, Vm = _stft_mag(y, config)
+    V = _stack(Vm, c)
+    V = V / max(float(V.mean()), EPS)
+    names = model.source_names
+    blocks = [model.bases[n] for n in names]
+    is_speech = [n.startswith("speech") for n in names]
+    W = np.concatenate(blocks, axis=1).astype(np.float32)
+    col_block = np.repeat(np.arange(len(blocks)), [b.shape[1] for b in blocks])
+    speech_col = np.repeat(np.array(is_speech), [b.shape[1] for b in blocks])
+    groups = np.where(speech_col | group_noise, col_block, -1)
+    H = group_sparse_h(V, W, groups, lam=lam, penalty=penalty, l1=l1, n_iter=n_iter)
+    if select is not None:
+        energy = np.array(
+            [
+                float(W[:, col_block == b].sum(0) @ H[col_block == b].sum(1))
+                for b in range(len(blocks))
+            ]
+        )
+        keep = np.zeros(len(blocks), bool)
+        for want, flag in ((select[0], True), (select[1], False)):
+            idx = [b for b in np.argsort(-energy) if is_speech[b] == flag][:want]
+            keep[idx] = True
+        cols = keep[col_block]
+        W, speech_col, col_block = W[:, cols], speech_col[cols], col_block[cols]
+        H = group_sparse_h(V, W, np.full(W.shape[1], -1), l1=l1, n_iter=n_iter, H=H[cols])
+    extra = []
+    if floor_bases or n_free:
+        sp = (W[:, speech_col] @ H[speech_col]).sum(0) / np.maximum((W @ H).sum(0), EPS)
+        n_low = max(3, int(round(free_share * V.shape[1])))
+        low = np.argsort(sp)[:n_low]
+    if floor_bases:
+        F = Vm.shape[0]
+        Vlow = Vm[:, low]
+        for q in np.linspace(50, 90, floor_bases) if floor_bases > 1 else [None]:
+            spec = Vlow.mean(1) if q is None else np.percentile(Vlow, q, axis=1)
+            b = np.tile(spec, c)
+            extra.append((b / (np.linalg.norm(b) + EPS))[:, None])
+        del F
+    if n_free:
+        noise_cols = np.flatnonzero(~speech_col)
+        act = (H[noise_cols] * W[:, noise_cols].sum(0)[:, None]).sum(1)
+        init = W[:, noise_cols[np.argsort(-act)[:n_free]]].copy()
+        if init.shape[1] < n_free:
+            rng = np.random.default_rng(0)
+            init = np.concatenate(
+                [init, rng.uniform(0.5, 1.5, (W.shape[0], n_free - init.shape[1]))], 1
+            )
+        W0 = init.astype(np.float32)
+        Wf = W0.copy()
+        Vs = V[:, low]
+        Wall = np.concatenate([W, Wf], 1)
+        Hs = np.concatenate(
+            [H[:, low], np.full((n_free, low.size), float(H[:, low].mean()), V.dtype)]
+        )
+        K0 = W.shape[1]
+        for _ in range(free_iter):
+            Wsum = Wall.sum(0)[:, None]
+            R = Vs / np.maximum(Wall @ Hs, EPS)
+            Hs *= (Wall.T @ R) / np.maximum(Wsum + l1, EPS)
+            R = Vs / np.maximum(Wall @ Hs, EPS)
+            hf = Hs[K0:]
+            Wf = (Wf * (R @ hf.T) + rho * W0) / np.maximum(hf.sum(1)[None, :] + rho, EPS)
+            nrm = np.linalg.norm(Wf, axis=0) + EPS
+            Wf /= nrm
+            Hs[K0:] *= nrm[:, None]
+            Wall[:, K0:] = Wf
+        extra.append(Wf)
+    if extra:
+        E = np.concatenate(extra, 1).astype(np.float32)
+        W = np.concatenate([W, E], 1)
+        speech_col = np.concatenate([speech_col, np.zeros(E.shape[1], bool)])
+        H = np.concatenate([H, np.full((E.shape[1], H.shape[1]), float(H.mean()), V.dtype)])
+        H = group_sparse_h(V, W, np.full(W.shape[1], -1), l1=l1, n_iter=n_iter, H=H)
+    Ps = _unstack(W[:, speech_col] @ H[speech_col], c)
+    Pn = _unstack(W[:, ~speech_col] @ H[~speech_col], c)
+    return _istft(wiener_speech(X, Ps, Pn, power), config, y.shape[-1])
+
+
+@dataclass
+class Blocks:
+    """Universal model: one block of bases per training speaker (``speech_<id>``) and one per
+    noise recording or category (``noise_<id>``), each learned on its own, side by side; the
+    blocks are fold-independent and cached per recording."""
+
+    name: str
+    k_speaker: int = 8
+    k_noise: int = 4
+    noise_by: str = "file"  # or "category"
+    max_frames: int = 1500
+    max_iter: int = 100
+    context: int = 5
+    n_fft: int = 2048
+    sep: dict[str, Any] = field(default_factory=dict)
+
+    def train_params(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("name")
+        d.pop("sep")
+        d["kind"] = "blocks"
+        return d
+
+    def train_key(self) -> str:
+        return "blocks_" + _key(self.train_params())
+
+    def describe(self) -> str:
+        return f"{json.dumps(self.train_params())}, separate {json.dumps(self.sep)}"
+
+    def _block(self, ident: str, ys: list[np.ndarray], k: int) -> np.ndarray:
+        from pathlib import Path
+
+        from nmfsep.model import load_model
+        from nmfsep.separation import train_model
+        from nmfsep.spectral import STFTConfig
+
+        p = dict(self.train_params(), ident=ident, k=k)
+        path = (
+            Path(__file__).resolve().parent
+            / "out"
+            / "generalise_cache"
+            / "blocks"
+            / (f"{ident}_{_key(p)}.npz")
+        )
+        if path.is_file():
+            return load_model(path).bases["x"]
+        m = train_model(
+            {"x": [y[np.newaxis] for y in ys]},
+            sr=SR,
+            n_components=k,
+            stft_config=STFTConfig(n_fft=self.n_fft, hop_length=self.n_fft // 4),
+            context=self.context,
+            max_iter=self.max_iter,
+            max_frames=self.max_frames,
+            random_state=0,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        m.save(path)
+        return m.bases["x"]
+
+    def train(self, speech, noise, categories):
+        from nmfsep.model import NMFModel
+        from nmfsep.spectral import STFTConfig
+
+        bases = {}
+        for k, y in speech.items():
+            bases[f"speech_{k}"[:64]] = self._block(k, [y], self.k_speaker)
+        if self.noise_by == "file":
+            for k, y in noise.items():
+                bases[f"noise_{k}"[:64]] = self._block(k, [y], self.k_noise)
+        else:
+            cats: dict[str, list[str]] = {}
+            for k in noise:
+                cats.setdefault(categories[k].split("/")[0], []).append(k)
+            for cat, ids in sorted(cats.items()):
+                ident = "cat_" + cat + "_" + _key(sorted(ids))
+                bases[f"noise_{cat}"] = self._block(ident, [noise[i] for i in ids], self.k_noise)
+        return NMFModel(
+            bases=bases,
+            sr=SR,
+            stft=STFTConfig(n_fft=self.n_fft, hop_length=self.n_fft // 4),
+            beta=1.0,
+            context=self.context,
+        )
+
+    def separate(self, model, y: np.ndarray) -> np.ndarray:
+        return separate_adaptive(model, y, **self.sep)
+
+
+@dataclass
+class GenericAdaptive(Generic):
+    """A :class:`Generic` model separated by :func:`separate_adaptive` (options ``sep``)."""
+
+    def separate(self, model, y: np.ndarray) -> np.ndarray:
+        return separate_adaptive(model, y, **self.sep)
+
+
+RECIPES: dict[str, Any] = {
+    # the current default model's recipe (32 + 32 bases, context 5), separate() defaults
+    "current": Generic("current"),
+    # the same model, 2 free bases learned on the mixture, magnitude-ratio mask (l1 0, the
+    # library's default with free bases)
+    "plain_free2_p1": Generic("plain_free2_p1", sep={"free_components": 2, "mask_power": 1.0}),
+}
+SHIPPED = "plain_free2_p1"
