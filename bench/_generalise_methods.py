@@ -307,7 +307,7 @@ def separate_adaptive(
     extra = []
     if floor_bases or n_free:
         sp = (W[:, speech_col] @ H[speech_col]).sum(0) / np.maximum((W @ H).sum(0), EPS)
-        n_low = max(3, int(round(free_share * V.shape[1])))
+        n_low = max(3, round(free_share * V.shape[1]))
         low = np.argsort(sp)[:n_low]
     if floor_bases:
         F = Vm.shape[0]

@@ -110,7 +110,7 @@ class Corpus:
     def split(self, ident: str) -> tuple[np.ndarray, np.ndarray]:
         """(training part, test part) of a recording: its first 70 % and last 30 %."""
         y = self.audio(ident)
-        cut = int(round(len(y) * (1.0 - TEST_SHARE)))
+        cut = round(len(y) * (1.0 - TEST_SHARE))
         return y[:cut], y[cut:]
 
 
@@ -296,7 +296,7 @@ def dd_wiener(
     for t in range(T):
         acc = alpha_s * acc + (1 - alpha_s) * P[:, t]
         S[:, t] = acc
-    D = max(3, int(round(window_s * sr / hop)))
+    D = max(3, round(window_s * sr / hop))
     key = (alpha_s, D)
     if key not in _BIAS:
         _BIAS[key] = _min_stat_bias(alpha_s, D)
@@ -454,6 +454,14 @@ def _mean(rows: list[dict], method: str, metric: str) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def _cell(rows: list[dict], m: str, bold: bool = False) -> str:
+    sdri = f"{_mean(rows, m, 'sdri'):.2f}"
+    return (
+        f"{'**' + sdri + '**' if bold else sdri} / {_mean(rows, m, 'si_sdri'):.2f} / "
+        f"{_mean(rows, m, 'stoi'):.3f}"
+    )
+
+
 def print_report(rows: list[dict], n_folds: int, title: str) -> None:
     methods = ["builtin", *PEERS]
     print(f"\n### {title}: mean SDRi / SI-SDRi (dB) / STOI\n")
@@ -466,10 +474,7 @@ def print_report(rows: list[dict], n_folds: int, title: str) -> None:
     for name, sub in groups:
         if not sub:
             continue
-        cells = [
-            f"{_mean(sub, m, 'sdri'):.2f} / {_mean(sub, m, 'si_sdri'):.2f} / {_mean(sub, m, 'stoi'):.3f}"
-            for m in methods
-        ]
+        cells = [_cell(sub, m) for m in methods]
         print(
             f"| {name} | {len(sub)} | {_mean(sub, 'mixture', 'stoi'):.3f} | "
             + " | ".join(cells)
@@ -479,8 +484,9 @@ def print_report(rows: list[dict], n_folds: int, title: str) -> None:
     o = np.array([r["oracle"]["sdri"] for r in rows])
     print()
     print(
-        f"* built-in mean SDRi {b.mean():.2f} dB (target ≥ 6), {100 * b.mean() / o.mean():.0f} % of the "
-        f"oracle's {o.mean():.2f} dB (target ≥ 50 %); median {np.median(b):.2f}, worst {b.min():.2f}"
+        f"* built-in mean SDRi {b.mean():.2f} dB (target ≥ 6), "
+        f"{100 * b.mean() / o.mean():.0f} % of the oracle's {o.mean():.2f} dB (target ≥ 50 %); "
+        f"median {np.median(b):.2f}, worst {b.min():.2f}"
     )
     for peer in ("nr_stationary", "nr_nonstationary", "dd_wiener", "supervised"):
         p = np.array([r[peer]["sdri"] for r in rows])
@@ -546,14 +552,7 @@ def run_dev(data: Path, recipe: Any) -> list[dict]:
             )
             + " |"
         )
-    print(
-        "| **mean** | "
-        + " | ".join(
-            f"**{_mean(rows, m, 'sdri'):.2f}** / {_mean(rows, m, 'si_sdri'):.2f} / {_mean(rows, m, 'stoi'):.3f}"
-            for m in methods
-        )
-        + " |"
-    )
+    print("| **mean** | " + " | ".join(_cell(rows, m, bold=True) for m in methods) + " |")
     return rows
 
 
@@ -611,7 +610,8 @@ def main() -> None:
         sub = [r for r in rows if r["fold"] == fold.index]
         print(
             f"  built-in {_mean(sub, 'builtin', 'sdri'):.2f} dB, DD-Wiener "
-            f"{_mean(sub, 'dd_wiener', 'sdri'):.2f}, supervised {_mean(sub, 'supervised', 'sdri'):.2f}, "
+            f"{_mean(sub, 'dd_wiener', 'sdri'):.2f}, "
+            f"supervised {_mean(sub, 'supervised', 'sdri'):.2f}, "
             f"oracle {_mean(sub, 'oracle', 'sdri'):.2f} ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )

@@ -1,6 +1,6 @@
 """Rebuild the built-in default model ``nmfsep/data/default_model.npz`` and its credits.
 
-    OMP_NUM_THREADS=1 .venv/bin/python tools/make_default_model.py [CORPUS_DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python tools/make_default_model.py [CORPUS_DIR] [--readme-only]
 
 CORPUS_DIR is the training corpus of real recordings (default ``../shared/corpus``: 34 speakers in
 24 languages, 99 noise recordings in 14 categories, with ``corpus.json`` holding each file's
@@ -80,16 +80,15 @@ def write_readme(path: Path, credits: list[dict], recipe: str, settings: dict) -
         "",
         f"Licences of the files used: {', '.join(licences)}.",
         "",
-        "* **GPL-2 / GPL-2+** (Tux Paint stamps, KDE Kajongg / KTuberling / KLettres, Warzone 2100,",
-        "  FlightGear, Widelands, Wesnoth and other game data): redistributable; the source packages",
+        "* **GPL-2 / GPL-2+ / GPL-3+** (Tux Paint stamps, KDE Kajongg / KTuberling / KLettres,",
+        "  Warzone 2100 and other game data): redistributable; the source packages",
         "  (Debian, exact versions below) are the corresponding source.",
         "* **CC-BY-SA-3.0** (0 A.D. audio by Wildfire Games — http://www.wildfiregames.com/ —,",
-        "  Minetest sounds, OpenSFX, most Red Eclipse ambiences): attribution (credit column), derived",
-        "  works under the same licence (http://creativecommons.org/licenses/by-sa/3.0/).",
+        "  Minetest sounds, OpenSFX, most Red Eclipse ambiences): attribution (credit column),",
+        "  derived works under the same licence (http://creativecommons.org/licenses/by-sa/3.0/).",
         "* **CC-BY-3.0** (some Red Eclipse ambiences, freesound.org authors): attribution.",
-        "* **CC0 / public domain**: no conditions.",
-        "* **Free Art License 1.3**, **CC-Sampling-Plus-1.0** and any other licence listed in the",
-        "  tables: as stated by the package (attribution; copyleft for the Free Art License).",
+        "* **Free Art License 1.3** (GCompris sound effects by Lionel Allorge and Yves Combe):",
+        "  copyleft, modification allowed with attribution, derived works under the same licence.",
         "",
         "## Speech",
         "",
@@ -121,15 +120,24 @@ def write_readme(path: Path, credits: list[dict], recipe: str, settings: dict) -
 
 def main() -> None:
     import _generalise_methods as gm
-
     import soundfile as sf
 
     from nmfsep import __version__
 
-    corpus_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "corpus"
+    args = [a for a in sys.argv[1:] if a != "--readme-only"]
+    corpus_dir = Path(args[0]) if args else ROOT.parent / "shared" / "corpus"
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     credits = credits_of(corpus)
     recipe = gm.RECIPES[gm.SHIPPED]
+    out = ROOT / "nmfsep" / "data" / "default_model.npz"
+    if "--readme-only" in sys.argv:  # rewrite the README from the shipped model's metadata
+        from nmfsep.model import load_model
+
+        meta = load_model(out).metadata
+        write_readme(
+            out.parent / "README.md", meta["credits"], meta["recipe"]["name"], meta["separation"]
+        )
+        return
     speech, noise, categories = {}, {}, {}
     for e in corpus["entries"]:
         if e["kind"] in ("speech", "noise"):
@@ -154,7 +162,6 @@ def main() -> None:
     )
     for name, W in model.bases.items():
         model.bases[name] = np.ascontiguousarray(W, dtype=np.float32)
-    out = ROOT / "nmfsep" / "data" / "default_model.npz"
     model.save(out)
     size = out.stat().st_size
     if size > MAX_BYTES:
