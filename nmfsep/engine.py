@@ -420,6 +420,19 @@ class BlockResult:
     masks: np.ndarray | None = None
 
 
+def limit_attenuation(masks: np.ndarray, atten_lim: float) -> np.ndarray:
+    """``--atten-lim``, in place: the first source's mask is floored at ``10^(-atten_lim/20)``
+    and the other masks are scaled down by the same factor, so the masks still sum to one."""
+    floor = np.float32(10.0 ** (-atten_lim / 20.0))
+    first = masks[0]
+    lifted = np.maximum(first, floor)
+    rest = np.float32(1.0) - first
+    scale = np.where(rest > 0, (np.float32(1.0) - lifted) / np.where(rest > 0, rest, 1), 0)
+    masks[1:] *= scale.astype(masks.dtype, copy=False)
+    masks[0] = lifted
+    return masks
+
+
 def fit_masks(
     plan: SeparationPlan, V: np.ndarray, W_free: np.ndarray | None
 ) -> tuple[np.ndarray, Any]:
@@ -469,6 +482,8 @@ def fit_masks(
         W_full = W if W_fit is not W else result.W
         parts[i] = unstack_frames(W_full[:, cols] @ result.H[cols], plan.context)
     masks = wiener_masks(parts, power=o.mask_power)
+    if o.atten_lim is not None:
+        limit_attenuation(masks, o.atten_lim)
     n_freq = plan.config.n_freq
     if plan.n_modelled < n_freq:
         top = masks[:, -1:, :]

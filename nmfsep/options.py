@@ -82,6 +82,11 @@ class SeparateOptions:
         Infer the activations on about this many ERB-spaced bands instead of every bin
         (:func:`nmfsep.engine.analysis_bands`; masks stay full resolution). None: every bin.
         Not used with free bases.
+    atten_lim : float, optional
+        Strength limit in dB: the first source's mask is at least ``10 ** (-atten_lim / 20)``
+        everywhere, so nothing in the mixture is attenuated by more than that in its output;
+        the other sources share the rest in proportion, so the sources still sum to the
+        mixture. None: no limit.
     """
 
     mask_power: float = defaults.MASK_POWER
@@ -93,9 +98,12 @@ class SeparateOptions:
     seed: int | None = defaults.SEED
     block_seconds: float | None = None
     analysis_bands: int | None = defaults.ANALYSIS_BANDS
+    atten_lim: float | None = None
 
     def __post_init__(self) -> None:
         _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        if self.atten_lim is not None:
+            _set(self, "atten_lim", check_number("atten_lim", self.atten_lim, low=0, high=400))
         if self.analysis_bands is not None:
             _set(
                 self,

@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "_kernels": 2,
     "nmf": 3,
     "audio": 3,
+    "pipes": 3,  # stdin/stdout/ffmpeg streams (errors only)
     "metrics": 3,
     "clustering": 3,
     "model": 4,  # saves through audio's safe write path

@@ -1,0 +1,250 @@
+"""nmfsep in pipes, through real subprocesses: stdin ('-'), --stdout, time ranges, source
+selection, output formats and subtypes, --files-from -0, ffmpeg-only formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+MIX = ROOT / "sample_audio" / "mix.wav"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def nmfsep(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "nmfsep", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def read_bytes(data: bytes, tmp_path: Path, name: str = "out.bin") -> tuple[np.ndarray, int]:
+    p = tmp_path / name
+    p.write_bytes(data)
+    with sf.SoundFile(p) as f:
+        return f.read(dtype="float32", always_2d=True), f.samplerate
+
+
+def test_stdin_to_stdout_equals_file_path(tmp_path: Path) -> None:
+    piped = nmfsep("separate", "-", "--stdout", "speech", stdin=MIX.read_bytes())
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout[:4] == b"RIFF"
+    # streamed WAV header: sizes unknown (maximal), nothing rewritten
+    assert struct.unpack("<I", piped.stdout[4:8])[0] == 0xFFFFFFFF
+    assert b"ok" in piped.stderr  # messages on stderr only
+    y, sr = read_bytes(piped.stdout, tmp_path)
+    files = nmfsep("separate", str(MIX), "-o", str(tmp_path / "out"), "-q")
+    assert files.returncode == 0, files.stderr
+    ref, _ = sf.read(tmp_path / "out" / "mix" / "speech.wav", dtype="float32", always_2d=True)
+    assert sr == 16000 and y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref)
+
+
+def test_stdin_named_track_and_sources_subset(tmp_path: Path) -> None:
+    r = nmfsep(
+        "separate", "-", "--name", "call", "--sources", "noise", "-o", str(tmp_path), "--json",
+        stdin=MIX.read_bytes(),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    record = summary["files"][0]
+    assert record["status"] == "ok" and list(record["outputs"]) == ["noise"]
+    assert record["realtime"] > 0
+    assert sorted(p.name for p in (tmp_path / "call").iterdir()) == ["noise.wav"]
+
+
+@pytest.mark.parametrize(("fmt", "container"), [("flac", "FLAC"), ("ogg", "OGG")])
+def test_stream_formats_round_trip_through_stdin(tmp_path: Path, fmt: str, container: str) -> None:
+    r = nmfsep("separate", str(MIX), "--stdout", "noise", "--format", fmt, "-q")
+    assert r.returncode == 0, r.stderr
+    p = tmp_path / f"n.{fmt}"
+    p.write_bytes(r.stdout)
+    assert sf.info(p).format == container
+    again = nmfsep("separate", "-", "--stdout", "speech", "-q", stdin=r.stdout)
+    assert again.returncode == 0, again.stderr
+    y, _ = read_bytes(again.stdout, tmp_path)
+    assert abs(y.shape[0] - 108800) < 2048  # Ogg pads/trims a little
+
+
+def test_time_range_formats_and_subtypes(tmp_path: Path) -> None:
+    r = nmfsep(
+        "separate", str(MIX), "--start", "1.5", "--duration", "2", "-o", str(tmp_path),
+        "--format", "mp3", "--sources", "speech",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "mix").iterdir()] == ["speech.mp3"]
+    info = sf.info(tmp_path / "mix" / "speech.mp3")
+    assert info.format == "MP3" and info.frames == 32000
+    r = nmfsep("separate", str(MIX), "--start", "1", "--duration", "0.5", "-o", str(tmp_path / "b"),
+               "--int24")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = sf.info(tmp_path / "b" / "mix" / "speech.wav")
+    assert out.subtype == "PCM_24" and out.frames == 8000
+    # the range equals the same range cut from the whole-file separation (streaming is exact)
+    whole = nmfsep("separate", str(MIX), "-o", str(tmp_path / "w"), "--float32", "-q")
+    part = nmfsep("separate", str(MIX), "--start", "2", "--duration", "1", "--float32",
+                  "-o", str(tmp_path / "p"), "-q")  # fmt: skip
+    assert whole.returncode == 0 and part.returncode == 0
+    a, _ = sf.read(tmp_path / "w" / "mix" / "speech.wav", dtype="float32")
+    b, _ = sf.read(tmp_path / "p" / "mix" / "speech.wav", dtype="float32")
+    assert b.shape == (16000,)
+    # not equal (edges see no context beyond the range) but close inside
+    assert np.corrcoef(a[32000:48000][4000:12000], b[4000:12000])[0, 1] > 0.95
+
+
+def test_stdin_time_range_skips_by_reading(tmp_path: Path) -> None:
+    r = nmfsep("separate", "-", "--start", "6", "--stdout", "speech", "-q", stdin=MIX.read_bytes())
+    assert r.returncode == 0, r.stderr
+    y, _ = read_bytes(r.stdout, tmp_path)
+    assert y.shape[0] == 108800 - 96000
+    past = nmfsep("separate", "-", "--start", "60", "--stdout", "speech", stdin=MIX.read_bytes())
+    assert past.returncode == 1 and b"past the end" in past.stderr
+
+
+def test_format_same_keeps_container_and_subtype(tmp_path: Path) -> None:
+    src = tmp_path / "in.flac"
+    y, sr = sf.read(MIX, dtype="float32")
+    sf.write(src, y, sr, subtype="PCM_24")
+    r = nmfsep("separate", str(src), "--format", "same", "-o", str(tmp_path / "o"), "-q")
+    assert r.returncode == 0, r.stderr
+    info = sf.info(tmp_path / "o" / "in" / "speech.flac")
+    assert (info.format, info.subtype) == ("FLAC", "PCM_24")
+
+
+def test_usage_errors_exit_2() -> None:
+    cases = [
+        ["separate", str(MIX), "--format", "aac"],
+        ["separate", str(MIX), "--sources", "voice"],
+        ["separate", str(MIX), "--stdout", "voice"],
+        ["separate", str(MIX), str(MIX), "--stdout", "speech"],
+        ["separate", str(MIX), "--stdout", "speech", "--json"],
+        ["separate", str(MIX), "--format", "flac", "--float32"],
+        ["separate", str(MIX), "--int16", "--int24"],
+        ["separate", str(MIX), "--atten-lim", "-3"],
+        ["separate", str(MIX), "-0"],
+    ]
+    for args in cases:
+        r = nmfsep(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.count(b"\n") <= 6, (args, r.stderr)
+
+
+def test_mp3_and_empty_stdin_are_refused_in_one_line(tmp_path: Path) -> None:
+    mp3 = tmp_path / "x.mp3"
+    y, sr = sf.read(MIX, dtype="float32")
+    sf.write(mp3, y, sr)
+    r = nmfsep("separate", "-", "--stdout", "speech", stdin=mp3.read_bytes())
+    assert r.returncode == 1 and r.stdout == b""
+    assert b"MP3 cannot be read from a pipe" in r.stderr and r.stderr.count(b"\n") == 1
+    r = nmfsep("separate", "-", "--stdout", "speech", stdin=b"")
+    assert r.returncode == 1 and b"empty" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_files_from_null_separated(tmp_path: Path) -> None:
+    a = tmp_path / "a b.wav"
+    shutil.copy(MIX, a)
+    listing = str(a).encode() + b"\0"
+    r = nmfsep("separate", "--files-from", "-", "-0", "-o", str(tmp_path / "o"), "-q",
+               stdin=listing)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "a b" / "speech.wav").is_file()
+
+
+def test_cluster_from_stdin_spools(tmp_path: Path) -> None:
+    r = nmfsep("cluster", "-", "--stdout", "source1", "-q", "-k", "8", "--max-iter", "20",
+               stdin=MIX.read_bytes())  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    y, _ = read_bytes(r.stdout, tmp_path)
+    assert y.shape[0] == 108800
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is not None, reason="ffmpeg is installed")
+def test_m4a_without_ffmpeg_is_one_line_exit_1(tmp_path: Path) -> None:
+    m4a = tmp_path / "talk.m4a"
+    m4a.write_bytes(b"\0\0\0\x20ftypM4A " + b"\0" * 100)
+    r = nmfsep("separate", str(m4a), "-o", str(tmp_path / "o"))
+    assert r.returncode == 1
+    assert b"ffmpeg" in r.stderr and r.stderr.count(b"\n") <= 2
+
+
+def _wav_stream(minutes: float, sr: int = 8000) -> tuple[bytes, bytes]:
+    """A streamed WAV header (unknown length) and 10 s of 16-bit audio to repeat."""
+    header = (
+        b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, sr, 2 * sr, 2, 16)
+        + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    t = np.arange(sr * 10) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.5 * t) > 0)
+    chunk = ((tone + 0.05 * rng.standard_normal(t.size)) * 32767).astype("<i2").tobytes()
+    return header, chunk
+
+
+def _peak_rss_of_pipe(minutes: float) -> tuple[int, int]:
+    """Run ``nmfsep separate - --stdout speech`` on a generated stream in a fresh helper
+    process; return (peak RSS of nmfsep in KiB, bytes on its stdout)."""
+    code = f"""
+import resource, subprocess, sys, threading
+sys.path.insert(0, {str(ROOT)!r})
+from tests.test_pipes import _wav_stream
+header, chunk = _wav_stream({minutes})
+n = int({minutes} * 6)
+p = subprocess.Popen([sys.executable, "-m", "nmfsep", "separate", "-", "--stdout", "speech",
+                      "-q", "--max-iter", "2", "--block-seconds", "10"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def feed():
+    p.stdin.write(header)
+    for _ in range(n):
+        p.stdin.write(chunk)
+    p.stdin.close()
+threading.Thread(target=feed, daemon=True).start()
+total = 0
+while block := p.stdout.read(1 << 16):
+    total += len(block)
+assert p.wait() == 0
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, total)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env=ENV, timeout=300, check=True
+    )
+    rss, total = out.stdout.split()
+    return int(rss), int(total)
+
+
+@pytest.mark.slow
+def test_pipe_memory_is_bounded_on_a_long_stream() -> None:
+    short_rss, short_bytes = _peak_rss_of_pipe(2)
+    long_rss, long_bytes = _peak_rss_of_pipe(20)
+    assert short_bytes == 44 + 2 * 60 * 8000 * 2
+    assert long_bytes == 44 + 20 * 60 * 8000 * 2
+    # 18 more minutes are 17 MB of 16-bit input, 35 MB as float32: none of it may stay
+    assert long_rss - short_rss < 12 * 1024, (short_rss, long_rss)
+
+
+def test_nothing_but_audio_on_stdout_and_messages_on_stderr(tmp_path: Path) -> None:
+    r = nmfsep("separate", "-", "--stdout", "speech", stdin=MIX.read_bytes())
+    assert r.returncode == 0
+    assert b"ok" in r.stderr and b"(stdout)" in r.stderr
+    y, _ = read_bytes(r.stdout, tmp_path)
+    assert y.shape[0] == 108800
+
+
+_ = (resource, threading)  # used by the helper process's code
