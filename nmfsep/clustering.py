@@ -317,3 +317,246 @@ def _order_by_centroid(W: np.ndarray, labels: np.ndarray, n_clusters: int, sr: f
     remap = np.empty(n_clusters, dtype=np.int64)
     remap[order] = np.arange(n_clusters)
     return remap[labels]
+
+
+# ------------------------------------------------------------------------------ grouping by source
+
+GROUPINGS: tuple[str, ...] = ("act", "hpss", "modulation", "mfcc0", "logspec+mod", "logspec+hpss")
+"""Groupings that look at more than a basis's spectral shape (issue 12):
+
+``"act"``
+    Spectral clustering of an activation affinity: bases whose log-activations co-vary over
+    time (correlation, negative values clipped to 0) belong together, whatever their register.
+``"hpss"``
+    Harmonic/percussive share: the part ``W_k H_k`` of each basis is weighed by librosa's HPSS
+    masks (margin 3) of the mixture; bases are split by their percussive share (two sources),
+    or k-means on the log-spectrum joined with that share (more).
+``"modulation"``
+    Speech against noise: a basis is speech-like when its spectrum is harmonic (a pitch
+    autocorrelation peak) and its activation is modulated (dynamic range and 2-8 Hz syllabic
+    envelope power); noise bases are stationary. Two sources: 1-D two-means on the summed
+    z-scores; more: k-means on the log-spectrum joined with those scores.
+``"mfcc0"``
+    MFCCs with c0 (the basis's level relative to its peak, i.e. spectral density) kept, k-means.
+"""
+
+ALL_KINDS: tuple[str, ...] = FEATURES + GROUPINGS
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def _split_1d(score: np.ndarray) -> np.ndarray:
+    """Two groups of a 1-D score with the least within-group variance (label 1 = high scores);
+    both groups non-empty."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    best, cut = np.inf, 1
+    for c in range(1, s.size):
+        cost = s[:c].var() * c + s[c:].var() * (s.size - c)
+        if cost < best - 1e-12:
+            best, cut = cost, c
+    labels = np.zeros(score.size, np.int64)
+    labels[order[cut:]] = 1
+    return labels
+
+
+def activation_affinity(H: np.ndarray) -> np.ndarray:
+    """(K, K) affinity of the bases' log-activations: their correlation, clipped to [0, 1]."""
+    K = H.shape[0]
+    if H.shape[1] < 2:
+        return np.ones((K, K))
+    peak = max(float(H.max()), _EPS)
+    logH = np.log(H + 1e-4 * peak)
+    logH = _unit_rows(logH - logH.mean(axis=1, keepdims=True))
+    return np.clip(logH @ logH.T, 0.0, 1.0)
+
+
+def percussive_share(W: np.ndarray, H: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Share of each basis's part ``W_k H_k`` that falls on the percussive mask ``P``
+    (n_freq, n_frames, values in [0, 1]; the harmonic mask is ``1 - P``)."""
+    total = W.sum(axis=0) * H.sum(axis=1)
+    perc = np.einsum("fk,ft,kt->k", W, P, H, optimize=True)
+    return np.divide(perc, total, out=np.full(W.shape[1], 0.5), where=total > 0)
+
+
+def hpss_mask(V: np.ndarray, *, margin: float = 3.0) -> np.ndarray:
+    """Soft percussive mask of magnitude frames ``V`` (n_freq, n_frames): librosa HPSS
+    (median filters of 31 frames / bins, margin ``margin``), ``P / (P + H)``."""
+    import librosa
+
+    Hm, Pm = librosa.decompose.hpss(np.asarray(V, np.float64), margin=margin, mask=True)
+    den = Hm + Pm
+    return np.divide(Pm, den, out=np.full_like(Pm, 0.5), where=den > 0)
+
+
+def modulation_scores(
+    W: np.ndarray, H: np.ndarray, *, sr: float, n_fft: int, frame_rate: float
+) -> np.ndarray:
+    """(K, 3) speech-likeness cues of each basis: pitch harmonicity of its spectrum, dynamic
+    range of its log-activation, and the share of its envelope's modulation power in 2-8 Hz."""
+    K = W.shape[1]
+    # harmonicity: normalised autocorrelation of the spectrum's fine structure over frequency,
+    # best lag in the pitch range 70-400 Hz (the harmonics' spacing)
+    df = sr / n_fft
+    lo, hi = max(1, int(np.floor(70.0 / df))), int(np.ceil(400.0 / df))
+    f_max = min(W.shape[0], int(4000.0 / df) + 1)  # harmonics are resolved below ~4 kHz
+    X = np.log(W[:f_max] + 1e-6 * max(float(W.max()), _EPS))
+    from scipy.ndimage import uniform_filter1d
+
+    fine = X - uniform_filter1d(X, size=max(3, 2 * hi + 1), axis=0, mode="nearest")
+    harm = np.zeros(K)
+    if hi < f_max // 2:
+        fine = fine - fine.mean(axis=0)
+        e = (fine**2).sum(axis=0)
+        for lag in range(lo, hi + 1):
+            r = (fine[:-lag] * fine[lag:]).sum(axis=0) / np.maximum(e, _EPS)
+            harm = np.maximum(harm, r)
+    # dynamic range of the activation (dB between its 95th and 20th percentiles)
+    peak = max(float(H.max()), _EPS)
+    logH = 10.0 * np.log10(H + 1e-5 * peak)
+    depth = np.percentile(logH, 95, axis=1) - np.percentile(logH, 20, axis=1)
+    # syllabic modulation: share of the envelope's power at 2-8 Hz (of 0.5 Hz up)
+    mod = np.zeros(K)
+    if H.shape[1] >= 16:
+        env = H / np.maximum(H.mean(axis=1, keepdims=True), _EPS)
+        spec = np.abs(np.fft.rfft(env - 1.0, axis=1)) ** 2
+        f = np.fft.rfftfreq(H.shape[1], d=1.0 / frame_rate)
+        band = (f >= 2.0) & (f <= 8.0)
+        allf = f >= 0.5
+        tot = spec[:, allf].sum(axis=1)
+        mod = np.divide(spec[:, band].sum(axis=1), tot, out=np.zeros(K), where=tot > 0)
+    return np.stack([harm, depth, mod], axis=1)
+
+
+def group_bases(
+    W: np.ndarray,
+    *,
+    n_clusters: int,
+    method: str,
+    H: np.ndarray | None = None,
+    V: np.ndarray | None = None,
+    percussive: np.ndarray | None = None,
+    sr: float,
+    n_fft: int,
+    frame_rate: float = 62.5,
+    random_state: int | np.random.Generator | None = None,
+) -> np.ndarray:
+    """Source label of each basis by one of :data:`ALL_KINDS` (ordered by spectral centroid).
+
+    ``H`` (activations) is needed by every method but ``mfcc0`` and the plain k-means kinds;
+    ``hpss`` needs the percussive mask of the frames (``percussive``) or the frames ``V``.
+    """
+    if method in FEATURES:
+        return cluster_bases(
+            W, n_clusters=n_clusters, H=H, features=method, sr=sr, n_fft=n_fft,
+            random_state=random_state,
+        )  # fmt: skip
+    if method not in GROUPINGS:
+        raise ParameterError(f"features must be one of {', '.join(ALL_KINDS)}, got {method!r}")
+    W = _check_W(W)
+    K = W.shape[1]
+    if isinstance(n_clusters, bool) or int(n_clusters) != n_clusters or not 1 <= n_clusters <= K:
+        raise ParameterError(f"n_clusters must be an integer in [1, {K}], got {n_clusters!r}")
+    _check_sr_nfft(sr, n_fft, W.shape[0])
+    seed = _seed(random_state)
+    if n_clusters == 1:
+        return np.zeros(K, np.int64)
+    if method == "mfcc0":
+        logmel = _log_mel(W, sr, int(n_fft), power=2.0)
+        import scipy.fft
+
+        ceps = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : _N_MFCC + 1]
+        return _kmeans(_unit_rows(ceps), W, n_clusters, seed, sr)
+    if H is None:
+        raise ParameterError(f"features {method!r} need the activations H")
+    Hc = _check_H(H, K)
+    if method == "act":
+        A = activation_affinity(Hc)
+        return _order_by_centroid(W, _spectral(A, n_clusters, seed), n_clusters, sr)
+    if method.endswith("hpss"):
+        if percussive is None:
+            if V is None:
+                raise ParameterError("features 'hpss' need the mixture frames V")
+            percussive = hpss_mask(_nonnegative(np.asarray(V), "V"))
+        score = _zscore(percussive_share(W, Hc, np.asarray(percussive, np.float64)))[:, None]
+    else:
+        score = modulation_scores(W, Hc, sr=sr, n_fft=int(n_fft), frame_rate=frame_rate)
+        score = np.stack([_zscore(c) for c in score.T], axis=1)
+    if n_clusters == 2 and not method.startswith("logspec+"):
+        labels = _split_1d(score.sum(axis=1))
+    else:
+        spec = basis_features(W, kind="logspec", sr=sr, n_fft=n_fft)
+        labels = _kmeans_raw(
+            np.concatenate([spec, score / np.sqrt(score.shape[1])], 1), n_clusters, seed
+        )
+    return _order_by_centroid(W, labels, n_clusters, sr)
+
+
+def _kmeans_raw(X: np.ndarray, n_clusters: int, seed: int | None) -> np.ndarray:
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = np.round(X, 12)
+    if len(np.unique(X, axis=0)) <= n_clusters:
+        return _split_duplicates(X, n_clusters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(X)
+    return _fill_empty(labels.astype(np.int64), n_clusters)
+
+
+def _kmeans(
+    X: np.ndarray, W: np.ndarray, n_clusters: int, seed: int | None, sr: float
+) -> np.ndarray:
+    return _order_by_centroid(W, _kmeans_raw(X, n_clusters, seed), n_clusters, sr)
+
+
+def _fill_empty(labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    for missing in sorted(set(range(n_clusters)) - set(labels.tolist())):
+        counts = np.bincount(labels, minlength=n_clusters)
+        biggest = int(np.argmax(counts))
+        labels[int(np.flatnonzero(labels == biggest)[-1])] = missing
+    return labels
+
+
+def _spectral(A: np.ndarray, n_clusters: int, seed: int | None) -> np.ndarray:
+    """Spectral clustering of a precomputed affinity (normalised Laplacian embedding, k-means)."""
+    d = A.sum(axis=1)
+    dinv = 1.0 / np.sqrt(np.maximum(d, _EPS))
+    L = dinv[:, None] * A * dinv[None, :]
+    _, vecs = np.linalg.eigh(L)
+    emb = _unit_rows(vecs[:, -n_clusters:][:, ::-1])
+    return _kmeans_raw(emb, n_clusters, seed)
+
+
+def choose_n_sources(
+    W: np.ndarray,
+    *,
+    candidates: tuple[int, ...] = (2, 3, 4),
+    sr: float,
+    n_fft: int,
+    random_state: int | np.random.Generator | None = None,
+) -> int:
+    """The number of sources for ``--sources auto``: of ``candidates``, the k-means clustering of
+    the bases' log-spectra (:func:`basis_features`, ``"logspec"``) with the best mean silhouette
+    (cosine distance); the smallest count wins ties. Counts above the number of bases are
+    skipped."""
+    from sklearn.metrics import silhouette_score
+
+    W = _check_W(W)
+    X = basis_features(W, kind="logspec", sr=sr, n_fft=n_fft)
+    seed = _seed(random_state)
+    best, best_n = -np.inf, min(candidates)
+    for n in sorted(candidates):
+        if n >= W.shape[1] or len(np.unique(np.round(X, 12), axis=0)) <= n:
+            continue
+        labels = _kmeans_raw(X, n, seed)
+        if len(set(labels.tolist())) < 2:
+            continue
+        value = float(silhouette_score(X, labels, metric="cosine"))
+        if value > best + 1e-9:
+            best, best_n = value, n
+    return int(best_n)

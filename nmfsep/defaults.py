@@ -56,6 +56,9 @@ SEMI_SUPERVISED_L1 = 0.0
 #: None = every bin. 256: 4x fewer flops for -0.05 to -0.08 dB on the dev cases (bench/README.md,
 #: "Compressed analysis").
 ANALYSIS_BANDS: int | None = 256
+#: MISI phase-reconstruction iterations per block (nmfsep.phase); 0 = the mixture's phase.
+#: Measured in bench/README.md "Quality methods (issue 12)".
+PHASE_ITERS = 0
 #: Name of the source that free bases (semi-supervised separation) are written as.
 RESIDUAL = "residual"
 
@@ -65,7 +68,22 @@ RESIDUAL = "residual"
 CLUSTER_SOURCES = 2
 #: Basis features of the k-means step (see nmfsep.clustering): the normalised log-spectrum was
 #: best or tied on the speech cases; MFCCs tie on two of three; activations did not help.
-CLUSTER_FEATURE_KINDS = ("logspec", "mfcc", "logspec+act", "mfcc+act")
+CLUSTER_FEATURE_KINDS = (
+    "logspec",
+    "mfcc",
+    "logspec+act",
+    "mfcc+act",
+    # issue 12 (bench/README.md "Quality methods (issue 12)"): all below logspec on the speech
+    # folds; mfcc0 best on the music dev case
+    "act",
+    "hpss",
+    "modulation",
+    "mfcc0",
+    "logspec+mod",
+    "logspec+hpss",
+)
+#: ``--sources auto`` tries this many sources (silhouette of the bases' features).
+CLUSTER_AUTO_SOURCES = (2, 3, 4)
 CLUSTER_FEATURES = "logspec"
 #: Frames of the mixture ``cluster`` learns its bases on at most: a seeded sample spread over
 #: the whole file, so memory does not grow with the file's length (20 000 frames = 10.7 min of

@@ -395,6 +395,7 @@ class SeparationPlan:
             "tol": o.tol,
             "seed": o.seed,
             "analysis_bands": None if self.bands is None else int(self.bands.size),
+            "phase_iters": o.phase_iters,
         }
 
 
@@ -524,15 +525,23 @@ def separate_block(
     V = np.abs(X).mean(axis=0, dtype=np.float32).T  # one set of activations for every channel
     masks, result = fit_masks(plan, V, W_free)
     del V
+    Ys = None
+    if plan.options.phase_iters:
+        from nmfsep.phase import misi
+
+        # on all the block's frames (context included): depends only on the block's samples
+        Ys = misi(X, masks, x, plan.config, plan.window, plan.window_sq, plan.options.phase_iters)
+        Ys = Ys[:, :, lead : lead + n_frames]
     masks = masks[:, :, lead : lead + n_frames]
     X = X[:, lead : lead + n_frames]
     hop, n_fft = plan.config.hop_length, plan.config.n_fft
     L = (n_frames - 1) * hop + n_fft
     y = np.empty((plan.n_sources, X.shape[0], L), np.float32)
     for i in range(plan.n_sources - 1):  # one source at a time bounds the temporaries
-        Y = X * np.ascontiguousarray(masks[i].T)
+        Y = X * np.ascontiguousarray(masks[i].T) if Ys is None else np.ascontiguousarray(Ys[i])
         y[i] = istft_rows(Y, plan.config, plan.window)
         del Y
+    del Ys
     # The masks sum to one, so the last source is the mixture's overlap-add (its samples times
     # the summed squared window: the STFT/ISTFT pair reconstructs exactly) minus the others:
     # one inverse FFT fewer per block, and the sources sum to the mixture by construction.

@@ -34,6 +34,7 @@ MAX_CONTEXT = limits.MAX_CONTEXT
 MAX_ITER = 100_000
 MAX_N_FFT = limits.MAX_N_FFT
 MAX_CLUSTER_FRAMES = 200_000
+MAX_PHASE_ITERS = 1000
 #: Block lengths beyond this are no longer "bounded memory" (seconds).
 MAX_BLOCK_SECONDS = 3600.0
 
@@ -87,6 +88,9 @@ class SeparateOptions:
         everywhere, so nothing in the mixture is attenuated by more than that in its output;
         the other sources share the rest in proportion, so the sources still sum to the
         mixture. None: no limit.
+    phase_iters : int
+        MISI iterations with mixture consistency per block (:func:`nmfsep.phase.misi`); 0: the
+        Wiener-masked mixture's phase.
     """
 
     mask_power: float = defaults.MASK_POWER
@@ -99,9 +103,11 @@ class SeparateOptions:
     block_seconds: float | None = None
     analysis_bands: int | None = defaults.ANALYSIS_BANDS
     atten_lim: float | None = None
+    phase_iters: int = defaults.PHASE_ITERS
 
     def __post_init__(self) -> None:
         _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
         if self.atten_lim is not None:
             _set(self, "atten_lim", check_number("atten_lim", self.atten_lim, low=0, high=400))
         if self.analysis_bands is not None:
@@ -142,8 +148,10 @@ class ClusterOptions:
 
     Parameters
     ----------
-    n_sources : int
+    n_sources : int or "auto"
         Clusters (output sources ``source1`` ... ``sourceN``, lowest spectral centroid first).
+        ``"auto"`` (stored as 0): 2 to 4, the count with the best silhouette of the bases'
+        features (:func:`nmfsep.clustering.choose_n_sources`).
     n_components : int
         Bases learned on the mixture (>= n_sources).
     beta : float or str
@@ -166,6 +174,8 @@ class ClusterOptions:
         STFT window (a power of two in samples, 75 % overlap).
     block_seconds : float, optional
         As in :class:`SeparateOptions`.
+    phase_iters : int
+        As in :class:`SeparateOptions`.
     """
 
     n_sources: int = defaults.CLUSTER_SOURCES
@@ -181,9 +191,13 @@ class ClusterOptions:
     max_frames: int = defaults.CLUSTER_FRAMES
     window_seconds: float = defaults.CLUSTER_WINDOW_SECONDS
     block_seconds: float | None = None
+    phase_iters: int = defaults.PHASE_ITERS
 
     def __post_init__(self) -> None:
-        _set(self, "n_sources", check_int("n_sources", self.n_sources, low=1, high=64))
+        if self.n_sources == "auto":
+            _set(self, "n_sources", 0)
+        _set(self, "n_sources", check_int("n_sources", self.n_sources, low=0, high=64))
+        _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
         _set(
             self,
             "n_components",
@@ -231,6 +245,7 @@ class ClusterOptions:
             tol=self.tol,
             seed=self.seed,
             block_seconds=self.block_seconds,
+            phase_iters=self.phase_iters,
         )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmfsep import defaults
 from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
 from nmfsep.model import NMFModel
 from nmfsep.nmf import fit_nmf
@@ -105,7 +106,7 @@ def cluster_model(
         Sources ``source1`` ... ``sourceN`` (lowest spectral centroid first), context 1; its
         ``metadata["training"]["cluster"]`` records what was done.
     """
-    from nmfsep.clustering import cluster_bases
+    from nmfsep.clustering import choose_n_sources, group_bases, hpss_mask
     from nmfsep.errors import ParameterError
 
     o = options
@@ -121,28 +122,37 @@ def cluster_model(
         tol=o.tol,
         random_state=o.seed,
     )
-    labels = cluster_bases(
+    n_sources = o.n_sources
+    if n_sources == 0:  # --sources auto
+        candidates = tuple(n for n in defaults.CLUSTER_AUTO_SOURCES if n <= k) or (min(k, 2),)
+        n_sources = choose_n_sources(
+            result.W, candidates=candidates, sr=sr, n_fft=config.n_fft, random_state=o.seed
+        )
+    labels = group_bases(
         result.W,
         H=result.H,
-        n_clusters=o.n_sources,
-        features=o.features,
+        n_clusters=n_sources,
+        method=o.features,
+        percussive=hpss_mask(V) if o.features.endswith("hpss") else None,
         sr=sr,
         n_fft=config.n_fft,
+        frame_rate=sr / config.hop_length,
         random_state=o.seed,
     )
-    names = [f"source{i + 1}" for i in range(o.n_sources)]
+    names = [f"source{i + 1}" for i in range(n_sources)]
     record = {
         "method": "cluster",
         "n_components": k,
-        "n_sources": o.n_sources,
+        "n_sources": n_sources,
+        "n_sources_auto": o.n_sources == 0,
         "features": o.features,
         "frames_used": int(V.shape[1]),
         "factorise_iter": int(result.n_iter),
         "factorise_converged": bool(result.converged),
-        "components": {names[i]: int(np.sum(labels == i)) for i in range(o.n_sources)},
+        "components": {names[i]: int(np.sum(labels == i)) for i in range(n_sources)},
     }
     return NMFModel(
-        bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(o.n_sources)},
+        bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(n_sources)},
         sr=int(sr),
         stft=config,
         beta=o.beta,

@@ -1,0 +1,335 @@
+"""Quality methods of issue 12: unsupervised grouping (``cluster``) and phase reconstruction.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py cluster [--per-fold M] [--methods a,b]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py phase [--iters 0,1,2,4]
+
+Cases, all scored on the wanted source (speech; the pitched instrument for music):
+
+* **dev**: the speech cases of ``../shared/data`` and ``sample_audio/``, and the music case
+  (guitar vs drums);
+* **folds**: unseen speakers x unseen noises from ``bench/generalise.py`` (its ``Corpus``,
+  ``make_folds`` and ``make_mixtures``; 5 folds, ``--per-fold`` mixtures of 5 s each, -5/0/5/10 dB);
+* **music**: percussion vs pitched-instrument mixes of the corpus stems
+  (``../shared/corpus/music``, licences in its README) at 0 dB, 4 s: bongo (tabla-like pitched
+  hand drum) vs guitar, timpani vs cello, drum kit vs piano, jungle break vs latin guitar.
+
+``cluster`` runs the library's ``cluster`` path (frame sample, NMF, grouping, separation pass
+with the grouped bases fixed) once per grouping method on the same factorisation, next to the
+mean of 10 random balanced assignments of the same bases (the random floor) and, for music,
+librosa HPSS (margin 3; the harmonic part as the pitched source). ``phase`` runs trained
+separation (``train`` on the case's clips / the per-case 20 s of the folds) with
+``phase_iters`` N. Scores: BSS-eval SDRi (512 taps), SI-SDRi, STOI (pystoi).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+DATA = ROOT.parent / "shared" / "data"
+MUSIC = ROOT.parent / "shared" / "corpus" / "music"
+MUSIC_PAIRS = [
+    ("perc_bongo_gcompris", "inst_guitar_gcompris"),
+    ("perc_timpani_gcompris", "inst_cello_gcompris"),
+    ("perc_drum_kit_gcompris", "inst_piano_gcompris"),
+    ("perc_jungle_break_lmms", "inst_latin_guitar1_lmms"),
+]
+warnings.filterwarnings("ignore")
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float64", always_2d=True)
+    return y.mean(axis=1), int(sr)
+
+
+def dev_cases() -> list[dict]:
+    cases = []
+    if (DATA / "cases.json").is_file():
+        for meta in json.loads((DATA / "cases.json").read_text()):
+            d = DATA / meta["case"]
+            speech = meta["kind"] == "speech"
+            w, o = ("speech", "noise") if speech else ("target", "background")
+            mix, sr = _read(d / "mix.wav")
+            cases.append(
+                {
+                    "name": meta["case"][:3] + ("" if speech else "_music"),
+                    "group": "dev" if speech else "music",
+                    "mix": mix,
+                    "ref": _read(d / f"{w}.wav")[0],
+                    "other": _read(d / f"{o}.wav")[0],
+                    "sr": sr,
+                    "train": (d / f"train_{w}.wav", d / f"train_{o}.wav"),
+                }
+            )
+    s = ROOT / "sample_audio"
+    if (s / "mix.wav").is_file():
+        mix, sr = _read(s / "mix.wav")
+        cases.append(
+            {
+                "name": "sample",
+                "group": "dev",
+                "mix": mix,
+                "ref": _read(s / "speech.wav")[0],
+                "other": _read(s / "noise.wav")[0],
+                "sr": sr,
+                "train": (s / "train_speech.wav", s / "train_noise.wav"),
+            }
+        )
+    return cases
+
+
+def music_cases(seconds: float = 4.0) -> list[dict]:
+    out = []
+    for perc, inst in MUSIC_PAIRS:
+        p, sr = _read(MUSIC / f"{perc}.flac")
+        t, _ = _read(MUSIC / f"{inst}.flac")
+        n = min(int(seconds * sr), int(0.6 * len(p)), int(0.6 * len(t)))
+        # the test excerpt is the first n samples; the rest of each stem is training material
+        p0, t0 = p[:n], t[:n]
+        p0 = p0 * np.sqrt(np.sum(t0**2) / np.sum(p0**2))  # 0 dB
+        mix = t0 + p0
+        g = 0.95 / max(0.95, float(np.max(np.abs(mix))))
+        name = f"{perc.split('_')[1]}-{inst.split('_')[1]}"
+        out.append(
+            {
+                "name": name,
+                "group": "music",
+                "mix": mix * g,
+                "ref": t0 * g,
+                "other": p0 * g,
+                "sr": sr,
+                "train": (t[n:], p[n:]),
+            }
+        )
+    return out
+
+
+def fold_cases(per_fold: int, seconds: float = 5.0) -> list[dict]:
+    import generalise as gen
+
+    corpus = gen.Corpus()
+    folds = gen.make_folds(corpus, 5, 0)
+    out = []
+    for m in gen.make_mixtures(corpus, folds, per_fold, seconds, 0):
+        out.append(
+            {
+                "name": m.ident,
+                "group": f"fold{m.fold}",
+                "mix": m.mix,
+                "ref": m.speech,
+                "other": m.noise_sig,
+                "sr": gen.SR,
+                "mixture": m,
+                "corpus": corpus,
+            }
+        )
+    return out
+
+
+def score(ref: np.ndarray, est: np.ndarray, mix: np.ndarray, sr: int) -> dict[str, float]:
+    from pystoi import stoi
+
+    from nmfsep.metrics import bss_eval, si_sdr
+
+    n = min(len(ref), len(est), len(mix))
+    ref, est, mix = ref[:n], np.asarray(est[:n], float), mix[:n]
+    return {
+        "sdri": float(bss_eval(ref, est)["sdr"][0]) - float(bss_eval(ref, mix)["sdr"][0]),
+        "si_sdri": float(si_sdr(ref, est)) - float(si_sdr(ref, mix)),
+        "stoi": float(stoi(ref, est, sr, extended=False)),
+    }
+
+
+def best_output(outputs: list[np.ndarray], ref: np.ndarray) -> np.ndarray:
+    from nmfsep.metrics import si_sdr
+
+    return max(outputs, key=lambda e: float(si_sdr(ref, np.asarray(e, float))))
+
+
+# ------------------------------------------------------------------------------ cluster
+
+
+def factorise(mix: np.ndarray, sr: int, options):
+    from nmfsep.nmf import fit_nmf
+    from nmfsep.unsupervised import FrameSampler
+
+    sampler = FrameSampler(sr=sr, channels=1, options=options)
+    sampler.push(mix.astype(np.float32)[None])
+    V = sampler.finish()
+    o = options
+    res = fit_nmf(
+        V, n_components=o.n_components, beta=o.beta, l1_H=o.l1, max_iter=o.max_iter,
+        tol=o.tol, random_state=o.seed,
+    )  # fmt: skip
+    return V, res, sampler.config
+
+
+def separate_with_labels(mix, sr, W, labels, config, options) -> list[np.ndarray]:
+    from nmfsep.engine import Separator
+    from nmfsep.model import NMFModel
+
+    n = int(labels.max()) + 1
+    model = NMFModel(
+        bases={f"source{i + 1}": W[:, labels == i].astype(np.float32) for i in range(n)},
+        sr=sr,
+        stft=config,
+        beta=options.beta,
+    )
+    sep = Separator(model, sr=sr, options=options.separate_options())
+    a = sep.process(mix.astype(np.float32))
+    b = sep.flush()
+    return [np.concatenate([a[k], b[k]]) for k in model.source_names]
+
+
+def hpss_harmonic(mix: np.ndarray) -> np.ndarray:
+    import librosa
+
+    h, _ = librosa.effects.hpss(mix.astype(np.float32), margin=3.0)
+    return h
+
+
+def run_cluster(cases: list[dict], methods: list[str], floor: bool) -> list[dict]:
+    from nmfsep.clustering import group_bases, hpss_mask
+    from nmfsep.options import ClusterOptions
+
+    rows = []
+    for c in cases:
+        t0 = time.process_time()
+        o = ClusterOptions()
+        V, res, config = factorise(c["mix"], c["sr"], o)
+        perc = hpss_mask(V)
+        fr = c["sr"] / config.hop_length
+        row: dict = {"case": c["name"], "group": c["group"]}
+        for m in methods:
+            labels = group_bases(
+                res.W, n_clusters=2, method=m, H=res.H, percussive=perc, sr=c["sr"],
+                n_fft=config.n_fft, frame_rate=fr, random_state=o.seed,
+            )  # fmt: skip
+            outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
+            row[m] = score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"])
+        if floor:
+            rng = np.random.default_rng(0)
+            vals = []
+            for _ in range(10):
+                labels = rng.permutation(np.arange(o.n_components) % 2)
+                outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
+                vals.append(score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"]))
+            row["random"] = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
+        if c["group"] == "music":
+            row["librosa_hpss"] = score(c["ref"], hpss_harmonic(c["mix"]), c["mix"], c["sr"])
+        rows.append(row)
+        line = "  ".join(f"{k} {v['sdri']:+.1f}" for k, v in row.items() if isinstance(v, dict))
+        print(f"{c['name'][:34]:34s} {line}  ({time.process_time() - t0:.0f} s)", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict], title: str) -> None:
+    methods = [k for k, v in rows[0].items() if isinstance(v, dict)]
+    groups = {"dev (speech)": [r for r in rows if r["group"] == "dev"],
+              "folds (speech)": [r for r in rows if r["group"].startswith("fold")],
+              "music": [r for r in rows if r["group"] == "music"]}  # fmt: skip
+    print(f"\n{title}")
+    print(f"| cases | metric | {' | '.join(methods)} |")
+    print("|---|---|" + "---|" * len(methods))
+    for g, rs in groups.items():
+        if not rs:
+            continue
+        for metric in ("sdri", "si_sdri", "stoi"):
+            vals = [np.mean([r[m][metric] for r in rs if m in r]) for m in methods]
+            fmt = "{:.3f}" if metric == "stoi" else "{:+.2f}"
+            print(
+                f"| {g} ({len(rs)}) | {metric} | " + " | ".join(fmt.format(v) for v in vals) + " |"
+            )
+        mins = [min(r[m]["sdri"] for r in rs if m in r) for m in methods]
+        print(f"| {g} | min sdri | " + " | ".join(f"{v:+.2f}" for v in mins) + " |")
+        if "random" in methods:
+            above = [sum(r[m]["sdri"] > r["random"]["sdri"] for r in rs) for m in methods]
+            print(f"| {g} | > floor | " + " | ".join(f"{a}/{len(rs)}" for a in above) + " |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["cluster", "phase"])
+    p.add_argument("--per-fold", type=int, default=4)
+    p.add_argument("--methods", default="logspec,act,hpss,modulation,mfcc0")
+    p.add_argument("--only", default="dev,music,folds")
+    p.add_argument("--no-floor", action="store_true")
+    p.add_argument("--iters", default="0,1,2,4")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    only = set(a.only.split(","))
+    cases = []
+    if "dev" in only or "music" in only:
+        cases += [
+            c for c in dev_cases() if c["group"] in only or ("dev" in only and c["group"] == "dev")
+        ]
+    if "music" in only:
+        cases += music_cases()
+    if "folds" in only and a.per_fold > 0:
+        cases += fold_cases(a.per_fold)
+    t0 = time.perf_counter()
+    if a.what == "cluster":
+        rows = run_cluster(cases, a.methods.split(","), not a.no_floor)
+        summarise(rows, "cluster -n 2, SDRi of the wanted source (dB)")
+    else:
+        rows = run_phase(cases, [int(x) for x in a.iters.split(",")])
+        summarise(rows, "separate --phase-iters N (trained per case)")
+    print(f"\n{time.perf_counter() - t0:.0f} s wall")
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
+
+
+def trained_model(c: dict):
+    from nmfsep.separation import train_model
+
+    if "mixture" in c:  # a fold mixture: the generalise bench's per-case model (cached)
+        import generalise as gen
+
+        return gen.per_case_model(c["corpus"], c["mixture"], True)
+    wanted, other = c["train"]
+    if isinstance(wanted, Path):
+        wanted, other = _read(wanted)[0], _read(other)[0]
+    return train_model(
+        {"wanted": [wanted[None].astype(np.float32)], "other": [other[None].astype(np.float32)]},
+        sr=c["sr"],
+        random_state=0,
+    )
+
+
+def run_phase(cases: list[dict], iters: list[int]) -> list[dict]:
+    from nmfsep.engine import Separator
+
+    rows = []
+    for c in cases:
+        model = trained_model(c)
+        row: dict = {"case": c["name"], "group": c["group"]}
+        for n in iters:
+            t0 = time.process_time()
+            sep = Separator(model, sr=c["sr"], phase_iters=n)
+            a = sep.process(c["mix"].astype(np.float32))
+            b = sep.flush()
+            cpu = time.process_time() - t0
+            est = np.concatenate([a[model.source_names[0]], b[model.source_names[0]]])
+            row[f"N={n}"] = {**score(c["ref"], est, c["mix"], c["sr"]), "cpu_s": cpu}
+        rows.append(row)
+        line = "  ".join(
+            f"{k} {v['sdri']:+.2f}/{v['stoi']:.3f} {v['cpu_s']:.2f}s"
+            for k, v in row.items()
+            if isinstance(v, dict)
+        )
+        print(f"{c['name'][:34]:34s} {line}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
