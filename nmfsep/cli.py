@@ -140,6 +140,15 @@ Scheduler = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
+PhaseIters = Annotated[
+    int,
+    typer.Option(
+        "--phase-iters",
+        help="MISI phase iterations per block (sources still sum to the mixture; measured: "
+        "no SDR gain, see bench/README.md).",
+        min=0,
+    ),
+]
 Beta = Annotated[
     str | None,
     typer.Option(
@@ -971,6 +980,7 @@ def separate(
     int16: Int16 = False,
     int24: Int24 = False,
     float32: Float32 = False,
+    phase_iters: PhaseIters = 0,
     atten_lim: Annotated[
         float | None,
         typer.Option(
@@ -1008,6 +1018,7 @@ def separate(
             seed=seed,
             block_seconds=block_seconds,
             atten_lim=atten_lim,
+            phase_iters=phase_iters,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
@@ -1101,6 +1112,7 @@ def cluster(
     max_iter: MaxIter = None,
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
+    phase_iters: PhaseIters = 0,
     save_model: Annotated[
         Path | None,
         typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
@@ -1151,6 +1163,7 @@ def cluster(
             max_iter=max_iter,
             tol=tol,
             seed=seed,
+            phase_iters=phase_iters,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
