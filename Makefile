@@ -4,16 +4,28 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.nmfsep-installed
+# The runtime alone (make demo); the dev install above is a superset and satisfies it too.
+RUNTIME_STAMP := $(VENV)/.nmfsep-runtime
 
-.PHONY: install test lint bench demo clean
+.PHONY: install install-runtime test lint bench demo clean
 
 install: $(STAMP)
+
+install-runtime: $(RUNTIME_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	@touch $(STAMP)
+	@touch $(RUNTIME_STAMP) $(STAMP)
+
+# Runtime only: numpy, scipy, librosa, soundfile, typer, rich, numba, threadpoolctl (no extras).
+# Skipped when the dev install is already there and up to date.
+$(RUNTIME_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
+	  test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --upgrade pip; \
+	  $(BIN)/python -m pip install --quiet -e . && touch $@; fi
 
 lint: install
 	$(BIN)/ruff check nmfsep tests bench
@@ -30,7 +42,7 @@ bench: install
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/soak.py
 
-demo: install
+demo: install-runtime
 	$(BIN)/nmfsep separate sample_audio/mix.wav -o separated --overwrite
 	@echo "Separated sources written under separated/mix/ (one WAV per source)."
 

@@ -96,7 +96,7 @@ ToStdout = Annotated[
 StdinName = Annotated[
     str | None,
     typer.Option(
-        "--name", help="Track name of standard input ('-') in output paths [default: stdin]."
+        "--name", help="Track name of standard input ('-') in output paths; default stdin."
     ),
 ]
 Overwrite = Annotated[
@@ -1248,7 +1248,7 @@ def evaluate(
     ],
     reference: Annotated[
         list[Path] | None,
-        typer.Option("--reference", "-r", help="Reference (true source) file; repeat per source."),
+        typer.Option("--reference", help="Reference (true source) file; repeat per source."),
     ] = None,
     reference_dir: Annotated[
         Path | None,
@@ -1276,6 +1276,14 @@ def evaluate(
     no_bss: Annotated[
         bool, typer.Option("--no-bss", help="Skip BSS-eval SDR/SIR/SAR (SI-SDR only, no extra).")
     ] = False,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated: sdr, sir, sar, si-sdr, stoi, estoi, pesq (stoi/estoi: "
+            "pystoi, pesq: wide-band P.862.2 at 16 kHz; both in the 'eval' extra).",
+        ),
+    ] = "sdr,sir,sar,si-sdr",
     json_out: JsonOut = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
 ) -> None:
@@ -1285,37 +1293,63 @@ def evaluate(
     name matches, otherwise by the permutation with the best mean SI-SDR (cluster outputs).
     Multichannel files are scored on their channel mean.
     """
-    from nmfsep.evaluation import evaluate_files, match_references
+    from nmfsep.evaluation import METRICS, evaluate_files, match_references, require_metrics
 
+    chosen = [m.strip().lower() for m in metrics.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise _usage(
+            f"--metrics: unknown {', '.join(unknown) or '(none)'}; use {','.join(METRICS)}"
+        )
+    perceptual = [m for m in chosen if m in ("stoi", "estoi", "pesq")]
+    bss = not no_bss and any(m in chosen for m in ("sdr", "sir", "sar"))
     try:
         refs = match_references(estimates, reference or [], reference_dir=reference_dir)
         if oracle and mixture is None:
             raise _usage("--oracle needs --mixture")
+        require_metrics(perceptual)  # a missing extra is a usage error, before any work
         rows, sr = evaluate_files(
             estimates,
             refs,
             mixture=mixture,
             oracle=oracle,
             model=_model_arg(model),
-            bss=not no_bss,
+            bss=bss,
+            perceptual=perceptual,
+            warn=lambda line: print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True),
         )
+    except ParameterError as exc:
+        raise _usage(exc.message) from None
     except NmfsepError as exc:
         raise _fail(exc) from None
-    rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
+    family = {"sdr": "sdr", "sir": "sir", "sar": "sar", "si_sdr": "si-sdr"}
+    family.update({f"{k}_improvement": m for k, m in list(family.items())})
+    family.update({f"oracle_{k}": m for k, m in list(family.items())})
+    rows = [
+        {k: _finite(v) for k, v in row.items() if family.get(k, chosen[0]) in chosen}
+        for row in rows
+    ]
     if json_out:
         print(json.dumps({"command": "evaluate", "sr": sr, "sources": rows}, indent=2))
         return
     columns = [
-        ("sdr", "SDR"),
-        ("sir", "SIR"),
-        ("sar", "SAR"),
-        ("si_sdr", "SI-SDR"),
-        ("sdr_improvement", "SDRi"),
-        ("si_sdr_improvement", "SI-SDRi"),
-        ("oracle_sdr", "oracle SDR"),
-        ("oracle_sdr_improvement", "oracle SDRi"),
+        ("sdr", "SDR", "sdr"),
+        ("sir", "SIR", "sir"),
+        ("sar", "SAR", "sar"),
+        ("si_sdr", "SI-SDR", "si-sdr"),
+        ("sdr_improvement", "SDRi", "sdr"),
+        ("si_sdr_improvement", "SI-SDRi", "si-sdr"),
+        ("oracle_sdr", "oracle SDR", "sdr"),
+        ("oracle_sdr_improvement", "oracle SDRi", "sdr"),
+        ("stoi", "STOI", "stoi"),
+        ("estoi", "ESTOI", "estoi"),
+        ("pesq", "PESQ", "pesq"),
     ]
-    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in rows)]
+    shown = [
+        (k, label)
+        for k, label, metric in columns
+        if metric in chosen and any(row.get(k) is not None for row in rows)
+    ]
     if csv_out:
         import csv
 
@@ -1328,7 +1362,7 @@ def evaluate(
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="separation quality (dB)")
+    table = Table(title="separation quality (SDR/SIR/SAR in dB, STOI 0-1, PESQ 1-4.5)")
     table.add_column("source")
     table.add_column("estimate")
     for _, label in shown:

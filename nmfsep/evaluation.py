@@ -17,7 +17,14 @@ import numpy as np
 
 from nmfsep.errors import NmfsepError, ParameterError
 
-__all__ = ["evaluate_files", "match_references"]
+__all__ = ["METRICS", "evaluate_files", "match_references", "perceptual_scores", "require_metrics"]
+
+#: What ``evaluate --metrics`` can compute: BSS-eval (``eval`` extra: fast-bss-eval), SI-SDR
+#: (no extra), STOI / extended STOI (``eval``: pystoi) and wide-band PESQ (``eval``: pesq).
+METRICS = ("sdr", "sir", "sar", "si-sdr", "stoi", "estoi", "pesq")
+DEFAULT_METRICS = ("sdr", "sir", "sar", "si-sdr")
+#: Module and extra each perceptual metric needs.
+_NEEDS = {"stoi": "pystoi", "estoi": "pystoi", "pesq": "pesq"}
 
 PathLike = str | os.PathLike[str]
 
@@ -79,6 +86,8 @@ def evaluate_files(
     oracle: bool = False,
     model: PathLike | None = None,
     bss: bool = True,
+    perceptual: Sequence[str] = (),
+    warn: Any = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Score estimate files against reference files.
 
@@ -95,6 +104,10 @@ def evaluate_files(
         (default: the built-in model's).
     bss : bool
         BSS-eval SDR/SIR/SAR (the ``eval`` extra); SI-SDR only when False.
+    perceptual : sequence of str
+        Also ``stoi``, ``estoi``, ``pesq`` (:func:`perceptual_scores`; the ``eval`` extra).
+    warn : callable(str), optional
+        Told (one line) when the files' lengths differ by more than 1 %.
 
     Returns
     -------
@@ -114,6 +127,12 @@ def evaluate_files(
     names = [p.stem for p in refs]
     by_name = [e.stem for e in ests] == names
     n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
+    longest = max(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
+    if warn is not None and longest > 1.01 * n:
+        warn(
+            f"the files' lengths differ by more than 1 % ({n / sr:.2f} s to {longest / sr:.2f} "
+            f"s): scored on the first {n / sr:.2f} s; are they from the same recording?"
+        )
     scores = evaluate_separation(
         ref[:, :n],
         est[:, :n],
@@ -126,6 +145,9 @@ def evaluate_files(
         {"estimate": str(ests[s.estimate_index]), "reference": str(refs[i]), **s.to_dict()}
         for i, s in enumerate(scores)
     ]
+    if perceptual:
+        for i, (row, s) in enumerate(zip(rows, scores, strict=True)):
+            row.update(perceptual_scores(ref[i, :n], est[s.estimate_index, :n], sr, perceptual))
     if oracle and mix is not None:
         from nmfsep.engine import stft_for_rate
         from nmfsep.model import default_model, load_model
@@ -153,3 +175,64 @@ def evaluate_files(
                 oracle_si_sdr_improvement=o.si_sdr_improvement,
             )
     return rows, sr
+
+
+def require_metrics(metrics: Sequence[str]) -> None:
+    """Refuse (ParameterError, naming the ``eval`` extra) metrics whose package is missing."""
+    import importlib.util
+
+    missing = sorted(
+        {_NEEDS[m] for m in metrics if m in _NEEDS and importlib.util.find_spec(_NEEDS[m]) is None}
+    )
+    if missing:
+        raise ParameterError(
+            f"--metrics {','.join(metrics)} needs {' and '.join(missing)} (the 'eval' extra): "
+            "pip install 'nmfsep[eval]'"
+        )
+
+
+def perceptual_scores(
+    reference: np.ndarray, estimate: np.ndarray, sr: int, metrics: Sequence[str]
+) -> dict[str, float | None]:
+    """STOI, extended STOI (pystoi: the signals are resampled to 10 kHz inside) and PESQ
+    (ITU-T P.862.2 wide band at 16 kHz, narrow band at 8 kHz; other rates are resampled to
+    16 kHz first) of one estimate; None where the metric is undefined (silent reference).
+
+    Raises
+    ------
+    ParameterError
+        A metric whose package is missing (the message names the ``eval`` extra).
+    """
+    require_metrics(metrics)
+    ref = np.asarray(reference, dtype=np.float64)
+    est = np.asarray(estimate, dtype=np.float64)
+    out: dict[str, float | None] = {}
+    if float(np.max(np.abs(ref), initial=0.0)) == 0.0:
+        return dict.fromkeys(metrics)
+    for name in metrics:
+        if name in ("stoi", "estoi"):
+            import warnings
+
+            from pystoi import stoi
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "not enough frames" on very short clips
+                out[name] = float(stoi(ref, est, sr, extended=name == "estoi"))
+        elif name == "pesq":
+            out["pesq"] = _pesq(ref, est, sr)
+    return out
+
+
+def _pesq(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
+    from pesq import PesqError, pesq
+
+    if sr not in (8000, 16000):
+        from nmfsep.audio import resample
+
+        ref = resample(ref[np.newaxis].astype(np.float32), sr, 16000)[0].astype(np.float64)
+        est = resample(est[np.newaxis].astype(np.float32), sr, 16000)[0].astype(np.float64)
+        sr = 16000
+    try:
+        return float(pesq(sr, ref, est, "wb" if sr == 16000 else "nb"))
+    except (PesqError, ValueError):  # no utterance found, too short
+        return None
