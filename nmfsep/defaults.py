@@ -84,7 +84,10 @@ CLUSTER_FEATURE_KINDS = (
 )
 #: ``--sources auto`` tries this many sources (silhouette of the bases' features).
 CLUSTER_AUTO_SOURCES = (2, 3, 4)
-CLUSTER_FEATURES = "logspec"
+#: mfcc0 (MFCCs with c0 kept) since issue 12: on 20 fold mixtures (unseen speakers x noises)
+#: SDRi 3.92 vs 3.79 dB, SI-SDRi 2.57 vs 1.32, STOI 0.718 vs 0.669, worst case -1.8 vs -5.5 dB;
+#: music dev case 14.5 vs 0.3 dB (floor 2.4); dev speech 9.87 vs 10.67 dB SDRi (SI-SDRi +0.4).
+CLUSTER_FEATURES = "mfcc0"
 #: Frames of the mixture ``cluster`` learns its bases on at most: a seeded sample spread over
 #: the whole file, so memory does not grow with the file's length (20 000 frames = 10.7 min of
 #: audio at the 64 ms / 16 ms cluster window; shorter files use every frame).
