@@ -10,7 +10,15 @@
    as the input), every bad file exactly one ``error:`` line naming it, the exit code must be 1,
    and no temporary file may be left behind.
 
-Usage: ``python bench/soak.py [--input FILE] [--repeats 200] [--batch 50] [--jobs N]``
+3. **Kill and resume** (``--kill-batch``, default 1000 files, 5 % corrupted): one batch
+   ``nmfsep separate DIR -o OUT -j 2 --json`` is killed with SIGKILL (the parent only) at a
+   random moment ``--kills`` times (default 3), then run to the end. Checked: no nmfsep process
+   is left after each kill (the workers die with their parent), every good file has all its
+   outputs, each was done exactly once (an output put in place is never replaced by a later
+   run: its inode is kept), each corrupted file is reported, no temporary or claim file is left.
+
+Usage: ``python bench/soak.py [--input FILE] [--repeats 200] [--batch 50] [--jobs N]
+[--kill-batch 1000] [--kills 3] [--seed 0] [--only kill]``
 (default input: ``sample_audio/mix.wav``). Exit status 0 when every check passes.
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -155,6 +164,187 @@ def soak_cli(path: Path, n_good: int, jobs: int | None) -> tuple[list[tuple[str,
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _nmfsep_processes(marker: str) -> list[int]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if marker in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _wait_gone(marker: str, timeout: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = _nmfsep_processes(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _nmfsep_processes(marker)
+    return left
+
+
+def _sibling(path: str) -> str:
+    p = Path(path)
+    return str(p.with_name("noise.wav" if p.name == "speech.wav" else "speech.wav"))
+
+
+def _outputs(out: Path) -> dict[str, tuple[int, int]]:
+    """Every output WAV under ``out`` -> (inode, mtime_ns)."""
+    found = {}
+    for p in out.rglob("*.wav"):
+        if not p.name.startswith("."):
+            st = p.stat()
+            found[str(p.relative_to(out))] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+def soak_kill_resume(
+    n_files: int, kills: int, jobs: int, seed: int, bad_fraction: float = 0.05
+) -> tuple[list[tuple[str, str]], bool]:
+    """1000 small files, 5 % corrupted, SIGKILL of the parent at random moments, resumed."""
+    import random
+
+    import numpy as np
+    import soundfile as sf
+
+    rng = random.Random(seed)
+    work = Path(tempfile.mkdtemp(prefix="nmfsep-soak-kill-"))
+    try:
+        src, out = work / "in", work / "out"
+        src.mkdir()
+        sr, n = 16000, 8000  # 0.5 s each
+        gen = np.random.default_rng(seed)
+        t = np.arange(n) / sr
+        n_bad = round(n_files * bad_fraction)
+        bad_at = set(rng.sample(range(n_files), n_bad))
+        kinds = ["empty", "text", "truncated", "nan"]
+        good, bad = [], []
+        for i in range(n_files):
+            name = f"f{i:04d}.wav"
+            if i in bad_at:
+                kind = kinds[len(bad) % len(kinds)]
+                if kind == "empty":
+                    (src / name).write_bytes(b"")
+                elif kind == "text":
+                    (src / name).write_text("not audio\n" * 20)
+                elif kind == "truncated":
+                    (src / name).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+                else:
+                    y = np.zeros(n, np.float32)
+                    y[100] = np.nan
+                    sf.write(src / name, y, sr, subtype="FLOAT")
+                bad.append(name)
+            else:
+                f0 = 120 + 200 * gen.random()
+                y = 0.2 * np.sin(2 * np.pi * f0 * t) + 0.05 * gen.standard_normal(n)
+                sf.write(src / name, y.astype(np.float32), sr, subtype="PCM_16")
+                good.append(name)
+        marker = str(out)
+        cmd = [sys.executable, "-m", "nmfsep", "separate", str(src), "-o", marker, "--json"]
+        cmd += ["-j", str(jobs)]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        rows: list[tuple[str, str]] = [
+            ("kill/resume batch", f"{len(good)} good + {len(bad)} corrupted files, -j {jobs}")
+        ]
+        checks: dict[str, bool] = {}
+        seen: dict[str, tuple[int, int]] = {}
+        replaced: set[str] = set()
+        t_all = time.perf_counter()
+        partial: set[str] = set()
+        for k in range(kills):
+            before = len(seen)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env
+            )
+            # a random moment once this run is producing outputs (start-up is a few seconds)
+            start = len(_outputs(out))
+            deadline = time.monotonic() + 120
+            while len(_outputs(out)) <= start and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            delay = rng.uniform(0.2, 10.0)
+            time.sleep(delay)
+            if proc.poll() is not None:
+                rows.append((f"kill {k + 1}", "the run ended before the kill"))
+            proc.kill()
+            proc.wait()
+            left = _wait_gone(marker)
+            checks[f"kill {k + 1}: no nmfsep process left"] = not left
+            now = _outputs(out)
+            replaced |= {p for p, ident in seen.items() if now.get(p, ident)[0] != ident[0]}
+            # only complete inputs (both outputs) count as done: a kill between an input's two
+            # renames leaves one output and a stale claim, and that input is redone
+            complete = {p: i for p, i in now.items() if _sibling(p) in now}
+            partial.update(p for p in now if _sibling(p) not in now)
+            seen.update({p: ident for p, ident in complete.items() if p not in seen})
+            done = len(seen) // 2
+            rows.append(
+                (
+                    f"kill {k + 1}",
+                    f"SIGKILL {delay:.1f} s into the work ({time.perf_counter() - t0:.1f} s after "
+                    f"start): {done} inputs done so far (+{(len(seen) - before) // 2}), "
+                    f"{len(left)} process(es) left",
+                )
+            )
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+        rows.append(("final run", f"exit {proc.returncode} in {time.perf_counter() - t0:.1f} s"))
+        summary = json.loads(proc.stdout) if proc.stdout.strip() else {}
+        now = _outputs(out)
+        replaced |= {p for p, ident in seen.items() if now.get(p, ident)[0] != ident[0]}
+        complete = 0
+        for name in good:
+            stem = Path(name).stem
+            files = [out / stem / f"{s}.wav" for s in ("speech", "noise")]
+            if all(f.is_file() and sf.info(f).frames == n for f in files):
+                complete += 1
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        reported = sum(any(b in line for line in errors) for b in bad)
+        leftovers = [
+            p
+            for p in out.rglob("*")
+            if p.name.endswith(".nmfsep-tmp") or p.name.endswith(".nmfsep-lock")
+        ]
+        outputs_of_bad = [b for b in bad if (out / Path(b).stem).exists()]
+        checks.update(
+            {
+                "every good file has all its outputs": complete == len(good),
+                "each good file done exactly once (no complete output replaced)": not replaced,
+                "each corrupted file reported, none has outputs": reported == len(bad)
+                and not outputs_of_bad,
+                "final exit code 1 (the corrupted files)": proc.returncode == 1,
+                "final JSON status failed": summary.get("status") == "failed",
+                "no temporary or claim file left": not leftovers,
+                "no nmfsep process left": not _wait_gone(marker, 5.0),
+                "no traceback": "Traceback" not in proc.stderr,
+            }
+        )
+        s = summary.get("summary", {})
+        rows += [
+            ("good files with all outputs", f"{complete} / {len(good)}"),
+            ("complete inputs redone by a later run", str(len(replaced) // 2)),
+            ("half-renamed inputs (killed between renames), redone", str(len(partial))),
+            (
+                "final run: ok / skipped / failed",
+                f"{s.get('ok')} / {s.get('skipped')} / {s.get('failed')}",
+            ),
+            ("corrupted files reported", f"{reported} / {len(bad)}"),
+            ("temp/claim files left", str(len(leftovers))),
+            *(("", str(p.relative_to(out))) for p in leftovers[:10]),
+            ("total wall time", f"{time.perf_counter() - t_all:.1f} s"),
+            *((f"check: {name}", "ok" if ok else "FAIL") for name, ok in checks.items()),
+        ]
+        return rows, all(checks.values())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     width = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{width}}  {b}".rstrip() for a, b in rows)
@@ -167,17 +357,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=None, help="-j for the CLI batch")
     parser.add_argument("--tolerance-mb", type=float, default=20.0)
+    parser.add_argument("--kill-batch", type=int, default=1000, help="files of the kill soak")
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["api", "cli", "kill"], default=None)
     args = parser.parse_args(argv)
     try:
         import psutil  # noqa: F401
     except ImportError:
         print("bench/soak.py needs psutil: pip install 'nmfsep[bench]'", file=sys.stderr)
         return 2
-    api_rows, api_ok = soak_api(args.input, args.repeats, args.tolerance_mb)
-    cli_rows, cli_ok = soak_cli(args.input, args.batch, args.jobs)
-    print(_table([*api_rows, ("", ""), *cli_rows]))
-    print("soak:", "PASS" if api_ok and cli_ok else "FAIL")
-    return 0 if api_ok and cli_ok else 1
+    rows: list[tuple[str, str]] = []
+    ok = True
+    if args.only in (None, "api"):
+        part, good = soak_api(args.input, args.repeats, args.tolerance_mb)
+        rows, ok = [*rows, *part, ("", "")], ok and good
+    if args.only in (None, "cli"):
+        part, good = soak_cli(args.input, args.batch, args.jobs)
+        rows, ok = [*rows, *part, ("", "")], ok and good
+    if args.only in (None, "kill"):
+        part, good = soak_kill_resume(args.kill_batch, args.kills, args.jobs or 2, args.seed)
+        rows, ok = [*rows, *part], ok and good
+    print(_table(rows))
+    print("soak:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
