@@ -135,11 +135,10 @@ _SCIPY_FFT_SAMPLES = 1 << 24
 
 
 def _fft(n_samples: int) -> Any:
-    """The FFT module for a transform of ``n_samples``: scipy.fft for big ones (or once it is
-    imported anyway), numpy.fft for the short files where its import would cost the most."""
-    import sys
-
-    if n_samples >= _SCIPY_FFT_SAMPLES or "scipy.fft" in sys.modules:
+    """The FFT module for a transform of ``n_samples``: scipy.fft for big ones, numpy.fft for
+    the short files where its import would cost the most. The choice depends on the size only
+    (never on what happens to be imported), so results are reproducible."""
+    if n_samples >= _SCIPY_FFT_SAMPLES:
         import scipy.fft
 
         return scipy.fft
