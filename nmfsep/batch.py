@@ -60,7 +60,11 @@ __all__ = [
 
 DEFAULT_TEMPLATE = defaults.TEMPLATE
 TEMPLATE_FIELDS = ("track", "source", "ext", "dir")
-OUTPUT_FORMATS = ("wav", "flac")
+#: Output formats (extensions) libsndfile >= 1.1 writes; ``same`` (the input's container and
+#: sample format) is accepted by the command line on top of these.
+OUTPUT_FORMATS = ("wav", "flac", "ogg", "opus", "mp3")
+#: Containers ``--format same`` keeps (other inputs, e.g. m4a through ffmpeg, give WAV).
+SAME_FORMATS = (*OUTPUT_FORMATS, "aiff", "aif", "w64", "rf64", "caf", "au")
 #: Suffix of the claim (lock) files; the name is ``.{first output's name}{LOCK_SUFFIX}``.
 LOCK_SUFFIX = ".nmfsep-lock"
 #: Statuses of a :class:`JobRecord`.
@@ -109,6 +113,9 @@ class Job:
     clip_mode: str = "float"
     skip_existing: bool = True
     claim: bool = True
+    start: float = 0.0
+    duration: float | None = None
+    subtype: str | None = None
 
     @property
     def task(self) -> str:
@@ -141,6 +148,7 @@ class JobRecord:
     plot: str | None = None
     model: str | None = None
     notes: list[str] | None = None
+    realtime: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (unset optional fields left out)."""
@@ -303,7 +311,9 @@ def plan_jobs(
     from nmfsep.audio import check_target
 
     check_template(template)
-    sample = template.format(track="track", source="source", ext=ext, dir="dir")
+    sample = template.format(
+        track="track", source="source", ext="wav" if ext == "same" else ext, dir="dir"
+    )
     if Path(sample).suffix.lower().lstrip(".") not in OUTPUT_FORMATS:
         raise ParameterError(
             f"--filename template {template!r} must end with .{{ext}} "
@@ -325,7 +335,12 @@ def plan_jobs(
             continue
         try:
             outputs = output_paths(
-                outdir, template, track=item.track, input_path=item.path, sources=sources, ext=ext
+                outdir,
+                template,
+                track=item.track,
+                input_path=item.path,
+                sources=sources,
+                ext=same_ext(item.path) if ext == "same" else ext,
             )
         except ParameterError as exc:
             records.append(JobRecord(item.path, "error", error=exc.message))
@@ -678,15 +693,27 @@ def run_job(job: Job) -> JobRecord:
     if record.error is not None:  # one line, whatever the exception said
         record.error = " ".join(str(record.error).split())
     record.seconds = round(time.perf_counter() - t0, 3)
+    if record.status == "ok" and record.duration:  # audio seconds per wall second
+        record.realtime = round(record.duration / max(record.seconds, 1e-6), 2)
     return record
+
+
+def same_ext(path: str) -> str:
+    """The extension ``--format same`` gives the outputs of ``path``."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    return ext if ext in SAME_FORMATS else "wav"
 
 
 def _subtypes(job: Job) -> dict[str, str]:
     from nmfsep.audio import audio_info
+    from nmfsep.pipes import needs_ffmpeg
 
-    info = audio_info(job.input)
+    if job.subtype is not None:
+        return dict.fromkeys(job.outputs, job.subtype)
+    # decoded by ffmpeg (m4a, ...): lossy sources, 16 bits are plenty
+    subtype = "PCM_16" if needs_ffmpeg(job.input) else audio_info(job.input).subtype
     return {
-        name: output_subtype(info.subtype, Path(path).suffix.lower().lstrip("."))
+        name: output_subtype(subtype, Path(path).suffix.lower().lstrip("."))
         for name, path in job.outputs.items()
     }
 
@@ -711,6 +738,8 @@ def _run_job(job: Job) -> JobRecord:
         "clip_mode": job.clip_mode,
         "protect": [job.input],
         "on_clip": on_clip,
+        "start": job.start,
+        "duration": job.duration,
     }
     if isinstance(job.options, ClusterOptions):
         result, model = streaming.cluster_file(
@@ -744,7 +773,7 @@ def _run_job_in_memory(
     from nmfsep.separation import cluster_separate, separate
 
     assert job.plot is not None
-    y, sr = load_audio(job.input, mono=job.mono)
+    y, sr = load_audio(job.input, mono=job.mono, offset=job.start, duration=job.duration)
     model = None
     if isinstance(job.options, ClusterOptions):
         result, model = cluster_separate(y, sr, options=job.options)
@@ -787,10 +816,19 @@ def _run_job_in_memory(
 
 def output_subtype(input_subtype: str, ext: str) -> str:
     """Sample format of an output: the input's where the output format has it (so a 16-bit
-    input gives 16-bit outputs), else the nearest lossless one."""
+    input gives 16-bit outputs), else the nearest lossless one; the codec of lossy formats."""
+    import soundfile as sf
+
     if ext == "flac":
         return "PCM_24" if input_subtype in ("PCM_24", "PCM_32", "FLOAT", "DOUBLE") else "PCM_16"
+    lossy = {"ogg": "VORBIS", "oga": "VORBIS", "opus": "OPUS", "mp3": "MPEG_LAYER_III"}
+    if ext in lossy:
+        return lossy[ext]
     if input_subtype in ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
+        return input_subtype
+    container = {"aif": "AIFF", "aiff": "AIFF", "w64": "W64", "rf64": "RF64", "caf": "CAF"}
+    fmt = container.get(ext, "AU" if ext == "au" else None)
+    if fmt is not None and input_subtype and sf.check_format(fmt, input_subtype):
         return input_subtype
     return "FLOAT"
 

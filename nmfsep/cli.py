@@ -52,7 +52,53 @@ Template = Annotated[
         "{ext}, {dir} (input's parent directory name).",
     ),
 ]
-Format = Annotated[str, typer.Option("--format", help="Output format: wav or flac.")]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Output format: wav, flac, ogg (Vorbis), opus (Ogg Opus; 8/12/16/24/48 kHz only), "
+        "mp3 (all written by the installed libsndfile), or same (the input's container and "
+        "sample format).",
+    ),
+]
+Subtype = Annotated[
+    str | None,
+    typer.Option(
+        "--subtype",
+        help="Sample format of the outputs, a libsndfile subtype: PCM_16, PCM_24, PCM_32, "
+        "FLOAT, ... (default: the input's where the format has it, else 16-bit).",
+    ),
+]
+Int16 = Annotated[bool, typer.Option("--int16", help="Same as --subtype PCM_16.")]
+Int24 = Annotated[bool, typer.Option("--int24", help="Same as --subtype PCM_24.")]
+Float32 = Annotated[bool, typer.Option("--float32", help="Same as --subtype FLOAT.")]
+Start = Annotated[
+    float,
+    typer.Option("--start", help="Separate from this time on (seconds; read by seeking).", min=0),
+]
+Duration = Annotated[
+    float | None,
+    typer.Option(
+        "--duration",
+        help="Separate this many seconds (default: to the end); outputs are exactly this long "
+        "unless the input ends first.",
+        min=0,
+    ),
+]
+ToStdout = Annotated[
+    str | None,
+    typer.Option(
+        "--stdout",
+        help="Write this one source to standard output (WAV unless --format; nothing else is "
+        "written there, messages go to stderr). One input only; '-' as the input reads stdin.",
+    ),
+]
+StdinName = Annotated[
+    str | None,
+    typer.Option(
+        "--name", help="Track name of standard input ('-') in output paths; default stdin."
+    ),
+]
 Overwrite = Annotated[
     bool,
     typer.Option(
@@ -77,8 +123,13 @@ Recursive = Annotated[
 FilesFrom = Annotated[
     str | None,
     typer.Option(
-        "--files-from", help="Read more inputs from this file, one per line ('-': stdin)."
+        "--files-from",
+        help="Read more inputs from this file, one per line ('-': stdin; with -0 separated "
+        "by NUL bytes, as find -print0 writes).",
     ),
+]
+Null = Annotated[
+    bool, typer.Option("--null", "-0", help="--files-from names are separated by NUL bytes.")
 ]
 Scheduler = Annotated[
     str | None,
@@ -89,6 +140,15 @@ Scheduler = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
+PhaseIters = Annotated[
+    int,
+    typer.Option(
+        "--phase-iters",
+        help="MISI phase iterations per block (sources still sum to the mixture; measured: "
+        "no SDR gain, see bench/README.md).",
+        min=0,
+    ),
+]
 Beta = Annotated[
     str | None,
     typer.Option(
@@ -298,13 +358,16 @@ def _collect_inputs(
     *,
     recursive: bool,
     outdir: Path | None = None,
+    null: bool = False,
 ) -> list[Any]:
     from nmfsep.inputs import expand_inputs, read_file_list
 
     names = list(inputs or [])
+    if null and files_from is None:
+        raise _usage("-0/--null needs --files-from")
     if files_from is not None:
         try:
-            names += read_file_list(files_from)
+            names += _read_null_list(files_from) if null else read_file_list(files_from)
         except ParameterError as exc:
             raise _usage(str(exc)) from None
     if not names:
@@ -313,6 +376,207 @@ def _collect_inputs(
         raise _usage("an input name holds a NUL byte")
     # directories and globs never give OUTDIR's files: a re-run must not separate its outputs
     return expand_inputs(names, recursive=recursive, exclude=[outdir] if outdir else [])
+
+
+def _read_null_list(source: str) -> list[str]:
+    """``--files-from LIST -0``: names separated by NUL bytes (``find -print0``)."""
+    from nmfsep.inputs import MAX_LIST_BYTES, MAX_LIST_ENTRIES
+
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_LIST_BYTES + 1)
+        else:
+            with open(source, "rb") as fh:
+                data = fh.read(MAX_LIST_BYTES + 1)
+    except OSError as exc:
+        raise ParameterError(f"cannot read file list: {exc.strerror}", path=source) from None
+    if len(data) > MAX_LIST_BYTES:
+        raise ParameterError(f"the file list is larger than {MAX_LIST_BYTES >> 20} MiB")
+    names = [os.fsdecode(n) for n in data.split(b"\0") if n]
+    if len(names) > MAX_LIST_ENTRIES:
+        raise ParameterError(f"the file list has more than {MAX_LIST_ENTRIES} entries")
+    return names
+
+
+def _subtype_arg(subtype: str | None, int16: bool, int24: bool, float32: bool) -> str | None:
+    """``--subtype`` or one of its short forms (one at most)."""
+    chosen = [n for n, on in (("PCM_16", int16), ("PCM_24", int24), ("FLOAT", float32)) if on]
+    if subtype is not None:
+        chosen.append(subtype.upper())
+    if len(chosen) > 1:
+        raise _usage("give one of --subtype, --int16, --int24, --float32")
+    if not chosen:
+        return None
+    import soundfile as sf
+
+    if chosen[0] not in sf.available_subtypes():
+        raise _usage(
+            f"--subtype {chosen[0]} is unknown; libsndfile has "
+            + ", ".join(sorted(sf.available_subtypes()))
+        )
+    return chosen[0]
+
+
+#: --format -> (libsndfile format, subtype used when none is asked for) on stdout.
+_STREAM_FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def _check_format(fmt: str, subtype: str | None) -> None:
+    from nmfsep.batch import OUTPUT_FORMATS
+
+    if fmt not in (*OUTPUT_FORMATS, "same"):
+        raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, same; got {fmt!r}")
+    if subtype is not None and fmt != "same":
+        import soundfile as sf
+
+        container, _ = _STREAM_FORMATS[fmt]
+        if not sf.check_format(container, subtype):
+            raise _usage(f"--subtype {subtype} cannot be written as {fmt}")
+
+
+def _selected(names: list[str], sources: str | None, stdout: str | None) -> list[str]:
+    """``--sources a,b`` (and ``--stdout``): the sources to write, in the model's order."""
+    wanted = [] if sources is None else [n.strip() for n in sources.split(",") if n.strip()]
+    if sources is not None and not wanted:
+        raise _usage("--sources names no source")
+    for flag, chosen in (("--sources", wanted), ("--stdout", [stdout] if stdout else [])):
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise _usage(
+                f"{flag}: no source {', '.join(map(repr, unknown))}; this separation gives "
+                + ", ".join(names)
+            )
+    if stdout is not None and sources is None:
+        return []
+    return [n for n in names if n in wanted] if wanted else list(names)
+
+
+def _run_single(
+    *,
+    command: str,
+    source: str,
+    name: str | None,
+    names: list[str],
+    to_files: list[str],
+    stdout: str | None,
+    outdir: Path,
+    template: str,
+    fmt: str,
+    subtype: str | None,
+    options: Any,
+    model: str | None,
+    overwrite: bool,
+    json_out: bool,
+    quiet: bool,
+    verbose: bool,
+    channels: str,
+    clip_mode: str,
+    start: float,
+    duration: float | None,
+    save_model: str | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> None:
+    """One input read from stdin ('-') and/or one source written to stdout: streamed through
+    the engine (never read whole), no worker processes."""
+    from nmfsep import pipes, streaming
+    from nmfsep.batch import JobRecord, output_paths, output_subtype, summarize
+    from nmfsep.options import ClusterOptions
+
+    t0 = time.perf_counter()
+    report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
+    if stdout is not None and json_out:
+        raise _usage("--json and --stdout both write to stdout: give one")
+    if fmt == "same" and source == pipes.STDIO:
+        fmt = "wav"
+    from_stdin = source == pipes.STDIO
+    track = name or ("stdin" if from_stdin else Path(source).stem)
+    label = pipes.STDIO if from_stdin else source
+    targets: dict[str, Any] = {}
+    subtypes: dict[str, str | None] = {}
+    if to_files:
+        from nmfsep.batch import check_template, same_ext
+
+        try:
+            check_template(template)
+            ext = same_ext(source) if fmt == "same" else fmt
+            paths = output_paths(
+                outdir, template, track=track, input_path=label, sources=to_files, ext=ext
+            )
+        except ParameterError as exc:
+            raise _usage(exc.message) from None
+        if not overwrite and all(os.path.isfile(p) for p in paths.values()):
+            report.notice(f"skip  {label}: outputs exist (use --overwrite to redo)")
+            return
+        base = "PCM_16"
+        if not from_stdin and not pipes.needs_ffmpeg(source):
+            from nmfsep.audio import audio_info
+
+            base = audio_info(source).subtype
+        for n, p in paths.items():
+            targets[n] = p
+            subtypes[n] = subtype or output_subtype(base, Path(p).suffix.lower().lstrip("."))
+    if stdout is not None:
+        container, default_subtype = _STREAM_FORMATS["wav" if fmt == "same" else fmt]
+        targets[stdout] = pipes.OutputStream(sys.stdout.buffer, container)
+        subtypes[stdout] = subtype or default_subtype
+    src: Any = pipes.open_stream() if from_stdin else source
+    common: dict[str, Any] = {
+        "mono": channels == "mono",
+        "subtypes": subtypes,
+        "n_threads": max(1, os.cpu_count() or 1),
+        "clip_mode": clip_mode,
+        "start": start,
+        "duration": duration,
+    }
+    try:
+        trained = None
+        if isinstance(options, ClusterOptions):
+            result, trained = streaming.cluster_file(src, targets, options=options, **common)
+        else:
+            from nmfsep.batch import _load_model_cached
+
+            result = streaming.separate_file(
+                src, targets, _load_model_cached(model), options=options, **common
+            )
+        if trained is not None and save_model is not None:
+            trained.save(save_model)
+    except NmfsepError as exc:
+        record = JobRecord(label, "error", error=exc.message)
+    else:
+        seconds = time.perf_counter() - t0
+        audio = result.n_samples / result.sr
+        record = JobRecord(
+            label,
+            "ok",
+            outputs=dict(result.outputs),
+            duration=round(audio, 3),
+            seconds=round(seconds, 3),
+            settings=result.settings,
+            realtime=round(audio / max(seconds, 1e-9), 2),
+            model=save_model if trained is not None else None,
+        )
+    report.record(record)
+    if json_out:
+        summary = summarize([record], seconds=time.perf_counter() - t0)
+        _print_json(
+            {
+                "command": command,
+                "version": __version__,
+                **(extra_summary or {}),
+                "status": "ok" if record.status == "ok" else "failed",
+                "ok": record.status == "ok",
+                "summary": summary,
+                "files": [record.to_dict()],
+            }
+        )
+    if record.status == "error":
+        raise typer.Exit(1)
 
 
 def _run_batch(
@@ -336,7 +600,10 @@ def _run_batch(
     extra_summary: dict[str, Any] | None = None,
     channels: str = "keep",
     clip_mode: str = "float",
+    job_extra: dict[str, Any] | None = None,
 ) -> None:
+    from dataclasses import replace
+
     from nmfsep.audio import CLIP_MODES, cleanup_temp_files
     from nmfsep.batch import OUTPUT_FORMATS, cleanup_locks, plan_jobs, run_jobs, summarize
 
@@ -344,8 +611,8 @@ def _run_batch(
     report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
     if channels not in ("keep", "mono"):
         raise _usage(f"--channels must be keep or mono, got {channels!r}")
-    if fmt not in OUTPUT_FORMATS:
-        raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    if fmt not in (*OUTPUT_FORMATS, "same"):
+        raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, same; got {fmt!r}")
     if clip_mode not in CLIP_MODES:
         raise _usage(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}")
     _check_outdir(outdir)
@@ -374,6 +641,8 @@ def _run_batch(
         raise _usage(str(exc)) from None
     if outdir.is_dir():  # after planning: a stale claim marks a killed run's partial outputs
         cleanup_locks(outdir)  # claims of killed runs (a live run's claims are kept)
+    if job_extra:
+        planned = [replace(job, **job_extra) for job in planned]
     for record in records:
         report.record(record)
     n_jobs = jobs or os.cpu_count() or 1
@@ -498,7 +767,7 @@ def _options(cls: Any, **fields: Any) -> Any:
         return cls(**{k: v for k, v in fields.items() if v is not None})
     except ParameterError as exc:
         # name the flag, not the field: "beta must be ..." -> "--beta must be ..."
-        flags = {"n_components": "--components", "n_sources": "--sources"}
+        flags = {"n_components": "--components", "n_sources": "--n-sources"}
         message = exc.message
         for name in sorted(fields, key=len, reverse=True):
             if message.startswith(name + " "):
@@ -700,11 +969,39 @@ def separate(
     plot: Plot = False,
     channels: Channels = "keep",
     clip_mode: ClipMode = "float",
+    sources: Annotated[
+        str | None,
+        typer.Option("--sources", help="Write only these sources, comma-separated (e.g. speech)."),
+    ] = None,
+    stdout: ToStdout = None,
+    name: StdinName = None,
+    start: Start = 0.0,
+    duration: Duration = None,
+    subtype: Subtype = None,
+    int16: Int16 = False,
+    int24: Int24 = False,
+    float32: Float32 = False,
+    phase_iters: PhaseIters = 0,
+    atten_lim: Annotated[
+        float | None,
+        typer.Option(
+            "--atten-lim",
+            help="Strength limit: no part of the mixture is attenuated by more than this many "
+            "dB in the first source's output (e.g. 12); the other sources take the rest, so "
+            "the sum is still the mixture. Default: no limit.",
+            min=0,
+        ),
+    ] = None,
+    null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Separate mixtures with a trained model: one audio file per source."""
+    """Separate mixtures with a trained model: one audio file per source.
+
+    '-' as the input reads one stream (WAV, FLAC or Ogg) from standard input, in bounded
+    memory; --stdout SOURCE writes one source to standard output, so nmfsep works in a pipe.
+    """
     from nmfsep.engine import output_sources
     from nmfsep.model import default_model, load_model
     from nmfsep.options import SeparateOptions
@@ -721,18 +1018,54 @@ def separate(
             tol=tol,
             seed=seed,
             block_seconds=block_seconds,
+            atten_lim=atten_lim,
+            phase_iters=phase_iters,
         )
-        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir)
+        _check_numbers(start=start, duration=duration)
+        kind = _subtype_arg(subtype, int16, int24, float32)
+        _check_format(fmt, kind)
         model_path = _model_arg(model)
         the_model = default_model() if model_path is None else load_model(model_path)
         try:
             names = output_sources(the_model, free_components)
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None
+        wanted = _selected(names, sources, stdout)
+        if (inputs and "-" in inputs) or stdout is not None:
+            if len(inputs or []) != 1 or files_from is not None:
+                raise _usage("'-' (stdin) and --stdout take exactly one input")
+            if plot:
+                raise _usage("--plot cannot be used with '-' or --stdout")
+            assert inputs is not None
+            _run_single(
+                command="separate",
+                source=inputs[0],
+                name=name,
+                names=names,
+                to_files=wanted,
+                stdout=stdout,
+                outdir=outdir,
+                template=filename,
+                fmt=fmt,
+                subtype=kind,
+                options=options,
+                model=model_path,
+                overwrite=overwrite,
+                json_out=json_out,
+                quiet=quiet,
+                verbose=verbose,
+                channels=channels,
+                clip_mode=clip_mode,
+                start=start,
+                duration=duration,
+                extra_summary={"model": "built-in" if model_path is None else model_path},
+            )
+            return
+        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir, null=null)
         _run_batch(
             command="separate",
             inputs=items,
-            sources=names,
+            sources=wanted,
             outdir=outdir,
             template=filename,
             fmt=fmt,
@@ -748,6 +1081,7 @@ def separate(
             extra_summary={"model": "built-in" if model_path is None else model_path},
             channels=channels,
             clip_mode=clip_mode,
+            job_extra={"start": start, "duration": duration, "subtype": kind},
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -758,8 +1092,11 @@ def separate(
 def cluster(
     inputs: Inputs = None,
     n_sources: Annotated[
-        int, typer.Option("--sources", "-n", help="Number of sources to find.", min=1)
-    ] = 2,
+        int,
+        typer.Option(
+            "--n-sources", "-n", help="Number of sources to find.", min=1, show_default=True
+        ),
+    ] = defaults.CLUSTER_SOURCES,
     components: Annotated[
         int | None, typer.Option("--components", "-k", help="Bases learned on the mix.", min=1)
     ] = None,
@@ -776,6 +1113,7 @@ def cluster(
     max_iter: MaxIter = None,
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
+    phase_iters: PhaseIters = 0,
     save_model: Annotated[
         Path | None,
         typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
@@ -788,11 +1126,29 @@ def cluster(
     plot: Plot = False,
     channels: Channels = "keep",
     clip_mode: ClipMode = "float",
+    sources: Annotated[
+        str | None,
+        typer.Option("--sources", help="Write only these sources, comma-separated (source1,...)."),
+    ] = None,
+    stdout: ToStdout = None,
+    name: StdinName = None,
+    start: Start = 0.0,
+    duration: Duration = None,
+    subtype: Subtype = None,
+    int16: Int16 = False,
+    int24: Int24 = False,
+    float32: Float32 = False,
+    null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
 ) -> None:
-    """Separate without training: NMF on each mixture, k-means on its bases."""
+    """Separate without training: NMF on each mixture, k-means on its bases.
+
+    cluster reads its input twice (once to learn the bases, once to separate): '-' (stdin) is
+    first copied to a temporary file in the system's temporary directory ($TMPDIR), removed at
+    the end.
+    """
     from nmfsep.options import ClusterOptions
 
     try:
@@ -808,8 +1164,44 @@ def cluster(
             max_iter=max_iter,
             tol=tol,
             seed=seed,
+            phase_iters=phase_iters,
         )
-        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir)
+        _check_numbers(start=start, duration=duration)
+        kind = _subtype_arg(subtype, int16, int24, float32)
+        _check_format(fmt, kind)
+        names = [f"source{i + 1}" for i in range(n_sources)]
+        wanted = _selected(names, sources, stdout)
+        if (inputs and "-" in inputs) or stdout is not None:
+            if len(inputs or []) != 1 or files_from is not None:
+                raise _usage("'-' (stdin) and --stdout take exactly one input")
+            if plot:
+                raise _usage("--plot cannot be used with '-' or --stdout")
+            assert inputs is not None
+            _run_single(
+                command="cluster",
+                source=inputs[0],
+                name=name,
+                names=names,
+                to_files=wanted,
+                stdout=stdout,
+                outdir=outdir,
+                template=filename,
+                fmt=fmt,
+                subtype=kind,
+                options=options,
+                model=None,
+                overwrite=overwrite,
+                json_out=json_out,
+                quiet=quiet,
+                verbose=verbose,
+                channels=channels,
+                clip_mode=clip_mode,
+                start=start,
+                duration=duration,
+                save_model=None if save_model is None else str(save_model),
+            )
+            return
+        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir, null=null)
         if save_model is not None and len(items) != 1:
             raise _usage("--save-model takes exactly one input")
         if save_model is not None:
@@ -817,7 +1209,7 @@ def cluster(
         _run_batch(
             command="cluster",
             inputs=items,
-            sources=[f"source{i + 1}" for i in range(n_sources)],
+            sources=wanted,
             outdir=outdir,
             template=filename,
             fmt=fmt,
@@ -833,6 +1225,7 @@ def cluster(
             save_model=None if save_model is None else str(save_model),
             channels=channels,
             clip_mode=clip_mode,
+            job_extra={"start": start, "duration": duration, "subtype": kind},
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -856,7 +1249,7 @@ def evaluate(
     ],
     reference: Annotated[
         list[Path] | None,
-        typer.Option("--reference", "-r", help="Reference (true source) file; repeat per source."),
+        typer.Option("--reference", help="Reference (true source) file; repeat per source."),
     ] = None,
     reference_dir: Annotated[
         Path | None,
@@ -884,6 +1277,14 @@ def evaluate(
     no_bss: Annotated[
         bool, typer.Option("--no-bss", help="Skip BSS-eval SDR/SIR/SAR (SI-SDR only, no extra).")
     ] = False,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics",
+            help="Comma-separated: sdr, sir, sar, si-sdr, stoi, estoi, pesq (stoi/estoi: "
+            "pystoi, pesq: wide-band P.862.2 at 16 kHz; both in the 'eval' extra).",
+        ),
+    ] = "sdr,sir,sar,si-sdr",
     json_out: JsonOut = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
 ) -> None:
@@ -893,37 +1294,63 @@ def evaluate(
     name matches, otherwise by the permutation with the best mean SI-SDR (cluster outputs).
     Multichannel files are scored on their channel mean.
     """
-    from nmfsep.evaluation import evaluate_files, match_references
+    from nmfsep.evaluation import METRICS, evaluate_files, match_references, require_metrics
 
+    chosen = [m.strip().lower() for m in metrics.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown or not chosen:
+        raise _usage(
+            f"--metrics: unknown {', '.join(unknown) or '(none)'}; use {','.join(METRICS)}"
+        )
+    perceptual = [m for m in chosen if m in ("stoi", "estoi", "pesq")]
+    bss = not no_bss and any(m in chosen for m in ("sdr", "sir", "sar"))
     try:
         refs = match_references(estimates, reference or [], reference_dir=reference_dir)
         if oracle and mixture is None:
             raise _usage("--oracle needs --mixture")
+        require_metrics(perceptual)  # a missing extra is a usage error, before any work
         rows, sr = evaluate_files(
             estimates,
             refs,
             mixture=mixture,
             oracle=oracle,
             model=_model_arg(model),
-            bss=not no_bss,
+            bss=bss,
+            perceptual=perceptual,
+            warn=lambda line: print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True),
         )
+    except ParameterError as exc:
+        raise _usage(exc.message) from None
     except NmfsepError as exc:
         raise _fail(exc) from None
-    rows = [{k: _finite(v) for k, v in row.items()} for row in rows]
+    family = {"sdr": "sdr", "sir": "sir", "sar": "sar", "si_sdr": "si-sdr"}
+    family.update({f"{k}_improvement": m for k, m in list(family.items())})
+    family.update({f"oracle_{k}": m for k, m in list(family.items())})
+    rows = [
+        {k: _finite(v) for k, v in row.items() if family.get(k, chosen[0]) in chosen}
+        for row in rows
+    ]
     if json_out:
         print(json.dumps({"command": "evaluate", "sr": sr, "sources": rows}, indent=2))
         return
     columns = [
-        ("sdr", "SDR"),
-        ("sir", "SIR"),
-        ("sar", "SAR"),
-        ("si_sdr", "SI-SDR"),
-        ("sdr_improvement", "SDRi"),
-        ("si_sdr_improvement", "SI-SDRi"),
-        ("oracle_sdr", "oracle SDR"),
-        ("oracle_sdr_improvement", "oracle SDRi"),
+        ("sdr", "SDR", "sdr"),
+        ("sir", "SIR", "sir"),
+        ("sar", "SAR", "sar"),
+        ("si_sdr", "SI-SDR", "si-sdr"),
+        ("sdr_improvement", "SDRi", "sdr"),
+        ("si_sdr_improvement", "SI-SDRi", "si-sdr"),
+        ("oracle_sdr", "oracle SDR", "sdr"),
+        ("oracle_sdr_improvement", "oracle SDRi", "sdr"),
+        ("stoi", "STOI", "stoi"),
+        ("estoi", "ESTOI", "estoi"),
+        ("pesq", "PESQ", "pesq"),
     ]
-    shown = [(k, label) for k, label in columns if any(row.get(k) is not None for row in rows)]
+    shown = [
+        (k, label)
+        for k, label, metric in columns
+        if metric in chosen and any(row.get(k) is not None for row in rows)
+    ]
     if csv_out:
         import csv
 
@@ -936,7 +1363,7 @@ def evaluate(
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="separation quality (dB)")
+    table = Table(title="separation quality (SDR/SIR/SAR in dB, STOI 0-1, PESQ 1-4.5)")
     table.add_column("source")
     table.add_column("estimate")
     for _, label in shown:

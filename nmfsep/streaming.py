@@ -24,13 +24,15 @@ from typing import Any
 import numpy as np
 
 from nmfsep.engine import Separator
-from nmfsep.errors import AudioError, NmfsepError
+from nmfsep.errors import AudioError, NmfsepError, ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.options import ClusterOptions, SeparateOptions, options_from
+from nmfsep.pipes import InputStream, OutputStream, ffmpeg_reader, needs_ffmpeg, spool
 
 __all__ = ["StreamResult", "cluster_file", "separate_file"]
 
 PathLike = str | os.PathLike[str]
+Source = Path | InputStream
 Progress = Callable[[int, int], None]
 """``progress(samples_done, samples_total_or_0)`` after each written piece."""
 
@@ -60,16 +62,62 @@ class StreamResult:
 # ------------------------------------------------------------------------------ reading
 
 
-def _chunks(f: Any, path: Path, frames: int, *, mono: bool) -> Iterator[np.ndarray]:
-    """Samples of an open sound file, (channels, n) float32 chunks of ``frames``."""
+def _chunks(
+    f: Any,
+    path: Path,
+    frames: int,
+    *,
+    mono: bool,
+    span: tuple[int, int | None] = (0, None),
+    at_end: Callable[[], bool] | None = None,
+) -> Iterator[np.ndarray]:
+    """Samples of an open sound file, (channels, n) float32 chunks of ``frames``.
+
+    ``span = (start, count)``: skip ``start`` frames first (a seek when the file can, else by
+    reading), then stop after ``count`` frames (None: at the end). ``at_end()`` (streams): True
+    once every byte was read -- a FLAC stream of unknown length then ends with a decoder error,
+    which is its end (the frames decoded before it are kept)."""
     import soundfile as sf
 
     from nmfsep.audio import _sf_detail
 
-    while True:
+    start, left = span
+    if start:
         try:
-            block = f.read(frames, dtype="float32", always_2d=True)
+            if f.seekable() and f.frames < _UNKNOWN_FRAMES:
+                if start >= f.frames:
+                    raise AudioError(
+                        f"--start is past the end of the input ({f.frames / f.samplerate:.3f} s)",
+                        path=path,
+                    )
+                f.seek(start)
+            else:
+                skip = start
+                while skip:
+                    got = f.read(min(skip, 1 << 16), dtype="float32", always_2d=True).shape[0]
+                    if got == 0:
+                        raise AudioError("--start is past the end of the input", path=path)
+                    skip -= got
         except (sf.SoundFileError, RuntimeError, ValueError, OverflowError) as exc:
+            raise AudioError(
+                f"audio data is corrupt or truncated ({_sf_detail(exc)})", path=path
+            ) from None
+    while True:
+        want = frames if left is None else min(frames, left)
+        if want <= 0:
+            return
+        buf = np.full((want, int(f.channels)), np.nan, np.float32) if at_end else None
+        try:
+            block = f.read(want, dtype="float32", always_2d=True, out=buf)
+        except (sf.SoundFileError, RuntimeError, ValueError, OverflowError) as exc:
+            if buf is not None and at_end is not None and at_end():
+                bad = np.isnan(buf).any(axis=1)
+                block = buf[: int(np.argmax(bad)) if bad.any() else want]
+                if block.shape[0]:
+                    yield np.ascontiguousarray(
+                        block.mean(axis=1, keepdims=True, dtype=np.float32).T if mono else block.T
+                    )
+                return
             raise AudioError(
                 f"audio data is corrupt or truncated ({_sf_detail(exc)})", path=path
             ) from None
@@ -80,8 +128,60 @@ def _chunks(f: Any, path: Path, frames: int, *, mono: bool) -> Iterator[np.ndarr
         if mono:
             block = block.mean(axis=1, keepdims=True, dtype=np.float32)
         yield np.ascontiguousarray(block.T)
-        if block.shape[0] < frames:
+        if left is not None:
+            left -= block.shape[0]
+        if block.shape[0] < want:
             return
+
+
+#: libsndfile's frame count of a stream whose length the header does not give (or more).
+_UNKNOWN_FRAMES = 1 << 40
+
+
+def _span(sr: int, start: float, duration: float | None) -> tuple[int, int | None]:
+    """Frames ``(start, count)`` of a time range in seconds."""
+    return round(start * sr), None if duration is None else max(1, round(duration * sr))
+
+
+class _StreamWriters:
+    """Outputs written to pipes (:class:`nmfsep.pipes.OutputStream`): no temporary file, no
+    rename; integer samples over full scale are clipped (nothing can be rewritten later)."""
+
+    def __init__(
+        self,
+        stack: contextlib.ExitStack,
+        outputs: Mapping[str, Any],
+        sr: int,
+        channels: int,
+        subtypes: Mapping[str, str | None],
+    ) -> None:
+        import soundfile as sf
+
+        from nmfsep.audio import _FLOAT_SUBTYPES, _sf_detail
+
+        self.files: list[Any] = []
+        self.clip: list[bool] = []
+        for name, target in outputs.items():
+            subtype = (subtypes.get(name) or sf.default_subtype(target.format)).upper()
+            if not sf.check_format(target.format, subtype):
+                raise ParameterError(f"subtype {subtype} cannot be written as {target.format}")
+            try:
+                out = target.open(sr, channels, subtype)
+            except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+                raise AudioError(f"cannot write audio to stdout ({_sf_detail(exc)})") from None
+            stack.callback(out.close)
+            self.files.append(out)
+            self.clip.append(subtype not in _FLOAT_SUBTYPES)
+
+    def write(self, y: np.ndarray) -> None:
+        for i, out in enumerate(self.files):
+            block = np.ascontiguousarray(y[i].T)
+            if self.clip[i]:
+                np.clip(block, -1.0, 1.0, out=block)
+            try:
+                out.write(block)
+            except BrokenPipeError:
+                raise AudioError("standard output was closed by the reader") from None
 
 
 # ------------------------------------------------------------------------------ writing
@@ -321,17 +421,35 @@ class _Writers:
 # ------------------------------------------------------------------------------ the loops
 
 
-def _open(src: Path, stack: contextlib.ExitStack, mono: bool) -> tuple[Any, int, int]:
-    from nmfsep.audio import _open_for_reading
+def _open(src: Source, stack: contextlib.ExitStack, mono: bool) -> tuple[Any, int, int]:
+    from nmfsep.audio import _check_header, _open_for_reading
 
-    f = stack.enter_context(_open_for_reading(src))
+    if isinstance(src, InputStream):
+        stack.callback(src.close)
+        f = stack.enter_context(src.open())
+        _check_header(int(f.samplerate), int(f.channels), Path(src.name))
+    else:
+        f = stack.enter_context(_open_for_reading(src))
     return f, int(f.samplerate), 1 if mono else int(f.channels)
+
+
+def _source(path: PathLike | InputStream) -> Source:
+    """A path, a stream, or (for formats libsndfile does not read) ffmpeg's decoding of it."""
+    if isinstance(path, InputStream):
+        return path
+    if needs_ffmpeg(path):
+        return ffmpeg_reader(path)
+    return Path(path)
+
+
+def _name(src: Source) -> Path:
+    return Path(src.name) if isinstance(src, InputStream) else src
 
 
 def _through(
     separator: Separator,
-    src: Path,
-    outputs: Mapping[str, PathLike],
+    src: Source,
+    outputs: Mapping[str, PathLike | OutputStream],
     *,
     mono: bool,
     subtypes: Mapping[str, str | None] | None,
@@ -339,8 +457,13 @@ def _through(
     clip_mode: str = "float",
     protect: Any = None,
     on_clip: Callable[[Any], Any] | None = None,
+    opened: Any = None,
+    start: float = 0.0,
+    duration: float | None = None,
 ) -> StreamResult:
-    """Push the file's samples through ``separator``; write the outputs it names."""
+    """Push the file's samples through ``separator``; write the outputs it names (files, or
+    :class:`~nmfsep.pipes.OutputStream`). ``opened``: the input already open (a stream can be
+    opened once only)."""
     names = list(separator.names)
     missing = [n for n in outputs if n not in names]
     if missing:
@@ -351,16 +474,28 @@ def _through(
     # enough samples per read that every thread has a block to work on
     chunk = max(1 << 14, plan.block_frames * plan.config.hop_length * separator.n_threads)
     with contextlib.ExitStack() as stack:
-        f, sr, _ = _open(src, stack, mono)
-        total = int(f.frames) if f.frames > 0 else 0
+        f, sr, _ = _open(src, stack, mono) if opened is None else (opened, opened.samplerate, 0)
+        span = _span(sr, start, duration)
+        total = int(f.frames) if 0 < f.frames < _UNKNOWN_FRAMES else 0
+        total = max(0, total - span[0]) if total else 0
+        if span[1] is not None:
+            total = min(total, span[1]) if total else span[1]
         writers: _Writers | None = None
+        streams: _StreamWriters | None = None
+        to_file = [i for i, n in zip(index, order, strict=True) if not _is_stream(outputs[n])]
+        to_pipe = [i for i, n in zip(index, order, strict=True) if _is_stream(outputs[n])]
         done = 0
 
         def write(y: np.ndarray) -> None:
             # outputs are created with the first samples: a file that fails first leaves nothing
-            nonlocal writers, done
-            if writers is None and y.shape[-1]:
-                targets = {n: outputs[n] for n in order}
+            nonlocal writers, streams, done
+            if streams is None and to_pipe and y.shape[-1]:
+                piped = {n: outputs[n] for n in order if _is_stream(outputs[n])}
+                streams = _StreamWriters(stack, piped, sr, plan.channels, subtypes or {})
+            if writers is None and to_file and y.shape[-1]:
+                targets: dict[str, Any] = {
+                    n: outputs[n] for n in order if not _is_stream(outputs[n])
+                }
                 writers = _Writers(
                     stack,
                     targets,
@@ -372,29 +507,41 @@ def _through(
                     on_clip=on_clip,
                 )
             if writers is not None:
-                writers.write(y[index])
+                writers.write(y[to_file])
+            if streams is not None:
+                streams.write(y[to_pipe])
             done += y.shape[-1]
             if progress is not None:
                 progress(done, total)
 
-        for x in _chunks(f, src, chunk, mono=mono):
+        ended = src.reader.at_end if isinstance(src, InputStream) else None
+        for x in _chunks(f, _name(src), chunk, mono=mono, span=span, at_end=ended):
             write(separator.push(x))
         if separator.samples_in == 0:
-            raise AudioError("contains no audio samples (0 frames)", path=src)
+            what = "the time range holds" if span[0] or span[1] else "contains"
+            raise AudioError(f"{what} no audio samples (0 frames)", path=_name(src))
         write(separator.finish())
         if writers is not None:
             writers.finish()
     return StreamResult(
-        outputs={n: str(outputs[n]) for n in order},
+        outputs={n: _label(outputs[n]) for n in order},
         sr=sr,
         n_samples=done,
         settings=separator.settings,
     )
 
 
+def _is_stream(target: Any) -> bool:
+    return isinstance(target, OutputStream)
+
+
+def _label(target: Any) -> str:
+    return "(stdout)" if _is_stream(target) else str(target)
+
+
 def separate_file(
-    path: PathLike,
-    outputs: Mapping[str, PathLike],
+    path: PathLike | InputStream,
+    outputs: Mapping[str, PathLike | OutputStream],
     model: NMFModel | None = None,
     *,
     options: SeparateOptions | None = None,
@@ -405,17 +552,20 @@ def separate_file(
     clip_mode: str = "float",
     protect: Any = None,
     on_clip: Callable[[Any], Any] | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
     **overrides: Any,
 ) -> StreamResult:
     """Separate an audio file with a model, streaming it block by block to the output files.
 
     Parameters
     ----------
-    path : path-like
-        The mixture (any format libsndfile reads).
-    outputs : mapping of str to path
+    path : path-like or nmfsep.pipes.InputStream
+        The mixture (any format libsndfile reads; m4a/AAC and the like through ffmpeg when it
+        is on PATH), or a stream (standard input).
+    outputs : mapping of str to path or nmfsep.pipes.OutputStream
         Output file of each source to write (a subset of the sources is fine); the format
-        follows the extension.
+        follows the extension. A stream (standard output) is written as it comes.
     model : NMFModel, optional
         Default: the built-in model.
     options : SeparateOptions, optional
@@ -437,6 +587,10 @@ def separate_file(
         protected).
     on_clip : callable(ClipPlan), optional
         Called once when the clipping policy did something (to say it on stderr).
+    start, duration : float
+        Separate only this time range of the input (seconds; duration None: to the end). The
+        input is read from ``start`` on (a seek, or skipped when it is a stream), so memory stays
+        bounded; the outputs are ``duration`` long (shorter only where the input ends).
 
     Raises
     ------
@@ -445,28 +599,31 @@ def separate_file(
     ParameterError
         Bad parameters, or a model that separates nothing.
     """
-    src = Path(path)
-    protect = [src, *(protect or ())]
+    src = _source(path)
+    protect = [_name(src), *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
     with contextlib.ExitStack() as stack:
-        _, sr, channels = _open(src, stack, mono)
-    separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
-    return _through(
-        separator,
-        src,
-        outputs,
-        mono=mono,
-        subtypes=subtypes,
-        progress=progress,
-        clip_mode=clip_mode,
-        protect=protect,
-        on_clip=on_clip,
-    )
+        f, sr, channels = _open(src, stack, mono)
+        separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
+        return _through(
+            separator,
+            src,
+            outputs,
+            mono=mono,
+            subtypes=subtypes,
+            progress=progress,
+            clip_mode=clip_mode,
+            protect=protect,
+            on_clip=on_clip,
+            opened=f,
+            start=start,
+            duration=duration,
+        )
 
 
 def cluster_file(
-    path: PathLike,
-    outputs: Mapping[str, PathLike],
+    path: PathLike | InputStream,
+    outputs: Mapping[str, PathLike | OutputStream],
     *,
     options: ClusterOptions | None = None,
     mono: bool = False,
@@ -476,12 +633,18 @@ def cluster_file(
     clip_mode: str = "float",
     protect: Any = None,
     on_clip: Callable[[Any], Any] | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    spool_dir: PathLike | None = None,
     **overrides: Any,
 ) -> tuple[StreamResult, NMFModel]:
     """Separate a file without training, in bounded memory: a first pass samples frames and
     learns the clustered model (:mod:`nmfsep.unsupervised`), a second separates with it.
 
     Parameters are those of :func:`separate_file`, with :class:`~nmfsep.options.ClusterOptions`.
+    A stream (standard input, or ffmpeg's decoding) cannot be read twice: it is first copied
+    to a temporary file in ``spool_dir`` (default: the system's temporary directory), removed
+    at the end.
 
     Returns
     -------
@@ -489,18 +652,50 @@ def cluster_file(
     model : NMFModel
         The clustered bases (``--save-model``).
     """
+    source = _source(path)
+    if isinstance(source, InputStream):
+        with contextlib.ExitStack() as stack:
+            spooled = spool(source, spool_dir)
+            stack.callback(spooled.unlink, missing_ok=True)
+            return _cluster(
+                spooled, source.name, outputs, opts_from=(options, overrides), mono=mono,
+                subtypes=subtypes, n_threads=n_threads, progress=progress, clip_mode=clip_mode,
+                protect=protect, on_clip=on_clip, start=start, duration=duration,
+            )  # fmt: skip
+    return _cluster(
+        source, str(source), outputs, opts_from=(options, overrides), mono=mono,
+        subtypes=subtypes, n_threads=n_threads, progress=progress, clip_mode=clip_mode,
+        protect=protect, on_clip=on_clip, start=start, duration=duration,
+    )  # fmt: skip
+
+
+def _cluster(
+    src: Path,
+    label: str,
+    outputs: Mapping[str, PathLike | OutputStream],
+    *,
+    opts_from: tuple[ClusterOptions | None, dict[str, Any]],
+    mono: bool,
+    subtypes: Mapping[str, str | None] | None,
+    n_threads: int,
+    progress: Progress | None,
+    clip_mode: str,
+    protect: Any,
+    on_clip: Callable[[Any], Any] | None,
+    start: float,
+    duration: float | None,
+) -> tuple[StreamResult, NMFModel]:
     from nmfsep.unsupervised import FrameSampler, cluster_model
 
-    src = Path(path)
     protect = [src, *(protect or ())]
-    opts = options_from(ClusterOptions, options, overrides)
+    opts = options_from(ClusterOptions, *opts_from)
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
         sampler = FrameSampler(sr=sr, channels=channels, options=opts)
-        for x in _chunks(f, src, 1 << 18, mono=mono):
+        for x in _chunks(f, Path(label), 1 << 18, mono=mono, span=_span(sr, start, duration)):
             sampler.push(x)
         if sampler.samples_in == 0:
-            raise AudioError("contains no audio samples (0 frames)", path=src)
+            raise AudioError("contains no audio samples (0 frames)", path=label)
         frames = sampler.finish()
     model = cluster_model(frames, sr=sr, config=sampler.config, options=opts)
     del frames
@@ -517,6 +712,8 @@ def cluster_file(
         clip_mode=clip_mode,
         protect=protect,
         on_clip=on_clip,
+        start=start,
+        duration=duration,
     )
     result.settings.update(model.metadata["training"]["cluster"])
     return result, model
