@@ -1425,8 +1425,15 @@ def info(
         f"beta {the_model.beta}, bases normalised ({the_model.w_norm})",
         markup=False,
     )
-    meta = {k: v for k, v in summary.items() if k not in ("sources",)}
-    console.print_json(json.dumps(meta, default=str))
+    # the table, not the JSON (that is --json): scalars as they are, collections counted
+    for key, value in summary.items():
+        if key == "sources":
+            continue
+        if isinstance(value, dict | list | tuple):
+            shown = f"{len(value)} entries (--json lists them)"
+        else:
+            shown = str(value)
+        console.print(_printable(f"{key}: {shown}"), markup=False)
 
 
 def _numba_cache_dir() -> None:
