@@ -844,6 +844,13 @@ def train(
     max_iter: MaxIter = None,
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
+    discriminative: Annotated[
+        bool,
+        typer.Option(
+            "--discriminative",
+            help="Also learn reconstruction bases on synthetic mixtures of the clips (issue 12).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -873,6 +880,7 @@ def train(
             max_iter=max_iter,
             tol=tol,
             seed=seed,
+            discriminative=discriminative,
         )
         if sr is not None:
             _limit(lambda: limits.check_sample_rate(sr, what="--sr"))

@@ -31,6 +31,17 @@ SILENCE_DB = 60.0
 #: Audio read per source for training at most (seconds): a longer set is read as the same share
 #: of each file, so reading memory stays bounded.
 TRAIN_SECONDS = 1800.0
+#: Discriminative training (``train --discriminative``, issue 12): synthetic mixtures of the
+#: training clips (frames in all, a seeded sample), SNR of the first source against the others
+#: drawn uniformly in this range (dB), and multiplicative-update iterations of the
+#: reconstruction bases (the best on held-out mixtures is kept).
+DISCRIMINATIVE_FRAMES = 4000
+DISCRIMINATIVE_SNR = (-5.0, 10.0)
+DISCRIMINATIVE_ITER = 20
+#: Frames per synthetic mixture (random offsets in the clips).
+DISCRIMINATIVE_SEGMENT = 40
+#: Beta-divergence between each source's spectrum and its masked mixture (the objective).
+DISCRIMINATIVE_BETA = 1.0
 
 # ------------------------------------------------------------------------------ STFT
 

@@ -280,6 +280,9 @@ class SeparationPlan:
     window_sq: np.ndarray = field(repr=False)
     bands: np.ndarray | None = field(default=None, repr=False)
     W_analysis: np.ndarray | None = field(default=None, repr=False)
+    #: reconstruction bases of a discriminatively trained model on the input's grid (the masks
+    #: are built from them; ``W`` still infers the activations), or None
+    W_recon: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -313,6 +316,11 @@ class SeparationPlan:
         if opts.free_components:
             components[defaults.RESIDUAL] = opts.free_components
         W = np.ascontiguousarray(W, dtype=np.float32)
+        W_recon = None
+        R_model = model.W_recon
+        if R_model is not None:
+            R, _ = map_bases(R_model, model.sr, model.stft, sr, config, context=model.context)
+            W_recon = np.ascontiguousarray(R, dtype=np.float32)
         bands = W_analysis = None
         # Compressed analysis with fixed bases only: free bases learned on the bands (their
         # part spread over each band's bins like the mixture) were measured much worse with a
@@ -343,6 +351,7 @@ class SeparationPlan:
             window_sq=window_sq,
             bands=bands,
             W_analysis=W_analysis,
+            W_recon=W_recon,
         )
 
     @property
@@ -480,9 +489,11 @@ def fit_masks(
         random_state=o.seed,
     )
     parts = np.empty((plan.n_sources, plan.n_modelled, V.shape[1]), dtype=np.float32)
+    W_full = W if W_fit is not W else result.W
+    if plan.W_recon is not None:  # discriminative model: masks from the reconstruction bases
+        W_full = np.concatenate([plan.W_recon, W_full[:, plan.W.shape[1] :]], axis=1)
     for i in range(plan.n_sources):
         cols = plan.labels == i
-        W_full = W if W_fit is not W else result.W
         parts[i] = unstack_frames(W_full[:, cols] @ result.H[cols], plan.context)
     masks = wiener_masks(parts, power=o.mask_power)
     if o.atten_lim is not None:

@@ -18,6 +18,12 @@ A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
      "beta": 1.0, "w_norm": "l2", "context": 5, "nmfsep_version": "0.1.0",
      "metadata": {...free JSON: training files and seconds, credits/licenses, created, ...}}
 
+* ``R_0``, ``R_1``, ... (optional, discriminatively trained models): float32 arrays of the same
+  shapes as ``W_i``, each source's *reconstruction* bases; its entry in ``sources`` then names
+  it (``"recon_array": "R_0"``). Activations are still inferred with ``W_i`` (the *analysis*
+  bases) and the masks are built from ``R_i`` (Weninger et al., Interspeech 2014). Files without
+  them are ordinary version-2 files, and readers that do not know ``recon_array`` ignore it.
+
 Version 2 requires ``context`` (odd, 1..31) and source names that are safe file-name components;
 version 1 files (``context`` optional, default 1) are still read.
 
@@ -114,6 +120,15 @@ def _to_jsonable(obj: Any) -> Any:
         raise ModelError(f"metadata is not JSON-serialisable ({_one_line(exc)})") from None
 
 
+def _as_float32(arrays: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: np.ascontiguousarray(W, dtype=np.float32)
+        if isinstance(W, np.ndarray) and np.issubdtype(W.dtype, np.number)
+        else W
+        for name, W in arrays.items()
+    }
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())[:200]
 
@@ -143,6 +158,10 @@ class NMFModel:
         first). ``1`` is the classic one-frame spectrum.
     metadata : dict
         Free JSON-able information: training files and seconds, credits/licenses, created, ...
+    recon : dict[str, np.ndarray], optional
+        Reconstruction bases of every source (same names, order and shapes as ``bases``), learned
+        by discriminative training: the masks are built from them while the activations are
+        inferred with ``bases``. None: the masks use ``bases`` too.
 
     Raises
     ------
@@ -157,15 +176,13 @@ class NMFModel:
     w_norm: str = "l2"
     metadata: dict[str, Any] = field(default_factory=dict)
     context: int = 1
+    recon: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.bases, dict):
-            self.bases = {
-                name: np.ascontiguousarray(W, dtype=np.float32)
-                if isinstance(W, np.ndarray) and np.issubdtype(W.dtype, np.number)
-                else W
-                for name, W in self.bases.items()
-            }
+            self.bases = _as_float32(self.bases)
+        if isinstance(self.recon, dict):
+            self.recon = _as_float32(self.recon)
         self.validate()
 
     # -- views ---------------------------------------------------------------------------------
@@ -194,6 +211,20 @@ class NMFModel:
     def W(self) -> np.ndarray:
         """All bases side by side, shape ``(n_rows, K)``, float32 (a new array)."""
         return np.concatenate(list(self.bases.values()), axis=1).astype(np.float32, copy=False)
+
+    @property
+    def W_recon(self) -> np.ndarray | None:
+        """All reconstruction bases side by side (like :attr:`W`), or None."""
+        if self.recon is None:
+            return None
+        return np.concatenate([self.recon[n] for n in self.bases], axis=1).astype(
+            np.float32, copy=False
+        )
+
+    @property
+    def discriminative(self) -> bool:
+        """Whether the model has reconstruction bases (discriminative training)."""
+        return self.recon is not None
 
     def component_sources(self) -> np.ndarray:
         """Source index of each column of :attr:`W`, int array of shape ``(K,)``."""
@@ -282,6 +313,20 @@ class NMFModel:
             raise ModelError(f"bad w_norm {self.w_norm!r} (must be one of {', '.join(W_NORMS)})")
         if not isinstance(self.metadata, dict):
             raise ModelError("metadata must be a dict")
+        if self.recon is not None:
+            if not isinstance(self.recon, dict) or list(self.recon) != list(self.bases):
+                raise ModelError("reconstruction bases must name the same sources as the bases")
+            for name, R in self.recon.items():
+                W = self.bases[name]
+                if not isinstance(R, np.ndarray) or R.dtype != np.float32 or R.shape != W.shape:
+                    raise ModelError(
+                        f"source {name!r}: reconstruction bases must be a float array of the "
+                        f"bases' shape {W.shape}"
+                    )
+                if not np.isfinite(R).all() or (R < 0).any():
+                    raise ModelError(
+                        f"source {name!r}: reconstruction bases must be finite and non-negative"
+                    )
 
     # -- I/O -----------------------------------------------------------------------------------
 
@@ -296,7 +341,12 @@ class NMFModel:
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "sources": [
-                {"name": name, "n_components": k, "array": f"W_{i}"}
+                {
+                    "name": name,
+                    "n_components": k,
+                    "array": f"W_{i}",
+                    **({} if self.recon is None else {"recon_array": f"R_{i}"}),
+                }
                 for i, (name, k) in enumerate(self.n_components.items())
             ],
             "sr": self.sr,
@@ -344,6 +394,8 @@ class NMFModel:
         arrays: dict[str, np.ndarray] = {"metadata": np.array(meta)}
         for i, W in enumerate(self.bases.values()):
             arrays[f"W_{i}"] = np.ascontiguousarray(W, dtype=np.float32)
+        for i, R in enumerate((self.recon or {}).values()):
+            arrays[f"R_{i}"] = np.ascontiguousarray(R, dtype=np.float32)
         try:
             with atomic_open(dest, protect=protect, error=ModelError) as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
@@ -482,6 +534,7 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
     total = 0
 
     bases: dict[str, np.ndarray] = {}
+    recon: dict[str, np.ndarray] = {}
     used: set[str] = set()
     for i, src in enumerate(sources):
         if not isinstance(src, dict):
@@ -533,8 +586,33 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
         )
         used.add(key)
         bases[name] = np.ascontiguousarray(npz[key], dtype=np.float32)
+        rkey = src.get("recon_array")
+        if rkey is not None:
+            if not isinstance(rkey, str) or rkey == "metadata" or rkey in used:
+                raise ModelError(f"model metadata: source {name!r} has a bad array name {rkey!r}")
+            if rkey not in members:
+                raise ModelError(
+                    f"model file lacks the reconstruction bases of source {name!r} (entry {rkey!r})"
+                )
+            rshape, rdtype = members[rkey]
+            if rdtype.kind != "f" or rshape != shape:
+                raise ModelError(
+                    f"source {name!r}: reconstruction bases must be floating point of shape "
+                    f"{shape}, got {rdtype} {rshape}"
+                )
+            used.add(rkey)
+            recon[name] = np.ascontiguousarray(npz[rkey], dtype=np.float32)
+    if recon and len(recon) != len(bases):
+        raise ModelError("model file has reconstruction bases for some sources only")
     return NMFModel(
-        bases=bases, sr=sr, stft=stft, beta=beta, w_norm=w_norm, metadata=user, context=context
+        bases=bases,
+        sr=sr,
+        stft=stft,
+        beta=beta,
+        w_norm=w_norm,
+        metadata=user,
+        context=context,
+        recon=recon or None,
     )
 
 
@@ -652,5 +730,6 @@ def describe_model(model: NMFModel) -> dict[str, Any]:
         "beta": model.beta,
         "w_norm": model.w_norm,
         "context": model.context,
+        "discriminative": model.discriminative,
         "metadata": _to_jsonable(model.metadata),
     }

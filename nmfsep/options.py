@@ -269,6 +269,10 @@ class TrainOptions:
     max_frames : int
         Frames per source at most (a seeded sample of the audible ones).
     seed : int, optional
+    discriminative : bool
+        Also learn reconstruction bases that maximise the quality of the masked output on
+        synthetic mixtures of the training clips (Weninger et al., Interspeech 2014); the
+        activations are still inferred with the ordinary bases. Needs two sources or more.
     """
 
     n_components: int = defaults.COMPONENTS
@@ -282,8 +286,14 @@ class TrainOptions:
     tol: float = defaults.TOL
     max_frames: int = defaults.TRAIN_FRAMES
     seed: int | None = defaults.SEED
+    discriminative: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.discriminative, bool):
+            raise ParameterError(
+                f"discriminative must be True or False, not {self.discriminative!r}"
+            )
+        _set(self, "discriminative", bool(self.discriminative))
         _set(
             self,
             "n_components",
