@@ -192,13 +192,36 @@ def _sibling(path: str) -> str:
     return str(p.with_name("noise.wav" if p.name == "speech.wav" else "speech.wav"))
 
 
+def _alive(pids: list[int], timeout: float = 20.0) -> list[int]:
+    """Those of ``pids`` still running (zombies count as gone) after up to ``timeout`` s."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def _outputs(out: Path) -> dict[str, tuple[int, int]]:
     """Every output WAV under ``out`` -> (inode, mtime_ns)."""
     found = {}
-    for p in out.rglob("*.wav"):
-        if not p.name.startswith("."):
-            st = p.stat()
-            found[str(p.relative_to(out))] = (st.st_ino, st.st_mtime_ns)
+    for dirpath, _dirs, files in os.walk(out):  # directories may vanish meanwhile: skipped
+        for name in files:
+            if name.endswith(".wav") and not name.startswith("."):
+                p = Path(dirpath) / name
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                found[str(p.relative_to(out))] = (st.st_ino, st.st_mtime_ns)
     return found
 
 
@@ -268,14 +291,20 @@ def soak_kill_resume(
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-            delay = rng.uniform(0.2, 10.0)
+            delay = rng.uniform(0.2, 4.0)
             time.sleep(delay)
             if proc.poll() is not None:
                 rows.append((f"kill {k + 1}", "the run ended before the kill"))
+            import psutil
+
+            try:
+                workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                workers = []
             proc.kill()
             proc.wait()
-            left = _wait_gone(marker)
-            checks[f"kill {k + 1}: no nmfsep process left"] = not left
+            left = _wait_gone(marker) + _alive(workers)
+            checks[f"kill {k + 1}: no nmfsep process left (parent and workers)"] = not left
             now = _outputs(out)
             replaced |= {p for p, ident in seen.items() if now.get(p, ident)[0] != ident[0]}
             # only complete inputs (both outputs) count as done: a kill between an input's two

@@ -1044,7 +1044,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except (PermissionError, OSError):
         return True
-    return True
+    # A zombie (killed, not yet reaped: an orphaned worker under a PID 1 that does not reap,
+    # as in many containers) still answers kill(0) but writes nothing any more.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[-1].split()[:1]
+    except OSError:
+        return True
+    return state != [b"Z"]
 
 
 def cleanup_temp_files(directory: PathLike, *, min_age_other_hosts: float = 3600.0) -> int:
