@@ -460,5 +460,32 @@ RECIPES: dict[str, Any] = {
     # the same model, 2 free bases learned on the mixture, magnitude-ratio mask (l1 0, the
     # library's default with free bases)
     "plain_free2_p1": Generic("plain_free2_p1", sep={"free_components": 2, "mask_power": 1.0}),
+    # the same, the 2 free bases counted as noise (learned on the analysis bands: 2.7x faster)
+    "plain_free2n_p1": Generic(
+        "plain_free2n_p1",
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
+    ),
+    # larger pooled dictionaries (the compressed analysis of the engine pays for them)
+    "big64": Generic("big64", k_speech=64, k_noise=64, max_frames=6000),
+    "big64_p1": Generic(
+        "big64_p1", k_speech=64, k_noise=64, max_frames=6000, sep={"mask_power": 1.0}
+    ),
+    "big64_l1_1_p1": Generic(
+        "big64_l1_1_p1",
+        k_speech=64,
+        k_noise=64,
+        max_frames=6000,
+        sep={"mask_power": 1.0, "l1": 1.0},
+    ),
+    "big64_free2_p1": Generic(
+        "big64_free2_p1",
+        k_speech=64,
+        k_noise=64,
+        max_frames=6000,
+        sep={"mask_power": 1.0, "free_components": 2},
+    ),
+    "s64n128_p1": Generic(
+        "s64n128_p1", k_speech=64, k_noise=128, max_frames=6000, sep={"mask_power": 1.0}
+    ),
 }
-SHIPPED = "plain_free2_p1"
+SHIPPED = "plain_free2n_p1"

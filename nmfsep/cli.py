@@ -955,13 +955,25 @@ def separate(
     filename: Template = defaults.TEMPLATE,
     fmt: Format = defaults.FORMAT,
     free_components: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--free-components",
-            help="Semi-supervised: K extra bases learned on the mix, written as 'residual'.",
+            help="Semi-supervised: K extra bases learned on the mix, written as 'residual' "
+            "(or counted as --free-source). Default: the model's recommendation (built-in "
+            "model: 2 noise bases), else 0.",
             min=0,
+            show_default=False,
         ),
-    ] = 0,
+    ] = None,
+    free_source: Annotated[
+        str | None,
+        typer.Option(
+            "--free-source",
+            help="The model source the free bases adapt (e.g. noise); default: a source of "
+            "their own, 'residual'.",
+            show_default=False,
+        ),
+    ] = None,
     mask_power: MaskPower = None,
     beta: Beta = None,
     l1: SeparateL1 = None,
@@ -1020,6 +1032,7 @@ def separate(
             SeparateOptions,
             mask_power=mask_power,
             free_components=free_components,
+            free_source=free_source,
             beta=beta,
             l1=l1,
             max_iter=max_iter,
@@ -1035,7 +1048,8 @@ def separate(
         model_path = _model_arg(model)
         the_model = default_model() if model_path is None else load_model(model_path)
         try:
-            names = output_sources(the_model, free_components)
+            used = options.resolved(the_model.metadata.get("separation"))
+            names = output_sources(the_model, used.free_components or 0, used.free_source)
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None
         wanted = _selected(names, sources, stdout)

@@ -49,6 +49,11 @@ def _opt_beta(value: Any) -> float | None:
     return None if value is None else parse_beta(value)
 
 
+def _first(*values: Any) -> Any:
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
+
+
 def _opt_block_seconds(value: Any) -> float | None:
     if value is None:
         return None
@@ -61,10 +66,18 @@ class SeparateOptions:
 
     Parameters
     ----------
-    mask_power : float
+    mask_power : float, optional
         ``p`` of the Wiener masks ``M_i = P_i^p / sum_j P_j^p`` (> 0).
-    free_components : int
-        Extra bases learned on the mixture itself (semi-supervised), written as ``residual``.
+    free_components : int, optional
+        Extra bases learned on the mixture itself (semi-supervised), written as ``residual`` —
+        or, with ``free_source``, counted as that source of the model (adaptation).
+    free_source : str, optional
+        The model source the free bases adapt (e.g. ``"noise"``: noise the model has not
+        heard); None: they are a source of their own, ``residual``.
+
+    ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
+    recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
+    bases and p = 1, measured on held-out folds), else the defaults (p = 2, no free bases).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
     l1 : float, optional
@@ -93,8 +106,9 @@ class SeparateOptions:
         Wiener-masked mixture's phase.
     """
 
-    mask_power: float = defaults.MASK_POWER
-    free_components: int = 0
+    mask_power: float | None = None
+    free_components: int | None = None
+    free_source: str | None = None
     beta: float | None = None
     l1: float | None = None
     max_iter: int = defaults.SEPARATE_ITER
@@ -106,7 +120,14 @@ class SeparateOptions:
     phase_iters: int = defaults.PHASE_ITERS
 
     def __post_init__(self) -> None:
-        _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        if self.mask_power is not None:
+            _set(
+                self,
+                "mask_power",
+                check_number("mask_power", self.mask_power, low=0, low_open=True),
+            )
+        if self.free_source is not None and not isinstance(self.free_source, str):
+            raise ParameterError(f"free_source must be a source name, got {self.free_source!r}")
         _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
         if self.atten_lim is not None:
             _set(self, "atten_lim", check_number("atten_lim", self.atten_lim, low=0, high=400))
@@ -116,11 +137,12 @@ class SeparateOptions:
                 "analysis_bands",
                 check_int("analysis_bands", self.analysis_bands, low=8, high=MAX_N_FFT),
             )
-        _set(
-            self,
-            "free_components",
-            check_int("free_components", self.free_components, high=MAX_FREE_COMPONENTS),
-        )
+        if self.free_components is not None:
+            _set(
+                self,
+                "free_components",
+                check_int("free_components", self.free_components, high=MAX_FREE_COMPONENTS),
+            )
         _set(self, "beta", _opt_beta(self.beta))
         if self.l1 is not None:
             _set(self, "l1", check_number("l1", self.l1, low=0))
@@ -129,12 +151,31 @@ class SeparateOptions:
         _set(self, "seed", check_seed(self.seed))
         _set(self, "block_seconds", _opt_block_seconds(self.block_seconds))
 
-    @property
-    def l1_value(self) -> float:
-        """The L1 penalty used: ``l1``, or its default for this kind of separation."""
-        if self.l1 is not None:
-            return self.l1
-        return defaults.SEMI_SUPERVISED_L1 if self.free_components else defaults.SEPARATE_L1
+    #: The fields a model may recommend (``metadata["separation"]``).
+    RECOMMENDABLE = ("mask_power", "free_components", "free_source")
+
+    def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
+        """These options with every field left at None that a model may recommend filled in:
+        from ``recommended`` (a model's ``metadata["separation"]``, checked like any option),
+        else from the defaults; ``l1`` then gets its default for this kind of separation."""
+        rec = SeparateOptions(**{k: v for k, v in (recommended or {}).items()
+                                 if k in self.RECOMMENDABLE})  # fmt: skip
+        # the model's free_source rides with its free_components: an explicit count of free
+        # bases without a free_source keeps them a source of their own (residual)
+        own = self.free_components is not None
+        free = _first(self.free_components, rec.free_components, 0)
+        source = self.free_source if own else _first(self.free_source, rec.free_source)
+        out = dataclasses.replace(
+            self,
+            mask_power=_first(self.mask_power, rec.mask_power, defaults.MASK_POWER),
+            free_components=free,
+            free_source=source if free else None,
+        )
+        if out.l1 is None:
+            # with free bases the penalty pushes the modelled sources into them (measured)
+            l1 = defaults.SEMI_SUPERVISED_L1 if free else defaults.SEPARATE_L1
+            out = dataclasses.replace(out, l1=l1)
+        return out
 
     def replace(self, **changes: Any) -> SeparateOptions:
         """A copy with some fields changed (checked again)."""

@@ -357,7 +357,8 @@ def discriminative_bases(
     from nmfsep.options import SeparateOptions
 
     t0 = time.process_time()
-    opts = separate_options if separate_options is not None else SeparateOptions()
+    # supervised: no free bases unless asked for (a model may recommend some)
+    opts = separate_options if separate_options is not None else SeparateOptions(free_components=0)
     if opts.free_components:
         raise ParameterError("discriminative training is for supervised separation (no free bases)")
     names = model.source_names
@@ -388,7 +389,7 @@ def discriminative_bases(
     held = group >= group.max() - max(1, (group.max() + 1) // 5) + 1
     train_cols, held_cols = ~held, held
     labels = plan.labels
-    c, p = plan.context, float(opts.mask_power)
+    c, p = plan.context, float(plan.options.mask_power or 0.0)
     R = plan.W.copy()
     eps = np.float32(1e-12)
     cols_of = [labels == i for i in range(len(names))]

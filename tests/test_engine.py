@@ -226,3 +226,35 @@ def test_compressed_analysis_gives_nearly_the_same_separation(model: NMFModel) -
     # free bases are learned on the full grid: no compressed analysis then
     semi = separate(y, SR, model, analysis_bands=32, free_components=2)
     assert semi.settings["analysis_bands"] is None
+
+
+def test_a_model_recommends_its_separation_settings(model: NMFModel) -> None:
+    """Options left at None take the model's metadata["separation"]; explicit ones win."""
+    import dataclasses
+
+    voice, noise = tones(2.0, seed=2), hiss(2.0, seed=3)
+    y = voice + noise
+    rec = {"free_components": 2, "mask_power": 1.0, "free_source": "hiss"}
+    recommending = dataclasses.replace(model)
+    recommending.metadata = {**model.metadata, "separation": rec}
+    plan = SeparationPlan.create(recommending, sr=SR)
+    assert plan.names == ("voice", "hiss")  # the free bases adapt the noise: no 'residual'
+    assert plan.free_components == 2 and plan.options.mask_power == 1.0 and plan.l1 == 0.0
+    assert plan.components == {"voice": 6, "hiss": 8}
+    result = separate(y, SR, recommending)
+    assert set(result.sources) == {"voice", "hiss"}
+    assert result.settings["free_source"] == "hiss" and result.settings["mask_power"] == 1.0
+    np.testing.assert_allclose(sum(result.sources.values())[0], y, atol=1e-5)
+    # explicit options override the recommendation
+    plain = SeparationPlan.create(recommending, sr=SR, options=SeparateOptions(free_components=0))
+    assert plain.free_components == 0 and plain.options.mask_power == 1.0
+    own = SeparationPlan.create(recommending, sr=SR, options=SeparateOptions(free_components=3))
+    assert own.names == ("voice", "hiss", "residual")  # a count without a source: residual
+    p2 = SeparationPlan.create(recommending, sr=SR, options=SeparateOptions(mask_power=2.0))
+    assert p2.options.mask_power == 2.0 and p2.free_components == 2
+    # a model without a recommendation: the defaults
+    assert SeparationPlan.create(model, sr=SR).free_components == 0
+    with pytest.raises(ParameterError, match="free_source"):
+        SeparationPlan.create(
+            model, sr=SR, options=SeparateOptions(free_components=2, free_source="drums")
+        )

@@ -120,7 +120,7 @@ def test_default_model_and_pcm16_output(tmp_path: Path) -> None:
     job = Job(
         str(src),
         {name: str(tmp_path / "out" / f"{name}.wav") for name in m.source_names},
-        SeparateOptions(max_iter=20, block_seconds=0.5),
+        SeparateOptions(max_iter=20, block_seconds=0.5, free_components=0),  # blocks in parallel
     )
     (record,) = run_jobs([job], n_jobs=2)
     assert record.status == "ok", record
