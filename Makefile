@@ -38,7 +38,9 @@ test: lint
 # Benchmarks (a few minutes each; ../shared/data is used when present, else sample_audio/).
 bench: install
 	$(BIN)/python bench/nmf_speed.py
+	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/generalise.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/soak.py
 

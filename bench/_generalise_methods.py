@@ -487,5 +487,12 @@ RECIPES: dict[str, Any] = {
     "s64n128_p1": Generic(
         "s64n128_p1", k_speech=64, k_noise=128, max_frames=6000, sep={"mask_power": 1.0}
     ),
+    "s64n32_free2n_p1": Generic(
+        "s64n32_free2n_p1",
+        k_speech=64,
+        k_noise=32,
+        max_frames=6000,
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
+    ),
 }
 SHIPPED = "plain_free2n_p1"
