@@ -17,6 +17,7 @@ Conventions
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -172,6 +173,59 @@ def _assignment(score: np.ndarray) -> np.ndarray:
     return perm
 
 
+#: Longest stretch scored in one piece by BSS-eval (samples). fast_bss_eval's correlations use
+#: FFTs of about twice the signal's length for every signal: a 20-minute file would need
+#: gigabytes. Longer signals are scored in equal segments of at most this length, each with its
+#: own distortion filter (as BSS-eval v4 / museval do with windows), and the segments combined
+#: exactly by energy: the projected share of an estimate's energy is the energy-weighted mean
+#: of the segments' shares, so the result is one SDR/SIR/SAR for the whole signal. (Like every
+#: windowed BSS-eval, a filter per segment forgives gain changes between segments that one
+#: filter for the whole signal would count as distortion.)
+BSS_SEGMENT = 1 << 19
+
+
+def _segmented_cosines(
+    fbe: Any, r: np.ndarray, e: np.ndarray, filter_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairwise squared cosines (SDR and SAR coherences), shape (n_ref, n_est), computed on
+    segments of at most :data:`BSS_SEGMENT` samples and combined by each estimate's energy."""
+    n = r.shape[1]
+    n_seg = max(1, -(-n // BSS_SEGMENT))
+    edges = np.linspace(0, n, n_seg + 1).astype(np.int64)
+    num_sdr = np.zeros((r.shape[0], e.shape[0]))
+    num_sar = np.zeros((r.shape[0], e.shape[0]))
+    total = np.zeros(e.shape[0])
+    for a, b in itertools.pairwise(edges):
+        es = e[:, a:b]
+        energy = np.einsum("ij,ij->i", es, es, dtype=np.float64)
+        # references silent in this segment project nothing there (their rows get no share)
+        act = np.einsum("ij,ij->i", r[:, a:b], r[:, a:b], dtype=np.float64) > 0.0
+        if n_seg == 1:
+            act[:] = True  # one piece: fast_bss_eval's own handling, as before
+        total += energy
+        if not energy.any() or not act.any():
+            continue
+        rs = r[act, a:b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            try:
+                c_sdr, c_sar = fbe.numpy.square_cosine_metrics(
+                    rs, es, filter_length=filter_length, pairwise=True
+                )
+            except np.linalg.LinAlgError:
+                # rank-deficient references (e.g. pure tones): regularise the normal equations
+                c_sdr, c_sar = fbe.numpy.square_cosine_metrics(
+                    rs, es, filter_length=filter_length, pairwise=True, load_diag=1e-9
+                )
+        c_sdr = np.nan_to_num(np.clip(np.asarray(c_sdr, dtype=np.float64), 0.0, 1.0))
+        c_sar = np.nan_to_num(np.clip(np.asarray(c_sar, dtype=np.float64), 0.0, 1.0))
+        num_sdr[act] += c_sdr * energy[None, :]
+        num_sar[act] += c_sar * energy[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coh_sdr = np.clip(num_sdr / total[None, :], 0.0, 1.0)
+        coh_sar = np.clip(num_sar / total[None, :], 0.0, 1.0)
+    return coh_sdr, coh_sar
+
+
 def _pairwise_bss(
     ref: np.ndarray, est: np.ndarray, filter_length: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,18 +245,8 @@ def _pairwise_bss(
     # are well conditioned (fast_bss_eval only rescales norms above 1e-6)
     r = ref[active] / ref_norm[active, None]
     e = np.divide(est, est_norm[:, None], out=np.zeros_like(est), where=audible[:, None])
+    coh_sdr, coh_sar = _segmented_cosines(fbe, r, e, filter_length)
     with np.errstate(divide="ignore", invalid="ignore"):
-        try:
-            coh_sdr, coh_sar = fbe.numpy.square_cosine_metrics(
-                r, e, filter_length=filter_length, pairwise=True
-            )
-        except np.linalg.LinAlgError:
-            # rank-deficient references (e.g. pure tones): regularise the normal equations
-            coh_sdr, coh_sar = fbe.numpy.square_cosine_metrics(
-                r, e, filter_length=filter_length, pairwise=True, load_diag=1e-9
-            )
-        coh_sdr = np.clip(np.asarray(coh_sdr, dtype=np.float64), 0.0, 1.0)
-        coh_sar = np.clip(np.asarray(coh_sar, dtype=np.float64), 0.0, 1.0)
         coh_sir = np.clip(coh_sdr / coh_sar, 0.0, 1.0)
     a_sdr = _ratio_db(coh_sdr, 1.0 - coh_sdr)
     a_sar = _ratio_db(coh_sar, 1.0 - coh_sar)
