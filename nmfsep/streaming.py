@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,7 +431,20 @@ def _open(src: Source, stack: contextlib.ExitStack, mono: bool) -> tuple[Any, in
         _check_header(int(f.samplerate), int(f.channels), Path(src.name))
     else:
         f = stack.enter_context(_open_for_reading(src))
+        if f.frames >= _UNKNOWN_FRAMES or f.frames < 0:
+            # a FLAC written to a pipe: no length in the header, and libsndfile reports its end
+            # as a decoder error. Read it through a file object, so that the end can be told.
+            import soundfile as sf
+
+            fh = stack.enter_context(open(src, "rb"))
+            size = os.fstat(fh.fileno()).st_size
+            f = stack.enter_context(sf.SoundFile(fh))
+            _AT_END[f] = lambda: fh.tell() >= size
     return f, int(f.samplerate), 1 if mono else int(f.channels)
+
+
+#: ``at_end()`` of the open files of unknown length (see :func:`_chunks`).
+_AT_END: weakref.WeakKeyDictionary[Any, Callable[[], bool]] = weakref.WeakKeyDictionary()
 
 
 def _source(path: PathLike | InputStream) -> Source:
@@ -514,7 +528,7 @@ def _through(
             if progress is not None:
                 progress(done, total)
 
-        ended = src.reader.at_end if isinstance(src, InputStream) else None
+        ended = src.reader.at_end if isinstance(src, InputStream) else _AT_END.get(f)
         for x in _chunks(f, _name(src), chunk, mono=mono, span=span, at_end=ended):
             write(separator.push(x))
         if separator.samples_in == 0:
@@ -692,7 +706,9 @@ def _cluster(
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
         sampler = FrameSampler(sr=sr, channels=channels, options=opts)
-        for x in _chunks(f, Path(label), 1 << 18, mono=mono, span=_span(sr, start, duration)):
+        ended = src.reader.at_end if isinstance(src, InputStream) else _AT_END.get(f)
+        span = _span(sr, start, duration)
+        for x in _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended):
             sampler.push(x)
         if sampler.samples_in == 0:
             raise AudioError("contains no audio samples (0 frames)", path=label)

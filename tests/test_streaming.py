@@ -256,3 +256,33 @@ def test_cli_block_seconds(model: NMFModel, tmp_path: Path) -> None:
     assert record["settings"]["streaming"]["threads"] == 1
     total = sum(_read(p) for p in record["outputs"].values())
     assert np.abs(total - y).max() < 1e-5  # FLOAT input: FLOAT outputs
+
+
+def _flac_of_unknown_length(path: Path, y: np.ndarray, sr: int) -> None:
+    """Write ``y`` as a FLAC through a real pipe (what ``ffmpeg ... -f flac -`` gives): the
+    header then has no total length."""
+    import threading
+
+    r, w = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(r, 65536), b"")))
+    reader.start()
+    try:
+        with sf.SoundFile(w, "w", samplerate=sr, channels=1, format="FLAC", closefd=False) as f:
+            f.write(y)
+    finally:
+        os.close(w)
+        reader.join(30)
+        os.close(r)
+    path.write_bytes(b"".join(chunks))
+
+
+def test_flac_of_unknown_length_is_streamed_fully(model: NMFModel, tmp_path: Path) -> None:
+    y = tones(2.0) + hiss(2.0)
+    src = tmp_path / "piped.flac"
+    _flac_of_unknown_length(src, y, SR)
+    outs = {n: str(tmp_path / f"{n}.wav") for n in model.source_names}
+    result = separate_file(src, outs, model, subtypes=dict.fromkeys(outs, "FLOAT"))
+    assert result.n_samples == y.size
+    total = sum(_read(p) for p in outs.values())
+    assert total.shape == (1, y.size) and np.abs(total[0] - y).max() < 1e-4  # FLAC is 16-bit
