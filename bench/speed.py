@@ -157,8 +157,9 @@ def main() -> None:
 
     # -- GFLOP/s of the activation solve vs plain sgemm of the same shape
     from nmfsep.engine import SeparationPlan, fit_masks
+    from nmfsep.options import SeparateOptions
 
-    plan = SeparationPlan.create(model, sr=sr16)
+    plan = SeparationPlan.create(model, sr=sr16, options=SeparateOptions(free_components=0))
     frames = 2000
     X = np.abs(np.random.default_rng(0).standard_normal((plan.config.n_freq, frames)))
     X = X.astype(np.float32) + 0.1

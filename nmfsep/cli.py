@@ -1012,6 +1012,17 @@ def separate(
             min=0,
         ),
     ] = None,
+    analysis_bands: Annotated[
+        int | None,
+        typer.Option(
+            "--analysis-bands",
+            help=f"Infer the activations on about N ERB-spaced bands (masks stay full "
+            f"resolution); 0: every frequency bin (slower, measured +0.3 dB with the built-in "
+            f"model on unseen recordings). Default {defaults.ANALYSIS_BANDS}.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1042,6 +1053,8 @@ def separate(
             atten_lim=atten_lim,
             phase_iters=phase_iters,
         )
+        if analysis_bands is not None:  # 0 = every bin (None in the options)
+            options = options.replace(analysis_bands=analysis_bands or None)
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
         _check_format(fmt, kind)

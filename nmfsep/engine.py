@@ -486,6 +486,8 @@ def fit_masks(
     result : NMFResult
     """
     o = plan.options
+    if W_free is None and plan.free_components:
+        W_free = plan.initial_free_bases()
     # The masks do not depend on the level of V, but the L1 penalty does. With all bases fixed,
     # frames are independent: each is brought to unit mean, so ``l1`` asks every frame for the
     # same relative sparsity whatever the recording's level or a frame's loudness, and a frame's

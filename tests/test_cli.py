@@ -521,3 +521,19 @@ def test_plot_without_matplotlib_names_the_extra(
     )
     assert result.exit_code == 2
     assert "pip install 'nmfsep[plot]'" in result.stderr
+
+
+def test_analysis_bands_flag(audio_dir: Path, model_path: Path, tmp_path: Path) -> None:
+    """--analysis-bands 0 infers on every bin; the default uses the bands."""
+    runs = {}
+    for flag in ([], ["--analysis-bands", "0"], ["--analysis-bands", "32"]):
+        out = tmp_path / ("o" + "".join(flag))
+        result = runner.invoke(
+            app,
+            ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "-o", str(out),
+             "--json", "-q", *flag],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        runs[" ".join(flag)] = json.loads(result.stdout)["files"][0]["settings"]
+    assert runs["--analysis-bands 0"]["analysis_bands"] is None
+    assert runs["--analysis-bands 32"]["analysis_bands"] == 32
