@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--no-cluster", action="store_true")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "quality.json")
     args = parser.parse_args()
-    from nmfsep.clustering import FEATURES
+    from nmfsep.defaults import CLUSTER_FEATURE_KINDS as FEATURES
 
     cases = find_cases(args.data if args.data.is_dir() else None)
     results: dict[str, dict[str, dict[str, float]]] = {}
