@@ -149,12 +149,16 @@ PhaseIters = Annotated[
         min=0,
     ),
 ]
+_BETA_HELP = "Beta-divergence: a number, or euclidean (2), kl (1), itakura-saito (0)"
 Beta = Annotated[
     str | None,
     typer.Option(
-        "--beta",
-        help="Beta-divergence: a number, or euclidean (2), kl (1), itakura-saito (0).",
+        "--beta", help=f"{_BETA_HELP} (default {defaults.BETA:g}, kl).", show_default=False
     ),
+]
+SeparateBeta = Annotated[
+    str | None,
+    typer.Option("--beta", help=f"{_BETA_HELP} (default: the model's).", show_default=False),
 ]
 L1 = Annotated[float, typer.Option("--l1", help="L1 (sparsity) penalty on activations.", min=0)]
 SeparateL1 = Annotated[
@@ -167,14 +171,34 @@ SeparateL1 = Annotated[
     ),
 ]
 L2 = Annotated[float, typer.Option("--l2", help="L2 penalty on activations.", min=0)]
-MaxIter = Annotated[int | None, typer.Option("--max-iter", help="NMF iteration cap.", min=1)]
+MaxIter = Annotated[
+    int | None,
+    typer.Option("--max-iter", help=f"NMF iteration cap (default {defaults.TRAIN_ITER}).", min=1),
+]
+SeparateMaxIter = Annotated[
+    int | None,
+    typer.Option(
+        "--max-iter",
+        help=f"Activation iterations per block (default {defaults.SEPARATE_ITER}).",
+        min=1,
+    ),
+]
+ClusterMaxIter = Annotated[
+    int | None,
+    typer.Option(
+        "--max-iter",
+        help=f"NMF iterations learning the bases on the mix (default {defaults.TRAIN_ITER}; "
+        f"then {defaults.CLUSTER_SEPARATE_ITER} per block separating).",
+        min=1,
+    ),
+]
 Tol = Annotated[float, typer.Option("--tol", help="Stop when the loss improves by less.", min=0)]
 MaskPower = Annotated[
     float | None,
     typer.Option(
         "--mask-power",
         help="Wiener mask exponent p: M_i = P_i^p / sum_j P_j^p "
-        f"(default {defaults.MASK_POWER:g}).",
+        f"(default {defaults.MASK_POWER:g}, or the model's recommendation: see info).",
         min=0,
     ),
 ]
@@ -215,6 +239,11 @@ Inputs = Annotated[
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _examples(*lines: str) -> str:
+    """A command's epilog: one example per line (never joined on one line)."""
+    return "Examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class _Reporter:
@@ -803,7 +832,14 @@ def _main(
 # ----------------------------------------------------------------------------- commands
 
 
-@app.command(epilog="Example: nmfsep train speech=clean/*.wav noise=noise_dir -o model.npz -k 32")
+@app.command(
+    epilog=_examples(
+        "nmfsep train speech=sample_audio/train_speech.wav noise=sample_audio/train_noise.wav"
+        " -o tavern.npz",
+        "nmfsep train speech=clean/*.wav noise=noise_dir/ -o model.npz -k 32 --seed 1",
+        "nmfsep train speech.wav -o speech_only.npz",
+    )
+)
 @_guarded("train")
 def train(
     sources: Annotated[
@@ -818,13 +854,22 @@ def train(
         "model.npz"
     ),
     components: Annotated[
-        int | None, typer.Option("--components", "-k", help="Bases per source.", min=1)
+        int | None,
+        typer.Option(
+            "--components", "-k", help=f"Bases per source (default {defaults.COMPONENTS}).", min=1
+        ),
     ] = None,
     beta: Beta = None,
     l1: L1 = 0.0,
     l2: L2 = 0.0,
     n_fft: Annotated[
-        int | None, typer.Option("--n-fft", help="FFT size (default: ~64 ms).", min=16)
+        int | None,
+        typer.Option(
+            "--n-fft",
+            help=f"FFT size (default: a window of ~{defaults.WINDOW_SECONDS * 1000:.0f} ms, a "
+            "power of two: 2048 at 16 kHz, 4096 at 44.1 kHz).",
+            min=16,
+        ),
     ] = None,
     hop_length: Annotated[
         int | None, typer.Option("--hop-length", help="Hop (default: n_fft/4).", min=1)
@@ -837,7 +882,8 @@ def train(
         int | None,
         typer.Option(
             "--context",
-            help="Frames per basis, odd (default 5): bases are spectro-temporal patches.",
+            help=f"Frames per basis, odd (default {defaults.CONTEXT}): bases are spectro-temporal "
+            "patches.",
             min=1,
         ),
     ] = None,
@@ -939,8 +985,12 @@ def train(
 
 
 @app.command(
-    epilog="Examples: nmfsep separate noisy.wav  |  nmfsep separate -m model.npz recordings/ "
-    "-o clean --json  |  find . -name '*.flac' | nmfsep separate --files-from - -j 2"
+    epilog=_examples(
+        "nmfsep separate noisy.wav",
+        "nmfsep separate recordings/ -r -m model.npz -o clean --format flac --json",
+        "nmfsep separate - --stdout speech < mix.wav > speech.wav",
+        "find . -name '*.flac' -print0 | nmfsep separate --files-from - -0 -j 2",
+    )
 )
 @_guarded("separate")
 def separate(
@@ -975,9 +1025,9 @@ def separate(
         ),
     ] = None,
     mask_power: MaskPower = None,
-    beta: Beta = None,
+    beta: SeparateBeta = None,
     l1: SeparateL1 = None,
-    max_iter: MaxIter = None,
+    max_iter: SeparateMaxIter = None,
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
     overwrite: Overwrite = False,
@@ -1122,7 +1172,12 @@ def separate(
         raise _fail(exc) from None
 
 
-@app.command(epilog="Example: nmfsep cluster song.wav -n 2 -k 40 --save-model song_model.npz")
+@app.command(
+    epilog=_examples(
+        "nmfsep cluster sample_audio/guitar_drums_mix.wav -n 2",
+        "nmfsep cluster song.wav -n 2 -k 40 --save-model song_model.npz --plot",
+    )
+)
 @_guarded("cluster")
 def cluster(
     inputs: Inputs = None,
@@ -1133,11 +1188,21 @@ def cluster(
         ),
     ] = defaults.CLUSTER_SOURCES,
     components: Annotated[
-        int | None, typer.Option("--components", "-k", help="Bases learned on the mix.", min=1)
+        int | None,
+        typer.Option(
+            "--components",
+            "-k",
+            help=f"Bases learned on the mix (default {defaults.COMPONENTS}).",
+            min=1,
+        ),
     ] = None,
     features: Annotated[
         str | None,
-        typer.Option("--features", help="Basis features for k-means (see the README)."),
+        typer.Option(
+            "--features",
+            help=f"Basis features for k-means: {', '.join(defaults.CLUSTER_FEATURE_KINDS)} "
+            f"(default {defaults.CLUSTER_FEATURES}; see the README).",
+        ),
     ] = None,
     outdir: OutDir = Path(defaults.OUTDIR),
     filename: Template = defaults.TEMPLATE,
@@ -1145,7 +1210,7 @@ def cluster(
     mask_power: MaskPower = None,
     beta: Beta = None,
     l1: L1 = 0.0,
-    max_iter: MaxIter = None,
+    max_iter: ClusterMaxIter = None,
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
     phase_iters: PhaseIters = 0,
@@ -1274,8 +1339,11 @@ def _finite(value: Any) -> Any:
 
 
 @app.command(
-    epilog="Examples: nmfsep evaluate separated/mix/speech.wav --reference clean/speech.wav "
-    "--mixture mix.wav  |  nmfsep evaluate separated/mix/*.wav --reference-dir refs --json"
+    epilog=_examples(
+        "nmfsep evaluate separated/mix/speech.wav --reference clean/speech.wav --mixture mix.wav",
+        "nmfsep evaluate separated/mix/*.wav --reference-dir refs --json",
+        "nmfsep evaluate separated/mix/speech.wav --reference clean/speech.wav --metrics stoi,pesq",
+    )
 )
 @_guarded("evaluate")
 def evaluate(
@@ -1411,7 +1479,13 @@ def evaluate(
     Console().print(table)
 
 
-@app.command(epilog="Example: nmfsep info model.npz --json")
+@app.command(
+    epilog=_examples(
+        "nmfsep info default",
+        "nmfsep info model.npz --json",
+        "nmfsep info model.npz --plot bases.png",
+    )
+)
 @_guarded("info")
 def info(
     model: Annotated[

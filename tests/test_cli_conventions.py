@@ -101,3 +101,44 @@ def test_every_default_is_shown_in_help() -> None:
     text = " ".join(r.stdout.split())
     for needle in ("default stdin", "[default: separated]", "[default: wav]"):
         assert needle in text, needle
+
+
+def test_help_shows_the_defaults_table_and_one_example_per_line() -> None:
+    from nmfsep import defaults
+
+    wanted = {
+        "train": [
+            f"Bases per source (default {defaults.COMPONENTS})",
+            f"(default {defaults.BETA:g}, kl)",
+            f"~{defaults.WINDOW_SECONDS * 1000:.0f} ms",
+            f"(default {defaults.CONTEXT})",
+            f"(default {defaults.TRAIN_ITER})",
+            "[default: 0.0001]",
+            "[default: 0]",
+        ],
+        "separate": [
+            f"per block (default {defaults.SEPARATE_ITER})",
+            f"(default {defaults.SEPARATE_L1:g};",
+            f"(default {defaults.MASK_POWER:g},",
+            "(default: the model's)",
+        ],
+        "cluster": [
+            f"mix (default {defaults.COMPONENTS})",
+            f"(default {defaults.CLUSTER_FEATURES};",
+            "[default: 2]",
+        ],
+        "evaluate": [],
+        "info": [],
+    }
+    for command, needles in wanted.items():
+        r = nmfsep(command, "--help")
+        assert r.returncode == 0, command
+        text = " ".join(r.stdout.split())
+        for needle in needles:
+            assert needle in text, (command, needle)
+        examples = r.stdout[r.stdout.index("Examples:") :].splitlines()[1:]
+        examples = [line.strip() for line in examples if line.strip()]
+        assert len(examples) >= 2, command
+        for line in examples:
+            assert "nmfsep " in line and line.count("nmfsep ") == 1, (command, line)
+            assert " | nmfsep" not in line or line.startswith("find "), (command, line)
