@@ -640,11 +640,17 @@ def _rollback(paths: Sequence[str], before: dict[str, tuple[int, int] | None]) -
                 os.unlink(p)
 
 
-def run_job(job: Job) -> JobRecord:
+#: ``progress(input, samples_done, samples_total_or_0)`` after each written piece of a job.
+JobProgress = Callable[[str, int, int], None]
+
+
+def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     """Run one job; never raises for a bad input — the error is in the returned record.
 
     The job first claims its input (see the module notes); a job that fails leaves none of its
-    outputs (those already renamed into place are removed).
+    outputs (those already renamed into place are removed). ``progress`` (in this process
+    only) is called as ``progress(job.input, samples_done, samples_total)`` after each written
+    piece (total 0 when unknown); an exception it raises stops the job like Ctrl-C.
     """
     t0 = time.perf_counter()
     written = job.written()
@@ -665,7 +671,7 @@ def run_job(job: Job) -> JobRecord:
                 if job.skip_existing and all(os.path.isfile(p) for p in job.outputs.values()):
                     record = JobRecord(job.input, "skipped", outputs=dict(job.outputs))
                 else:
-                    record = _run_job(job)
+                    record = _run_job(job, progress)
         except NmfsepError as exc:
             # The error names the input; name another file (an output, ...) in the message.
             about_input = exc.path is None or os.path.abspath(exc.path) == os.path.abspath(
@@ -718,7 +724,7 @@ def _subtypes(job: Job) -> dict[str, str]:
     }
 
 
-def _run_job(job: Job) -> JobRecord:
+def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     from nmfsep import streaming
 
     subtypes = _subtypes(job)
@@ -730,17 +736,25 @@ def _run_job(job: Job) -> JobRecord:
     if job.plot is not None:
         return _run_job_in_memory(job, subtypes, notes, on_clip)
     model = None
+
+    def on_piece(done: int, total: int) -> None:
+        _check_stop()
+        if progress is not None:
+            progress(job.input, done, total)
+
     common: dict[str, Any] = {
         "mono": job.mono,
         "subtypes": subtypes,
         "n_threads": job.threads,
-        "progress": _check_stop,
+        "progress": on_piece,
         "clip_mode": job.clip_mode,
         "protect": [job.input],
         "on_clip": on_clip,
         "start": job.start,
         "duration": job.duration,
     }
+    if progress is not None:
+        progress(job.input, 0, 0)  # started (the first piece may take a while)
     if isinstance(job.options, ClusterOptions):
         result, model = streaming.cluster_file(
             job.input, job.outputs, options=job.options, **common
@@ -886,6 +900,7 @@ def run_jobs(
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_done: Callable[[JobRecord], None] | None = None,
+    progress: JobProgress | None = None,
 ) -> list[JobRecord]:
     """Run jobs in this process (``n_jobs=1`` or one job), a local process pool, or on Dask.
 
@@ -901,6 +916,10 @@ def run_jobs(
         parent), so that workers resolve them as the user meant; records name them as given.
     on_done : callable, optional
         Called with each record as soon as its job finishes (for progress reports).
+    progress : callable, optional
+        ``progress(input, samples_done, samples_total)`` within each job, for jobs run in this
+        process only (``n_jobs=1`` or one job); pool and Dask workers report through
+        ``on_done`` alone.
 
     Returns
     -------
@@ -921,7 +940,7 @@ def run_jobs(
             done(i, record)
     elif n_jobs <= 1 or len(jobs) == 1:
         for i, job in enumerate(jobs):
-            done(i, run_job(replace(job, threads=max(1, n_jobs))))
+            done(i, run_job(replace(job, threads=max(1, n_jobs)), progress))
     else:
         for i, record in _run_pool(jobs, min(n_jobs, len(jobs))):
             done(i, record)

@@ -291,6 +291,97 @@ class _Reporter:
                 self.notice("      settings: " + json.dumps(record.settings, sort_keys=True))
 
 
+class _Bars:
+    """Progress bars on stderr, only when it is a terminal and not ``-q``: one over the files
+    (ETA, real-time factor) and one per file being separated in this process (samples, ETA,
+    real-time factor). Files run by pool workers advance the files bar as they finish."""
+
+    def __init__(self, console: Any, *, quiet: bool, n_files: int) -> None:
+        self.enabled = not quiet and n_files > 0 and bool(console.is_terminal)
+        self.n_files = n_files
+        self.finished = 0
+        self.audio = 0.0
+        self.t0 = time.perf_counter()
+        self.files: dict[str, tuple[Any, int | None, float]] = {}
+        self.bars: Any = None
+        if not self.enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=True,
+            redirect_stdout=False,  # --json goes to stdout untouched
+        )
+        self.overall = self.bars.add_task(
+            f"files 0/{n_files}", total=n_files, info="", visible=n_files > 1
+        )
+
+    def __enter__(self) -> _Bars:
+        if self.bars is not None:
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def piece(self, name: str, done: int, total: int) -> None:
+        """``progress(input, samples_done, samples_total)`` of a job in this process."""
+        if self.bars is None:
+            return
+        if name not in self.files:
+            sr = None
+            with contextlib.suppress(Exception):  # ffmpeg inputs: no header to read
+                from nmfsep.audio import audio_info
+
+                if name != "-":  # stdin: its header is the stream's, not to be read twice
+                    header = audio_info(name)
+                    sr, total = header.sr, total or header.frames
+            label = _printable(Path(name).name)
+            task = self.bars.add_task(label, total=total or None, info="")
+            self.files[name] = (task, sr, time.perf_counter())
+        task, sr, t0 = self.files[name]
+        info = ""
+        if sr and done:
+            rtf = done / sr / max(time.perf_counter() - t0, 1e-6)
+            info = f"{done / sr:.0f} s audio, {rtf:.1f}x real time"
+        self.bars.update(task, completed=done, info=info, **({"total": total} if total else {}))
+        if total:
+            self.bars.update(self.overall, completed=self.finished + min(done / total, 1.0))
+
+    def record(self, record: Any) -> None:
+        """A job finished (any status)."""
+        if self.bars is None:
+            return
+        self.finished += 1
+        self.audio += float(record.duration or 0.0)
+        entry = self.files.pop(record.input, None)
+        if entry is not None:
+            self.bars.remove_task(entry[0])
+        rtf = self.audio / max(time.perf_counter() - self.t0, 1e-6)
+        self.bars.update(
+            self.overall,
+            completed=self.finished,
+            description=f"files {self.finished}/{self.n_files}",
+            info=f"{rtf:.1f}x real time" if self.audio else "",
+        )
+
+
 def _one_line(text: str) -> str:
     """Keep an error on one line even when a file name holds a line break."""
     return text.replace("\r", "\\r").replace("\n", "\\n")
@@ -563,16 +654,20 @@ def _run_single(
         "start": start,
         "duration": duration,
     }
+    bars = _Bars(report.err, quiet=quiet, n_files=1)
+    common["progress"] = lambda done, total: bars.piece(label, done, total)
     try:
         trained = None
-        if isinstance(options, ClusterOptions):
-            result, trained = streaming.cluster_file(src, targets, options=options, **common)
-        else:
-            from nmfsep.batch import _load_model_cached
+        with bars:
+            bars.piece(label, 0, 0)
+            if isinstance(options, ClusterOptions):
+                result, trained = streaming.cluster_file(src, targets, options=options, **common)
+            else:
+                from nmfsep.batch import _load_model_cached
 
-            result = streaming.separate_file(
-                src, targets, _load_model_cached(model), options=options, **common
-            )
+                result = streaming.separate_file(
+                    src, targets, _load_model_cached(model), options=options, **common
+                )
         if trained is not None and save_model is not None:
             trained.save(save_model)
     except NmfsepError as exc:
@@ -689,7 +784,16 @@ def _run_batch(
         }
 
     try:
-        done = run_jobs(planned, n_jobs=n_jobs, scheduler=scheduler, on_done=report.record)
+        bars = _Bars(report.err, quiet=quiet, n_files=len(planned))
+
+        def on_done(record: Any) -> None:
+            bars.record(record)
+            report.record(record)
+
+        with bars:
+            done = run_jobs(
+                planned, n_jobs=n_jobs, scheduler=scheduler, on_done=on_done, progress=bars.piece
+            )
     except (KeyboardInterrupt, SystemExit) as exc:
         code = 143 if isinstance(exc, SystemExit) and exc.code == 143 else 130
         if isinstance(exc, SystemExit) and code != 143:
