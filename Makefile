@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nmfsep-installed
 # The runtime alone (make demo); the dev install above is a superset and satisfies it too.
 RUNTIME_STAMP := $(VENV)/.nmfsep-runtime
+# One tiny separation after installing: compiles nmfsep's numba kernels into the user's cache
+# once, so that no later command pauses to compile (cli._numba_cache_dir picks the cache).
+WARMUP = tmp=$$(mktemp -d) && $(BIN)/nmfsep separate sample_audio/mix.wav --duration 1 -o "$$tmp" -q; \
+	status=$$?; rm -rf "$$tmp"; test $$status -eq 0
 
 .PHONY: install install-runtime test lint bench demo clean
 
@@ -17,6 +21,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@$(WARMUP)
 	@touch $(RUNTIME_STAMP) $(STAMP)
 
 # Runtime only: numpy, scipy, librosa, soundfile, typer, rich, numba, threadpoolctl (no extras).
@@ -25,7 +30,7 @@ $(RUNTIME_STAMP): pyproject.toml
 	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
 	  test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
 	  $(BIN)/python -m pip install --quiet --upgrade pip; \
-	  $(BIN)/python -m pip install --quiet -e . && touch $@; fi
+	  $(BIN)/python -m pip install --quiet -e . && { $(WARMUP); } && touch $@; fi
 
 lint: install
 	$(BIN)/ruff check nmfsep tests bench

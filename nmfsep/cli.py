@@ -654,6 +654,7 @@ def _run_single(
         "start": start,
         "duration": duration,
     }
+    _say_if_compiling(quiet)
     bars = _Bars(report.err, quiet=quiet, n_files=1)
     common["progress"] = lambda done, total: bars.piece(label, done, total)
     try:
@@ -784,6 +785,8 @@ def _run_batch(
         }
 
     try:
+        if planned:
+            _say_if_compiling(quiet)
         bars = _Bars(report.err, quiet=quiet, n_files=len(planned))
 
         def on_done(record: Any) -> None:
@@ -1065,6 +1068,7 @@ def train(
                 tasks[source] = bars.add_task(f"training {source}", total=iterations, loss="-")
             bars.update(tasks[source], completed=n_iter, loss=f"{loss:.4g}")
 
+        _say_if_compiling(quiet)
         with bars:
             model = train_from_files(
                 spec,
@@ -1671,6 +1675,22 @@ def _numba_cache_dir() -> None:
         if os.access(candidate, os.W_OK):
             os.environ["NUMBA_CACHE_DIR"] = candidate
             return
+
+
+#: Said once on stderr before numba compiles nmfsep's kernels into an empty cache.
+COMPILING = "compiling numerical kernels (first run only)..."
+
+
+def _say_if_compiling(quiet: bool) -> None:
+    """One line on stderr when nmfsep's numba kernels are not cached yet (a first run: about a
+    second of compiling, which must not look like a stall). Cheap: one glob of the cache."""
+    if quiet:
+        return
+    import glob
+
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    if not cache or not glob.glob(os.path.join(glob.escape(cache), "nmfsep_*", "_kernels.*.nbi")):
+        print(COMPILING, file=sys.stderr, flush=True)
 
 
 def _terminate(signum: int, frame: Any) -> None:

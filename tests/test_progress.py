@@ -77,7 +77,8 @@ def test_no_bars_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
-    assert lines and all(line.startswith(("ok    ", "2 done")) for line in lines), r.stderr
+    usual = ("ok    ", "2 done", "compiling numerical kernels")  # the last on a cold cache
+    assert lines and all(line.startswith(usual) for line in lines), r.stderr
     assert "\x1b" not in r.stderr and "ETA" not in r.stderr
 
 
@@ -103,3 +104,26 @@ def test_bars_for_stdin_to_stdout(tmp_path: Path) -> None:
     assert proc.wait(timeout=300) == 0, seen
     assert (tmp_path / "speech.wav").read_bytes()[:4] == b"RIFF"  # stdout is the audio alone
     assert b"ok    -" in seen and b"ETA" in seen
+
+
+def test_a_cold_numba_cache_is_said_once(tmp_path: Path) -> None:
+    from nmfsep.cli import COMPILING
+
+    env = {**ENV, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "nmfsep", "separate", str(AUDIO / "mix.wav"), "--duration", "1"]
+    said = []
+    for extra in (["-q"], [], []):  # quiet on a cold cache (and fills it), then warm
+        r = subprocess.run(
+            [*args, "-o", "out", "--overwrite", *extra],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        said.append(COMPILING in r.stderr)
+    assert said == [False, False, False]  # -q says nothing; then the cache is warm
+    r = subprocess.run(
+        [*args, "-o", "out", "--overwrite"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**ENV, "NUMBA_CACHE_DIR": str(tmp_path / "cold")}, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[0] == COMPILING
