@@ -1,12 +1,12 @@
 """Sweep the built-in path's separation settings on the held-out folds of bench/generalise.py.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/generalise_sweep.py PER_FOLD 'JSON_LIST_OF_SETTINGS'
+    OMP_NUM_THREADS=1 .venv/bin/python bench/generalise_sweep.py PER_FOLD 'JSON_LIST' [RECIPE]
 
 e.g. ``bench/generalise_sweep.py 8 '[{"free_components": 2, "mask_power": 1.0,
 "free_source": "noise"}, {"free_components": 2, "mask_power": 1.0, "analysis_bands": null}]'``.
 
 Uses the fold models and peer scores cached by ``bench/generalise.py`` (run it first), the fold
-models of the ``current`` recipe (32 + 32 bases), and prints per setting: mean SDRi, STOI, the
+models of RECIPE (default: the shipped one), and prints per setting: mean SDRi, STOI, the
 share of mixtures above DD-Wiener, the worst mixture and the mean by SNR.
 """
 
@@ -37,7 +37,9 @@ def main() -> None:
     corpus = g.Corpus()
     folds = g.make_folds(corpus, 5, 0)
     mixtures = g.make_mixtures(corpus, folds, per, 5.0, 0)
-    models = {f.index: g.fold_model(corpus, gm.RECIPES["current"], f, True) for f in folds}
+    recipe_name = sys.argv[3] if len(sys.argv) > 3 else gm.SHIPPED
+    base = gm.RECIPES[recipe_name]
+    models = {f.index: g.fold_model(corpus, base, f, True) for f in folds}
     for sep in configs:
         recipe = gm.Generic("sweep", sep=sep)
         sdri, stoi, dd = [], [], []
