@@ -107,6 +107,8 @@ class Job:
     options: SeparateOptions | ClusterOptions
     model: str | None = None
     plot: str | None = None
+    #: Frequency axis of the plot: log (default), linear or mel.
+    plot_scale: str = "log"
     save_model: str | None = None
     mono: bool = False
     threads: int = 1
@@ -813,9 +815,9 @@ def _run_job_in_memory(
         on_clip(said[0])
     if model is not None and job.save_model is not None:
         model.save(job.save_model, protect=[job.input])
-    plot_separation(y, sr, result, job.plot, title=Path(job.input).name)
+    plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale)
     if model is not None:  # the learned bases, one colour per cluster
-        plot_model(model, Path(job.plot).with_name("bases.png"))
+        plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale)
     return JobRecord(
         job.input,
         "ok",

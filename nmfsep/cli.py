@@ -214,6 +214,10 @@ Plot = Annotated[
     bool,
     typer.Option("--plot", help="Also write {track}/separation.png (needs the 'plot' extra)."),
 ]
+PlotScale = Annotated[
+    str,
+    typer.Option("--plot-scale", help="Frequency axis of --plot pictures: log, linear or mel."),
+]
 BlockSeconds = Annotated[
     float | None,
     typer.Option(
@@ -913,6 +917,12 @@ def _options(cls: Any, **fields: Any) -> Any:
         raise _usage(message) from None
 
 
+def _plot_scale(scale: str) -> str:
+    if scale not in ("log", "linear", "mel"):
+        raise _usage(f"--plot-scale must be log, linear or mel, got {scale!r}")
+    return scale
+
+
 def _model_arg(model: Path | str | None) -> str | None:
     """``-m``/``--model``: a file, or ``default`` (or nothing) for the built-in model."""
     return None if model is None or str(model) == "default" else str(model)
@@ -1145,6 +1155,7 @@ def separate(
     scheduler: Scheduler = None,
     block_seconds: BlockSeconds = None,
     plot: Plot = False,
+    plot_scale: PlotScale = "log",
     channels: Channels = "keep",
     clip_mode: ClipMode = "float",
     sources: Annotated[
@@ -1274,7 +1285,12 @@ def separate(
             extra_summary={"model": "built-in" if model_path is None else model_path},
             channels=channels,
             clip_mode=clip_mode,
-            job_extra={"start": start, "duration": duration, "subtype": kind},
+            job_extra={
+                "start": start,
+                "duration": duration,
+                "subtype": kind,
+                "plot_scale": _plot_scale(plot_scale),
+            },
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -1332,6 +1348,7 @@ def cluster(
     files_from: FilesFrom = None,
     scheduler: Scheduler = None,
     plot: Plot = False,
+    plot_scale: PlotScale = "log",
     channels: Channels = "keep",
     clip_mode: ClipMode = "float",
     sources: Annotated[
@@ -1433,7 +1450,12 @@ def cluster(
             save_model=None if save_model is None else str(save_model),
             channels=channels,
             clip_mode=clip_mode,
-            job_extra={"start": start, "duration": duration, "subtype": kind},
+            job_extra={
+                "start": start,
+                "duration": duration,
+                "subtype": kind,
+                "plot_scale": _plot_scale(plot_scale),
+            },
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -1603,6 +1625,7 @@ def info(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Draw each source's bases into this PNG.")
     ] = None,
+    plot_scale: PlotScale = "log",
     json_out: JsonOut = False,
 ) -> None:
     """Show what a model file holds."""
@@ -1617,7 +1640,7 @@ def info(
             _check_target(plot, "--plot", protect)
             from nmfsep.plotting import plot_model
 
-            plot_model(the_model, plot, protect=protect)
+            plot_model(the_model, plot, protect=protect, scale=_plot_scale(plot_scale))
     except NmfsepError as exc:
         raise _fail(exc) from None
     if json_out:

@@ -142,3 +142,17 @@ def test_help_shows_the_defaults_table_and_one_example_per_line() -> None:
         for line in examples:
             assert "nmfsep " in line and line.count("nmfsep ") == 1, (command, line)
             assert " | nmfsep" not in line or line.startswith("find "), (command, line)
+
+
+@pytest.mark.parametrize("scale", ["log", "linear", "mel"])
+def test_plot_scales(tmp_path: Path, scale: str) -> None:
+    pytest.importorskip("matplotlib")
+    r = nmfsep("info", "default", "--plot", str(tmp_path / "bases.png"), "--plot-scale", scale)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "bases.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_plot_scale_is_a_usage_error(tmp_path: Path) -> None:
+    r = nmfsep("separate", str(AUDIO / "mix.wav"), "--plot", "--plot-scale", "bark",
+               "-o", str(tmp_path))  # fmt: skip
+    assert r.returncode == 2 and "--plot-scale" in r.stderr
