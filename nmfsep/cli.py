@@ -1518,6 +1518,14 @@ def evaluate(
             "pystoi, pesq: wide-band P.862.2 at 16 kHz; both in the 'eval' extra).",
         ),
     ] = "sdr,sir,sar,si-sdr",
+    no_reference: Annotated[
+        bool,
+        typer.Option(
+            "--no-reference",
+            help="No clean reference: DNSMOS P.835 (SIG, BAK, OVRL) and P.808 scores, 1-5, "
+            "from the offline models of the 'mos' extra (speechmos + onnxruntime).",
+        ),
+    ] = False,
     json_out: JsonOut = False,
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV on stdout.")] = False,
 ) -> None:
@@ -1529,6 +1537,9 @@ def evaluate(
     """
     from nmfsep.evaluation import METRICS, evaluate_files, match_references, require_metrics
 
+    if no_reference:
+        _evaluate_without_reference(estimates, json_out=json_out, csv_out=csv_out)
+        return
     chosen = [m.strip().lower() for m in metrics.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in METRICS]
     if unknown or not chosen:
@@ -1606,6 +1617,42 @@ def evaluate(
         table.add_row(
             escape(_printable(row["name"])), escape(_printable(Path(row["estimate"]).name)), *cells
         )
+    Console().print(table)
+
+
+def _evaluate_without_reference(estimates: list[Path], *, json_out: bool, csv_out: bool) -> None:
+    """``evaluate --no-reference``: DNSMOS of each file."""
+    from nmfsep.evaluation import DNSMOS_KEYS, dnsmos_files, require_mos
+
+    try:
+        require_mos()  # a missing extra is a usage error, before any work
+        rows = dnsmos_files(estimates)
+    except ParameterError as exc:
+        raise _usage(exc.message) from None
+    except NmfsepError as exc:
+        raise _fail(exc) from None
+    if json_out:
+        print(json.dumps({"command": "evaluate", "metric": "dnsmos", "files": rows}, indent=2))
+        return
+    if csv_out:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["estimate", *DNSMOS_KEYS])
+        for row in rows:
+            writer.writerow([row["estimate"], *(row[k] for k in DNSMOS_KEYS)])
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="no-reference quality (DNSMOS, 1-5)")
+    table.add_column("estimate")
+    for label in ("SIG", "BAK", "OVRL", "P.808"):
+        table.add_column(label, justify="right")
+    for row in rows:
+        cells = ["-" if row[k] is None else f"{row[k]:.2f}" for k in DNSMOS_KEYS]
+        table.add_row(escape(_printable(Path(row["estimate"]).name)), *cells)
     Console().print(table)
 
 

@@ -236,3 +236,57 @@ def _pesq(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
         return float(pesq(sr, ref, est, "wb" if sr == 16000 else "nb"))
     except (PesqError, ValueError):  # no utterance found, too short
         return None
+
+
+#: DNSMOS scores ``evaluate --no-reference`` reports (Reddy et al., "DNSMOS P.835", ICASSP
+#: 2022): speech quality, background-noise intrusiveness, overall, and the P.808 overall score.
+DNSMOS_KEYS = ("sig_mos", "bak_mos", "ovrl_mos", "p808_mos")
+MOS_EXTRA_MESSAGE = (
+    "--no-reference needs speechmos and onnxruntime (the 'mos' extra): pip install 'nmfsep[mos]'"
+)
+
+
+def require_mos() -> None:
+    """Refuse (ParameterError, naming the ``mos`` extra) when DNSMOS cannot run here."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) is None for m in ("speechmos", "onnxruntime")):
+        raise ParameterError(MOS_EXTRA_MESSAGE)
+
+
+def dnsmos_files(paths: Sequence[PathLike]) -> list[dict[str, Any]]:
+    """No-reference quality of each file: DNSMOS P.835 (SIG, BAK, OVRL) and P.808, 1-5.
+
+    The models are the ONNX files shipped inside the ``speechmos`` wheel (nothing is
+    downloaded); each file is scored on its channel mean, resampled to 16 kHz (the models'
+    rate).
+
+    Raises
+    ------
+    ParameterError
+        The ``mos`` extra is not installed.
+    AudioError
+        An unreadable file.
+    """
+    require_mos()
+    import warnings
+
+    from speechmos import dnsmos
+
+    from nmfsep.audio import load_audio
+
+    rows = []
+    for path in paths:
+        y, _ = load_audio(path, sr=16000, mono=True)
+        x = np.asarray(y[0], dtype=np.float32)
+        if x.size < 16000:  # the models score windows of about 9 s; under 1 s say nothing
+            rows.append({"estimate": str(path), **dict.fromkeys(DNSMOS_KEYS)})
+            continue
+        peak = float(np.abs(x).max(initial=0.0))
+        if peak > 1.0:  # the models expect samples in [-1, 1]
+            x = x / peak
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = dnsmos.run(x, sr=16000)
+        rows.append({"estimate": str(path), **{k: float(scores[k]) for k in DNSMOS_KEYS}})
+    return rows

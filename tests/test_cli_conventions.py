@@ -156,3 +156,27 @@ def test_bad_plot_scale_is_a_usage_error(tmp_path: Path) -> None:
     r = nmfsep("separate", str(AUDIO / "mix.wav"), "--plot", "--plot-scale", "bark",
                "-o", str(tmp_path))  # fmt: skip
     assert r.returncode == 2 and "--plot-scale" in r.stderr
+
+
+def test_evaluate_without_reference_gives_dnsmos(tmp_path: Path) -> None:
+    """``evaluate --no-reference``: DNSMOS from the offline models of the 'mos' extra."""
+    import importlib.util
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    voiced = 0.2 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    sf.write(tmp_path / "a.wav", voiced + 0.01 * rng.standard_normal(t.size), 16000)
+    sf.write(tmp_path / "short.wav", voiced[:4000], 16000)
+    cmd = [sys.executable, "-m", "nmfsep", "evaluate", "--no-reference", "--json"]
+    result = subprocess.run(
+        [*cmd, str(tmp_path / "a.wav"), str(tmp_path / "short.wav")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    have = all(importlib.util.find_spec(m) for m in ("speechmos", "onnxruntime"))
+    if not have:
+        assert result.returncode == 2 and "'mos' extra" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["files"]
+    assert 1.0 <= rows[0]["ovrl_mos"] <= 5.0 and 1.0 <= rows[0]["sig_mos"] <= 5.0
+    assert rows[1]["ovrl_mos"] is None  # under one second: no score
