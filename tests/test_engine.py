@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _signals import SR, hiss, tones
 
 from nmfsep.engine import SeparationPlan, Separator, safe_gain
 from nmfsep.errors import ParameterError
@@ -16,26 +17,6 @@ from nmfsep.separation import separate
 from nmfsep.spectral import STFTConfig
 from nmfsep.streaming import separate_file
 from nmfsep.training import train_model
-
-SR = 8000
-
-
-def tones(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 150 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    y = sum(np.sin(h * phase) / h for h in range(1, 6))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)) ** 2
-    return (0.1 * y * env).astype(np.float32)
-
-
-def hiss(seconds: float, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = rng.standard_normal(int(seconds * SR))
-    spec = np.fft.rfft(n)
-    spec[: int(len(spec) * 2000 / (SR / 2))] = 0
-    return (0.05 * np.fft.irfft(spec, n=len(n))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from _signals import SR, hiss, tones
 from typer.testing import CliRunner
 
 from nmfsep.batch import Job, run_jobs
@@ -21,28 +22,6 @@ from nmfsep.options import SeparateOptions
 from nmfsep.separation import separate, train_model
 from nmfsep.spectral import STFTConfig
 from nmfsep.streaming import separate_file
-
-SR = 8000
-
-
-def tones(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
-    """Harmonic tones below 1.5 kHz with a gliding pitch and a syllable-like envelope."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 150 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
-    phase = 2 * np.pi * np.cumsum(f0) / sr
-    y = sum(np.sin(h * phase) / h for h in range(1, 6))
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)) ** 2
-    return (0.1 * y * env).astype(np.float32)
-
-
-def hiss(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
-    """White noise high-passed above 2 kHz."""
-    rng = np.random.default_rng(seed)
-    n = rng.standard_normal(int(seconds * sr))
-    spec = np.fft.rfft(n)
-    spec[: int(len(spec) * 2000 / (sr / 2))] = 0
-    return (0.05 * np.fft.irfft(spec, n=len(n))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,27 @@
+"""Synthetic test signals shared by the engine and streaming tests (8 kHz by default)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SR = 8000
+
+
+def tones(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Harmonic tones below 1.5 kHz with a gliding pitch and a syllable-like envelope."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 150 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(h * phase) / h for h in range(1, 6))
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 6)) ** 2
+    return (0.1 * y * env).astype(np.float32)
+
+
+def hiss(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
+    """White noise high-passed above 2 kHz."""
+    rng = np.random.default_rng(seed)
+    n = rng.standard_normal(int(seconds * sr))
+    spec = np.fft.rfft(n)
+    spec[: int(len(spec) * 2000 / (sr / 2))] = 0
+    return (0.05 * np.fft.irfft(spec, n=len(n))).astype(np.float32)
