@@ -581,6 +581,96 @@ def _selected(names: list[str], sources: str | None, stdout: str | None) -> list
     return [n for n in names if n in wanted] if wanted else list(names)
 
 
+def _dispatch(
+    command: str,
+    *,
+    inputs: list[str] | None,
+    files_from: str | None,
+    recursive: bool,
+    null: bool,
+    names: list[str],
+    sources: str | None,
+    stdout: str | None,
+    name: str | None,
+    plot: bool,
+    plot_scale: str,
+    subtype: str | None,
+    fmt: str,
+    template: str,
+    outdir: Path,
+    options: Any,
+    model: str | None,
+    overwrite: bool,
+    jobs: int | None,
+    scheduler: str | None,
+    json_out: bool,
+    quiet: bool,
+    verbose: bool,
+    channels: str,
+    clip_mode: str,
+    start: float,
+    duration: float | None,
+    save_model: str | None = None,
+    extra_summary: dict[str, Any] | None = None,
+) -> None:
+    """``separate`` and ``cluster`` after their options are parsed: one stream (stdin and/or
+    --stdout) or a batch of files."""
+    wanted = _selected(names, sources, stdout)
+    common: dict[str, Any] = dict(
+        command=command,
+        outdir=outdir,
+        template=template,
+        fmt=fmt,
+        options=options,
+        model=model,
+        overwrite=overwrite,
+        json_out=json_out,
+        quiet=quiet,
+        verbose=verbose,
+        channels=channels,
+        clip_mode=clip_mode,
+        save_model=save_model,
+        extra_summary=extra_summary,
+    )
+    if (inputs and "-" in inputs) or stdout is not None:
+        if len(inputs or []) != 1 or files_from is not None:
+            raise _usage("'-' (stdin) and --stdout take exactly one input")
+        if plot:
+            raise _usage("--plot cannot be used with '-' or --stdout")
+        assert inputs is not None
+        _run_single(
+            source=inputs[0],
+            name=name,
+            names=names,
+            to_files=wanted,
+            stdout=stdout,
+            subtype=subtype,
+            start=start,
+            duration=duration,
+            **common,
+        )
+        return
+    items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir, null=null)
+    if save_model is not None:
+        if len(items) != 1:
+            raise _usage("--save-model takes exactly one input")
+        _check_target(Path(save_model), "--save-model", [i.path for i in items])
+    _run_batch(
+        inputs=items,
+        sources=wanted,
+        jobs=jobs,
+        scheduler=scheduler,
+        plot=plot,
+        job_extra={
+            "start": start,
+            "duration": duration,
+            "subtype": subtype,
+            "plot_scale": _plot_scale(plot_scale),
+        },
+        **common,
+    )
+
+
 def _run_single(
     *,
     command: str,
@@ -1234,45 +1324,22 @@ def separate(
             names = output_sources(the_model, used.free_components or 0, used.free_source)
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None
-        wanted = _selected(names, sources, stdout)
-        if (inputs and "-" in inputs) or stdout is not None:
-            if len(inputs or []) != 1 or files_from is not None:
-                raise _usage("'-' (stdin) and --stdout take exactly one input")
-            if plot:
-                raise _usage("--plot cannot be used with '-' or --stdout")
-            assert inputs is not None
-            _run_single(
-                command="separate",
-                source=inputs[0],
-                name=name,
-                names=names,
-                to_files=wanted,
-                stdout=stdout,
-                outdir=outdir,
-                template=filename,
-                fmt=fmt,
-                subtype=kind,
-                options=options,
-                model=model_path,
-                overwrite=overwrite,
-                json_out=json_out,
-                quiet=quiet,
-                verbose=verbose,
-                channels=channels,
-                clip_mode=clip_mode,
-                start=start,
-                duration=duration,
-                extra_summary={"model": "built-in" if model_path is None else model_path},
-            )
-            return
-        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir, null=null)
-        _run_batch(
-            command="separate",
-            inputs=items,
-            sources=wanted,
-            outdir=outdir,
-            template=filename,
+        _dispatch(
+            "separate",
+            inputs=inputs,
+            files_from=files_from,
+            recursive=recursive,
+            null=null,
+            names=names,
+            sources=sources,
+            stdout=stdout,
+            name=name,
+            plot=plot,
+            plot_scale=plot_scale,
+            subtype=kind,
             fmt=fmt,
+            template=filename,
+            outdir=outdir,
             options=options,
             model=model_path,
             overwrite=overwrite,
@@ -1281,16 +1348,11 @@ def separate(
             json_out=json_out,
             quiet=quiet,
             verbose=verbose,
-            plot=plot,
-            extra_summary={"model": "built-in" if model_path is None else model_path},
             channels=channels,
             clip_mode=clip_mode,
-            job_extra={
-                "start": start,
-                "duration": duration,
-                "subtype": kind,
-                "plot_scale": _plot_scale(plot_scale),
-            },
+            start=start,
+            duration=duration,
+            extra_summary={"model": "built-in" if model_path is None else model_path},
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
@@ -1395,49 +1457,22 @@ def cluster(
         kind = _subtype_arg(subtype, int16, int24, float32)
         _check_format(fmt, kind)
         names = [f"source{i + 1}" for i in range(n_sources)]
-        wanted = _selected(names, sources, stdout)
-        if (inputs and "-" in inputs) or stdout is not None:
-            if len(inputs or []) != 1 or files_from is not None:
-                raise _usage("'-' (stdin) and --stdout take exactly one input")
-            if plot:
-                raise _usage("--plot cannot be used with '-' or --stdout")
-            assert inputs is not None
-            _run_single(
-                command="cluster",
-                source=inputs[0],
-                name=name,
-                names=names,
-                to_files=wanted,
-                stdout=stdout,
-                outdir=outdir,
-                template=filename,
-                fmt=fmt,
-                subtype=kind,
-                options=options,
-                model=None,
-                overwrite=overwrite,
-                json_out=json_out,
-                quiet=quiet,
-                verbose=verbose,
-                channels=channels,
-                clip_mode=clip_mode,
-                start=start,
-                duration=duration,
-                save_model=None if save_model is None else str(save_model),
-            )
-            return
-        items = _collect_inputs(inputs, files_from, recursive=recursive, outdir=outdir, null=null)
-        if save_model is not None and len(items) != 1:
-            raise _usage("--save-model takes exactly one input")
-        if save_model is not None:
-            _check_target(save_model, "--save-model", [i.path for i in items])
-        _run_batch(
-            command="cluster",
-            inputs=items,
-            sources=wanted,
-            outdir=outdir,
-            template=filename,
+        _dispatch(
+            "cluster",
+            inputs=inputs,
+            files_from=files_from,
+            recursive=recursive,
+            null=null,
+            names=names,
+            sources=sources,
+            stdout=stdout,
+            name=name,
+            plot=plot,
+            plot_scale=plot_scale,
+            subtype=kind,
             fmt=fmt,
+            template=filename,
+            outdir=outdir,
             options=options,
             model=None,
             overwrite=overwrite,
@@ -1446,16 +1481,11 @@ def cluster(
             json_out=json_out,
             quiet=quiet,
             verbose=verbose,
-            plot=plot,
-            save_model=None if save_model is None else str(save_model),
             channels=channels,
             clip_mode=clip_mode,
-            job_extra={
-                "start": start,
-                "duration": duration,
-                "subtype": kind,
-                "plot_scale": _plot_scale(plot_scale),
-            },
+            start=start,
+            duration=duration,
+            save_model=None if save_model is None else str(save_model),
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
