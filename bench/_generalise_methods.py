@@ -509,5 +509,24 @@ RECIPES: dict[str, Any] = {
         max_frames=6000,
         sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
     ),
+    # shorter analysis windows: harmonics less resolved, so a pooled dictionary depends less on
+    # the speakers' pitch (session 3)
+    **{
+        f"nb_n{n}c{c}": Generic(
+            f"nb_n{n}c{c}",
+            n_fft=n,
+            context=c,
+            max_frames=f,
+            exclude=("babble", "music"),
+            sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
+        )
+        for n, c, f in (
+            (1024, 5, 6000),
+            (1024, 3, 6000),
+            (512, 5, 8000),
+            (512, 9, 8000),
+            (2048, 3, 4000),
+        )
+    },
 }
 SHIPPED = "nobabble_free2n_p1"
