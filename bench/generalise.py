@@ -261,6 +261,42 @@ def _min_stat_bias(alpha: float, D: int, n: int = 20000, seed: int = 0) -> float
 _BIAS: dict[tuple[float, int], float] = {}
 
 
+def min_stat_noise(P: np.ndarray, *, alpha_s: float, frames: int) -> np.ndarray:
+    """Minimum-statistics noise PSD of the periodogram ``P`` (n_freq, n_frames): ``P`` smoothed
+    over time, its minimum over a centred window of ``frames``, times the bias of that minimum
+    for Gaussian noise (Martin 2001, simplified)."""
+    from scipy.ndimage import minimum_filter1d
+
+    T = P.shape[1]
+    S = np.empty_like(P)
+    acc = P[:, : max(1, min(T, 8))].mean(axis=1)
+    for t in range(T):
+        acc = alpha_s * acc + (1 - alpha_s) * P[:, t]
+        S[:, t] = acc
+    key = (alpha_s, frames)
+    if key not in _BIAS:
+        _BIAS[key] = _min_stat_bias(alpha_s, frames)
+    return np.maximum(minimum_filter1d(S, size=min(frames, T), axis=1) * _BIAS[key], 1e-12)
+
+
+def dd_gain(
+    P: np.ndarray, lam: np.ndarray, *, alpha_dd: float = 0.98, xi_min_db: float = -15.0
+) -> np.ndarray:
+    """Wiener gain ``ξ / (1 + ξ)`` with the decision-directed a-priori SNR (Ephraim & Malah
+    1984) of the periodogram ``P`` for the noise PSD ``lam`` (both (n_freq, n_frames))."""
+    gamma = P / lam
+    xi_min = 10 ** (xi_min_db / 10)
+    G = np.empty_like(P)
+    prev = np.zeros(P.shape[0])  # |Â_{t−1}|² / λ_{t−1}
+    for t in range(P.shape[1]):
+        xi = alpha_dd * prev + (1 - alpha_dd) * np.maximum(gamma[:, t] - 1.0, 0.0)
+        xi = np.maximum(xi, xi_min)
+        g = xi / (1.0 + xi)
+        G[:, t] = g
+        prev = (g**2) * gamma[:, t]
+    return G
+
+
 def dd_wiener(
     y: np.ndarray,
     sr: int = SR,
@@ -284,33 +320,13 @@ def dd_wiener(
       ``ξ_t = α_dd |Â_{t−1}|² / λ_{t−1} + (1 − α_dd) max(γ_t − 1, 0)``, floored at ``ξ_min``
       (−15 dB, which also bounds the gain's attenuation: no musical-noise holes); ``Â = G Y``.
     """
-    from scipy.ndimage import minimum_filter1d
     from scipy.signal import istft as sp_istft
     from scipy.signal import stft as sp_stft
 
     _, _, Y = sp_stft(y, fs=sr, window="hann", nperseg=n_fft, noverlap=n_fft - hop)
     P = np.abs(Y) ** 2
-    T = P.shape[1]
-    S = np.empty_like(P)
-    acc = P[:, : max(1, min(T, 8))].mean(axis=1)
-    for t in range(T):
-        acc = alpha_s * acc + (1 - alpha_s) * P[:, t]
-        S[:, t] = acc
-    D = max(3, round(window_s * sr / hop))
-    key = (alpha_s, D)
-    if key not in _BIAS:
-        _BIAS[key] = _min_stat_bias(alpha_s, D)
-    lam = np.maximum(minimum_filter1d(S, size=min(D, T), axis=1) * _BIAS[key], 1e-12)
-    gamma = P / lam
-    xi_min = 10 ** (xi_min_db / 10)
-    G = np.empty_like(P)
-    prev = np.zeros(P.shape[0])  # |Â_{t−1}|² / λ_{t−1}
-    for t in range(T):
-        xi = alpha_dd * prev + (1 - alpha_dd) * np.maximum(gamma[:, t] - 1.0, 0.0)
-        xi = np.maximum(xi, xi_min)
-        g = xi / (1.0 + xi)
-        G[:, t] = g
-        prev = (g**2) * gamma[:, t]
+    lam = min_stat_noise(P, alpha_s=alpha_s, frames=max(3, round(window_s * sr / hop)))
+    G = dd_gain(P, lam, alpha_dd=alpha_dd, xi_min_db=xi_min_db)
     _, x = sp_istft(G * Y, fs=sr, window="hann", nperseg=n_fft, noverlap=n_fft - hop)
     out = np.zeros(len(y))
     out[: min(len(y), len(x))] = x[: len(y)]
