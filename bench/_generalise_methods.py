@@ -528,5 +528,18 @@ RECIPES: dict[str, Any] = {
             (2048, 3, 4000),
         )
     },
+    # more training frames / sparse training for the pooled dictionaries (session 3)
+    "nb_f16k": Generic(
+        "nb_f16k",
+        max_frames=16000,
+        exclude=("babble", "music"),
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
+    ),
+    "nb_l1t": Generic(
+        "nb_l1t",
+        l1_train=0.5,
+        exclude=("babble", "music"),
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
+    ),
 }
 SHIPPED = "nobabble_free2n_p1"
