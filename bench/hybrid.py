@@ -64,7 +64,16 @@ def rules(y: np.ndarray, s: np.ndarray, s_dd: np.ndarray) -> dict[str, np.ndarra
     out["dd_nmfnoise"] = inv(g.dd_gain(P, lam_nmf) * Y)
     for c in (1.0, 2.0, 4.0):
         out[f"dd_min{c:g}"] = inv(g.dd_gain(P, np.minimum(lam_nmf, c * lam_ms)) * Y)
-    out["dd_geo"] = inv(g.dd_gain(P, np.sqrt(lam_nmf * lam_ms)) * Y)
+    for a in (0.25, 0.5, 0.75):
+        out[f"dd_pow{a:g}"] = inv(g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a)) * Y)
+    # the weight of the NMF noise estimate from the mixture's estimated SNR (NMF speech / rest)
+    snr_est = 10 * np.log10(
+        max(float(np.sum(s**2)), 1e-12) / max(float(np.sum((y - s) ** 2)), 1e-12)
+    )
+    for mid in (0.0, 2.5, 5.0):
+        a = float(np.clip(0.5 - (snr_est - mid) / 10, 0.0, 1.0))
+        out[f"dd_snr{mid:g}"] = inv(g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a)) * Y)
+    out["_snr_est"] = np.array([snr_est])
     out["g_mean"] = inv(0.5 * (m + G_dd) * Y)
     out["g_max"] = inv(np.maximum(m, G_dd) * Y)
     out["g_geo"] = inv(np.sqrt(m * G_dd) * Y)
@@ -89,6 +98,9 @@ def main() -> None:
     for m in mixtures:
         s = recipe.separate(models[m.fold], m.mix.astype(np.float32)[np.newaxis])
         for k, est in rules(m.mix, s, g.dd_wiener(m.mix)).items():
+            if k.startswith("_"):
+                scores.setdefault(k, []).append({"sdri": float(est[0]), "si_sdri": 0, "stoi": 0})
+                continue
             scores.setdefault(k, []).append(g.score(m.speech, est, m.mix))
         dd.append(scores["dd"][-1]["sdri"])
     snr = np.array([m.snr for m in mixtures])
@@ -103,6 +115,8 @@ def main() -> None:
             flush=True,
         )
     print(f"({time.process_time() - t0:.0f} CPU-s)")
+    dump = {"ids": [m.ident for m in mixtures], "snr": snr.tolist(), "scores": scores}
+    Path(os.environ.get("HYBRID_JSON", "/tmp/hybrid.json")).write_text(json.dumps(dump))
 
 
 if __name__ == "__main__":
