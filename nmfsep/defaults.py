@@ -105,6 +105,12 @@ CLUSTER_FEATURES = "mfcc0"
 CLUSTER_FRAMES = 20_000
 #: Iterations of the activations once the clustered bases are fixed (the separation pass).
 CLUSTER_SEPARATE_ITER = 50
+#: How ``cluster`` learns its bases: multiplicative updates with ``-k`` bases ("mu"), or
+#: variational Bayes choosing their number by the bound ("vb", nmfsep.bayes; Cemgil 2009,
+#: Yang, Hsu & Chien 2014). "mu" stays the default: see bench/README.md, "Variational Bayesian
+#: NMF".
+CLUSTER_FACTORISERS = ("mu", "vb")
+CLUSTER_FACTORISER = "mu"
 
 # ------------------------------------------------------------------------------ streaming
 

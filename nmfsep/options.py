@@ -217,6 +217,12 @@ class ClusterOptions:
         As in :class:`SeparateOptions`.
     phase_iters : int
         As in :class:`SeparateOptions`.
+    factoriser : {"mu", "vb"}
+        How the bases are learned: ``"mu"``, multiplicative updates with ``n_components``
+        bases; ``"vb"``, variational Bayesian KL-NMF (:mod:`nmfsep.bayes`, Cemgil 2009) run for
+        ``n_components`` times 1/4, 1/2, 3/4, 1 and 3/2, keeping the count with the highest
+        lower bound (Yang, Hsu & Chien, ISMIR 2014). ``beta`` must then be 1 (KL), and
+        ``l1`` applies to the separation pass only (the priors take its place).
     """
 
     n_sources: int = defaults.CLUSTER_SOURCES
@@ -233,6 +239,7 @@ class ClusterOptions:
     window_seconds: float = defaults.CLUSTER_WINDOW_SECONDS
     block_seconds: float | None = None
     phase_iters: int = defaults.PHASE_ITERS
+    factoriser: str = defaults.CLUSTER_FACTORISER
 
     def __post_init__(self) -> None:
         if self.n_sources == "auto":
@@ -249,6 +256,14 @@ class ClusterOptions:
                 f"n_components ({self.n_components}) must be at least n_sources ({self.n_sources})"
             )
         _set(self, "beta", parse_beta(self.beta))
+        _set(
+            self,
+            "factoriser",
+            check_choice("factoriser", self.factoriser, defaults.CLUSTER_FACTORISERS),
+        )
+        if self.factoriser == "vb" and self.beta != 1.0:
+            # the Gamma-Poisson model of nmfsep.bayes is the KL divergence's (Cemgil 2009)
+            raise ParameterError(f"factoriser 'vb' needs beta 1 (KL), got beta {self.beta:g}")
         _set(self, "l1", check_number("l1", self.l1, low=0))
         _set(
             self,

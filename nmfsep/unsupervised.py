@@ -2,7 +2,9 @@
 
 The mixture's bases are learned on a bounded, seeded sample of its STFT frames
 (:class:`FrameSampler`, which sees the stream once, block by block), grouped into sources by
-k-means on their features (:func:`nmfsep.clustering.cluster_bases`), and returned as an ordinary
+k-means on their features (:func:`nmfsep.clustering.cluster_bases`; the bases come from
+multiplicative updates or, with ``factoriser="vb"``, from variational Bayes with their number
+chosen by the bound, :mod:`nmfsep.bayes`), and returned as an ordinary
 :class:`~nmfsep.model.NMFModel` (:func:`cluster_model`). The second half is a supervised
 separation with those bases fixed, in the same engine as ``separate``, so memory never grows
 with the file's length.
@@ -17,13 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from nmfsep import defaults
+from nmfsep.bayes import VBNMFResult, candidate_components, select_vb_nmf
 from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
 from nmfsep.model import NMFModel
-from nmfsep.nmf import fit_nmf
+from nmfsep.nmf import NMFResult, fit_nmf
 from nmfsep.options import ClusterOptions
 from nmfsep.spectral import STFTConfig, frames_stft, windows
 
-__all__ = ["FrameSampler", "cluster_model"]
+__all__ = ["FrameSampler", "cluster_model", "factorise"]
 
 
 class FrameSampler:
@@ -86,6 +89,45 @@ class FrameSampler:
             self._frames, self._keys, self._index = frames, all_keys, index
 
 
+def factorise(V: np.ndarray, *, options: ClusterOptions) -> NMFResult | VBNMFResult:
+    """The bases (and activations) of the sampled frames, by ``options.factoriser``.
+
+    ``"mu"``: :func:`~nmfsep.nmf.fit_nmf` with ``n_components`` bases. ``"vb"``:
+    :func:`~nmfsep.bayes.select_vb_nmf` over :func:`~nmfsep.bayes.candidate_components` of
+    ``n_components`` (each at least the number of sources, and at least 2 with
+    ``n_sources="auto"``), the count with the highest variational bound kept.
+
+    Parameters
+    ----------
+    V : np.ndarray, shape (n_freq, n_frames)
+    options : ClusterOptions
+
+    Returns
+    -------
+    NMFResult or VBNMFResult
+        ``W`` (n_freq, K) with unit-norm columns, ``H`` (K, n_frames).
+    """
+    o = options
+    if o.factoriser == "vb":
+        minimum = max(o.n_sources, max(defaults.CLUSTER_AUTO_SOURCES) if o.n_sources == 0 else 1)
+        return select_vb_nmf(
+            V,
+            candidates=candidate_components(o.n_components, minimum=minimum),
+            max_iter=o.max_iter,
+            tol=o.tol,
+            random_state=o.seed,
+        )
+    return fit_nmf(
+        V,
+        n_components=o.n_components,
+        beta=o.beta,
+        l1_H=o.l1,
+        max_iter=o.max_iter,
+        tol=o.tol,
+        random_state=o.seed,
+    )
+
+
 def cluster_model(
     V: np.ndarray, *, sr: int, config: STFTConfig, options: ClusterOptions
 ) -> NMFModel:
@@ -112,16 +154,8 @@ def cluster_model(
     o = options
     if V.shape[1] == 0:
         raise ParameterError("the mixture is silent: nothing to cluster")
-    k = o.n_components
-    result = fit_nmf(
-        V,
-        n_components=k,
-        beta=o.beta,
-        l1_H=o.l1,
-        max_iter=o.max_iter,
-        tol=o.tol,
-        random_state=o.seed,
-    )
+    result = factorise(V, options=o)
+    k = int(result.W.shape[1])
     n_sources = o.n_sources
     if n_sources == 0:  # --sources auto
         candidates = tuple(n for n in defaults.CLUSTER_AUTO_SOURCES if n <= k) or (min(k, 2),)
@@ -150,7 +184,11 @@ def cluster_model(
         "factorise_iter": int(result.n_iter),
         "factorise_converged": bool(result.converged),
         "components": {names[i]: int(np.sum(labels == i)) for i in range(n_sources)},
+        "factoriser": o.factoriser,
     }
+    bounds = getattr(result, "candidates", None)
+    if bounds:  # vb: the lower bound of each number of bases tried
+        record["vb_bounds"] = {str(n): round(b, 1) for n, b in bounds.items()}
     return NMFModel(
         bases={names[i]: result.W[:, labels == i].astype(np.float32) for i in range(n_sources)},
         sr=int(sr),

@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "pipes": 3,  # stdin/stdout/ffmpeg streams (errors only)
     "metrics": 3,
     "clustering": 3,
+    "bayes": 4,  # variational Bayesian NMF: starts from nmf's NNDSVDa point
     "model": 4,  # saves through audio's safe write path
     "engine": 5,
     "plotting": 5,
