@@ -246,3 +246,111 @@ def mu_plain(x, num, den, lin, half, tiny, big):  # pragma: no cover - compiled
                     r = math.sqrt(r)
                 y = x[k, j] * r
                 x[k, j] = y if y < big else big
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def mu_continuity(x, num, den, lin, quad, qconst, cw, e, e_l2, kl, tiny, big):  # pragma: no cover
+    """:func:`mu_update` with Virtanen's temporal-continuity penalty on the rows ``cw[0, k] > 0``.
+
+    The penalty of row ``k`` is ``lam * M * D_k / S_k`` with ``lam = cw[0, k]``, ``D_k = sum_j
+    (x_kj - x_k,j-1)^2`` and ``S_k = cw[1, k] + sum_j x_kj^2`` (Virtanen 2007, eq. 5:
+    ``1/sigma^2 = M / S``; ``cw[1]`` a floor). With ``c = lam M / S`` and ``rho = D / S`` taken at
+    the current row (``nmf.py``, "Temporal continuity"), element ``j`` adds ``2 c (s_j + rho
+    x_j)`` to the numerator (``s_j``: the sum of its neighbours) and the L2-type term ``mu = 2 c
+    n_j x_j`` (``n_j``: how many neighbours).
+    The even frames of a row are updated first, then the odd ones with their even neighbours
+    already updated (Gauss-Seidel): with the neighbours held, the penalty is separable.
+    Rows with a continuity or L2-type term use exponent ``e_l2`` (and the KL root when ``kl``),
+    the others ``e``. ``den`` has shape (K, M) or (K, 1). Float64 arithmetic, capped at ``big``.
+    """
+    K, M = x.shape
+    dcols = den.shape[1]
+    for k in range(K):
+        c = 0.0
+        rho = 0.0
+        lam = cw[0, k]
+        if lam > 0.0 and M > 1:
+            d2 = 0.0
+            prev = float(x[k, 0])
+            s2 = cw[1, k] + prev * prev
+            for j in range(1, M):
+                v = float(x[k, j])
+                s2 += v * v
+                d2 += (v - prev) * (v - prev)
+                prev = v
+            if s2 > 0.0:
+                c = lam * M / s2
+                rho = d2 / s2
+        lk = lin[k]
+        qk = quad[k]
+        ck = qconst[k]
+        l2row = c > 0.0 or qk > 0.0 or ck > 0.0
+        ex = e_l2 if l2row else e
+        root = kl and l2row
+        for parity in range(2):
+            for j in range(parity, M, 2):
+                xv = float(x[k, j])
+                if dcols == 1:
+                    p = float(den[k, 0])
+                else:
+                    p = float(den[k, j])
+                q = float(num[k, j])
+                if q < 0.0:
+                    q = 0.0
+                mu = qk * xv + ck
+                if c > 0.0:
+                    s = 0.0
+                    n = 0.0
+                    if j > 0:
+                        s += float(x[k, j - 1])
+                        n += 1.0
+                    if j < M - 1:
+                        s += float(x[k, j + 1])
+                        n += 1.0
+                    q += 2.0 * c * (s + rho * xv)
+                    mu += 2.0 * c * n * xv
+                if root and mu > 0.0:
+                    pp = p + lk
+                    if q > 0.0:
+                        r = 2.0 * q / (pp + math.sqrt(pp * pp + 4.0 * mu * q))
+                    else:
+                        r = 0.0
+                else:
+                    dd = p + lk + mu
+                    if dd < tiny:
+                        dd = tiny
+                    r = q / dd
+                    if ex != 1.0:
+                        if ex == 0.5:
+                            r = math.sqrt(r)
+                        else:
+                            r = r**ex
+                y = xv * r
+                if y > big:
+                    y = big
+                x[k, j] = y
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def continuity_sum(x, cw):  # pragma: no cover - compiled
+    """Virtanen's penalty ``sum_k cw[0, k] * M * D_k / S_k`` (see :func:`mu_continuity`),
+    float64; a silent row (``S_k = 0``) or a single frame counts 0."""
+    K, M = x.shape
+    total = 0.0
+    if M < 2:
+        return 0.0
+    for k in range(K):
+        lam = cw[0, k]
+        if lam <= 0.0:
+            continue
+        prev = float(x[k, 0])
+        s2 = cw[1, k] + prev * prev
+        d2 = 0.0
+        for j in range(1, M):
+            v = float(x[k, j])
+            s2 += v * v
+            d2 += (v - prev) * (v - prev)
+            prev = v
+        if s2 > 0.0:
+            total += lam * M * d2 / s2
+    return total

@@ -19,7 +19,8 @@ The objective is ::
     D_beta(V | WH) + l1_H*sum(H) + l2_H/2*||H||^2 + l1_W*sum(W) + l2_W/2*||W||^2
 
 and it never increases (up to float rounding), for every beta, with or without penalties and
-with column normalisation. Why (a proof sketch, so that nobody "simplifies" it away):
+with column normalisation (the temporal-continuity penalty, below, has one step that is measured,
+not proved). Why (a proof sketch, so that nobody "simplifies" it away):
 
 * H step. With ``p = W^T (WH)^(beta-1)``, ``q = W^T (V (WH)^(beta-2))`` the MM auxiliary
   function has, in ``r = h/h_old``, the derivative ``p r^(beta-1) - q r^(beta-2)`` for
@@ -49,6 +50,45 @@ with column normalisation. Why (a proof sketch, so that nobody "simplifies" it a
   (``(l1_H a_k + l2_H b_k) * W``). Penalties on W together with normalisation would be
   constant or not scale-invariant, so ``l1_W``/``l2_W`` require ``w_norm=None`` when W has
   learned columns.
+
+Temporal continuity
+-------------------
+``continuity=lam`` adds Virtanen's penalty (T. Virtanen, "Monaural sound source separation by
+nonnegative matrix factorization with temporal continuity and sparseness criteria", IEEE TASLP
+15(3), 2007, eq. 5) on the chosen rows of H::
+
+    lam_eff * sum_k T * sum_t (h_kt - h_k,t-1)^2 / sum_t h_kt^2
+
+(``1/sigma_k^2 = T / sum_t h_kt^2``; in the code ``sum_t h_kt^2 + T tau_k^2``, with ``tau_k``
+float32 epsilon times the activation at which basis k alone explains a frame of the data's mean
+level: a row that dies out then stops paying the penalty before its values reach the float32
+underflow, where the ratio would jump; measured: without it, a vanishing row raised the float32
+objective by 0.4 %). Up to that floor it does not change when a row is rescaled, so the W
+step and its normalisation are left as they are. ``lam_eff = lam * F * mean(V)**beta / K``: the
+divergence scales as ``level**beta`` and grows with ``F`` and ``T`` like the penalty grows with
+``K`` and ``T``, so ``lam`` means the same at any level, length, number of bins and of
+components (``lam = 1``: a mean relative roughness of 1 per frame costs as much as the data's
+whole beta-scale, ``F * mean(V)**beta`` per frame; ``_rescale_extreme`` is exact with it too).
+
+Update (``_kernels.mu_continuity``). With ``S, D, rho = D/S`` of the current row, Virtanen's
+gradient splits into ``4 T h_t / S`` (positive: 2 per neighbour) and ``2 T (h_t-1 + h_t+1) / S +
+2 T rho h_t / S`` (negative), and we use exactly these parts, as MM terms: the penalty is
+replaced by ``rho + (D(h) - rho S(h)) / S_old`` (equal at the current point, with the same
+gradient), ``-rho S(h)`` (concave) by its tangent (adds ``2 c rho h_old`` to the numerator,
+``c = lam_eff T / S_old``), and the neighbour products are made exact by updating the even frames
+first and then the odd ones with their (new) even neighbours held: with the neighbours fixed the
+penalty of a frame is ``c (n h^2 - 2 s h)``, an L2-type term ``mu = 2 c n h_old`` plus the linear
+``-2 c s h``, which for every beta <= 2 is majorised by the numerator's own form (``-r <= -1 -
+(r^a - 1)/a``, ``a = beta - 1``, since ``(r^a - 1)/a`` is concave for ``a <= 1``; for beta > 2 the
+numerator term is already linear). The divergence's auxiliary function is separable per
+element, so the two half-sweeps (no extra matrix products) decrease its sum with the penalty's.
+The one step that is not a bound is ``D/S <= rho + (D - rho S) / S_old``; it holds whenever the
+row's energy and relative roughness move the same way and the error is second order in the
+step; the objective was measured not to increase on 600 random problems (beta 0 to 3, lam
+1e-3 to 300, float32 and float64, with and without L1/L2, fixed and learned bases) and is tested
+not to for beta in {0, 0.5, 1, 2}.
+Continuity couples the frames, so the H-only solver runs it on all frames at once (no frame
+blocks, which would each be iterated to their own convergence).
 
 Speed
 -----
@@ -170,6 +210,8 @@ def fit_nmf(
     l2_H: float = 0.0,
     l1_W: float = 0.0,
     l2_W: float = 0.0,
+    continuity: float = 0.0,
+    continuity_rows: np.ndarray | Iterable[int] | None = None,
     w_norm: str | None = "l2",
     init: str | None = None,
     max_iter: int = 200,
@@ -202,6 +244,14 @@ def fit_nmf(
         is then not applied (the scale of a column could not move into the kept ``H``).
     l1_H, l2_H, l1_W, l2_W : float
         Penalties ``l1*sum(X) + l2/2*||X||^2`` added to the objective.
+    continuity : float
+        Temporal-continuity penalty on the activations (Virtanen 2007; module docstring,
+        "Temporal continuity"): ``continuity * F * mean(V)**beta / K * sum_k T * sum_t
+        (h_kt - h_k,t-1)^2 / sum_t h_kt^2``, so the weight means the same at any level and
+        size. 0: none. The frames of ``V`` are taken as consecutive in time; when a long signal
+        is solved in blocks, continuity holds inside each block only.
+    continuity_rows : boolean mask of shape (K,) or iterable of row indices, optional
+        Rows of H the continuity penalty applies to; None: every row.
     w_norm : {"l2", "l1", None}
         Learned columns of ``W`` are rescaled to unit norm (scale moved into ``H``) at the start
         and after each W update, so that penalties on ``H`` mean sparsity, not scale. Fixed
@@ -264,6 +314,8 @@ def fit_nmf(
         l2_H=l2_H,
         l1_W=l1_W,
         l2_W=l2_W,
+        continuity=continuity,
+        continuity_rows=continuity_rows,
         w_norm=w_norm,
         init=init,
         max_iter=max_iter,
@@ -277,6 +329,7 @@ def fit_nmf(
     learn = p["learn"]
     if p["w_norm"] is not None and (learn is None or learn.size):
         _normalise(Wt, Hc, learn, p["w_norm"])
+    p["cont_lam"] = _continuity_weights(p, Wt)
     run = _Run(p)
     if learn is not None and learn.size == 0 and p["update_H"]:
         n_iter, losses, converged = _solve_h_only(p, Wt, Hc, run)
@@ -329,6 +382,29 @@ def _rescale_extreme(p: dict[str, Any]) -> float:
         user, factor = p["callback"], scale**beta
         p["callback"] = lambda n_iter, loss: user(n_iter, loss / factor)
     return scale
+
+
+def _continuity_weights(p: dict[str, Any], Wt: np.ndarray) -> np.ndarray | None:
+    """Continuity weights, shape (2, K) float64: ``lam_eff`` per row (0: not penalised) and the
+    floor ``T tau_k^2`` added to ``S_k`` (module docstring); None when there is no penalty.
+
+    Taken from the (possibly rescaled) data and the initial bases, so that ``_rescale_extreme``
+    scales ``lam_eff`` by ``s**beta`` like the divergence and the floor like ``S_k``. Silent data
+    (mean 0) get none: there is nothing to smooth, and ``0**beta`` would be infinite for
+    beta < 0.
+    """
+    lam, rows = p["continuity"], p["continuity_rows"]
+    if lam == 0 or not rows.any() or p["N"] < 2:
+        return None
+    mean = float(p["V"].mean(dtype=np.float64))
+    if not mean > 0:
+        return None
+    out = np.zeros((2, p["K"]))
+    out[0] = np.where(rows, lam * p["F"] * mean ** p["beta"] / p["K"], 0.0)
+    # tau_k: EPSILON times the activation that makes basis k alone explain a frame of mean level
+    colsum = np.maximum(Wt.sum(axis=1, dtype=np.float64), np.finfo(np.float64).tiny)
+    out[1] = p["N"] * (p["eps"] * p["F"] * mean / colsum) ** 2
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,25 +462,26 @@ def _check_number(name: str, value: Any, *, low: float = 0.0, integer: bool = Fa
     return int(value) if integer else x
 
 
-def _fixed_mask(fixed_W: Any, K: int) -> np.ndarray:
-    """Boolean mask (K,) of fixed columns from True/False, a mask or column indices."""
+def _fixed_mask(fixed_W: Any, K: int, name: str = "fixed_W", what: str = "column") -> np.ndarray:
+    """Boolean mask (K,) of fixed columns from True/False, a mask or column indices (also the
+    rows of ``continuity_rows``: ``name``/``what`` name them in messages)."""
     if isinstance(fixed_W, bool | np.bool_):
         return np.full(K, bool(fixed_W))
     if isinstance(fixed_W, str) or not isinstance(fixed_W, Iterable | np.ndarray):
         raise ParameterError(
-            f"fixed_W must be True, False, a boolean mask or column indices, got {fixed_W!r}"
+            f"{name} must be True, False, a boolean mask or {what} indices, got {fixed_W!r}"
         )
     arr = np.asarray(list(fixed_W) if not isinstance(fixed_W, np.ndarray) else fixed_W)
     if arr.dtype == np.bool_:
         if arr.shape != (K,):
-            raise ParameterError(f"fixed_W mask must have shape ({K},), got {arr.shape}")
+            raise ParameterError(f"{name} mask must have shape ({K},), got {arr.shape}")
         return arr.copy()
     if arr.size == 0:
         return np.zeros(K, dtype=bool)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise ParameterError("fixed_W indices must be a 1-D sequence of integer column indices")
+        raise ParameterError(f"{name} indices must be a 1-D sequence of integer {what} indices")
     if arr.min() < 0 or arr.max() >= K:
-        raise ParameterError(f"fixed_W column indices must be in [0, {K - 1}], got {arr.tolist()}")
+        raise ParameterError(f"{name} {what} indices must be in [0, {K - 1}], got {arr.tolist()}")
     mask = np.zeros(K, dtype=bool)
     mask[arr] = True
     return mask
@@ -470,6 +547,9 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
     if not update_H and H is None:
         raise ParameterError("update_H=False needs the activations: pass H")
     pens = {n: _check_number(n, kw[n]) for n in ("l1_H", "l2_H", "l1_W", "l2_W")}
+    continuity = _check_number("continuity", kw["continuity"])
+    rows = kw["continuity_rows"]
+    cont_rows = np.ones(K, bool) if rows is None else _fixed_mask(rows, K, "continuity_rows", "row")
     w_norm = kw["w_norm"]
     if w_norm is not None and w_norm not in _W_NORMS:
         raise ParameterError(f"w_norm must be 'l2', 'l1' or None, got {w_norm!r}")
@@ -514,6 +594,8 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
         random_state=rs,
         callback=callback,
         eps=EPSILON,
+        continuity=continuity,
+        continuity_rows=cont_rows,
         **pens,
     )
 
@@ -717,6 +799,7 @@ class _Problem:
         self.fixed = not self.learn_W
         self.w_norm = p["w_norm"]
         self.l1_H, self.l2_H, self.l1_W, self.l2_W = p["l1_H"], p["l2_H"], p["l1_W"], p["l2_W"]
+        self.cont: np.ndarray | None = p.get("cont_lam")  # per-row continuity weight, or None
         K, (F, N) = H.shape[0], V.shape
         self.buf = np.empty((F, N), dt) if b != 2 else None
         self.buf2 = np.empty((F, N), dt) if b not in (1.0, 2.0) else None
@@ -755,6 +838,8 @@ class _Problem:
             s += self.l1_H * float(self.H.sum(dtype=np.float64))
         if self.l2_H:
             s += 0.5 * self.l2_H * float(np.einsum("ij,ij->", self.H, self.H, dtype=np.float64))
+        if self.cont is not None:
+            s += float(self.k.continuity_sum(self.H, self.cont))
         return s
 
     def _loss_setup(self) -> None:
@@ -866,6 +951,12 @@ class _Problem:
                     k.ratio_beta(self.v, buf, self.buf2.reshape(-1), self.eps, self.bm2)
                 np.matmul(Wt, self.buf2, out=num)
                 den = np.matmul(Wt, self.buf, out=self.denH)
+        if self.cont is not None:
+            self.k.mu_continuity(
+                self.H, num, den, self.linH, self.quadH, self.zerosK, self.cont,
+                _exponent(b, self.l2_H > 0), _exponent(b, True), b == 1, self.tiny, self.big,
+            )  # fmt: skip
+            return
         self._update(self.H, num, den, self.linH, self.quadH, self.zerosK, self.l2_H > 0)
 
     def _update(
@@ -998,6 +1089,9 @@ def _block_frames(p: dict[str, Any]) -> int:
     """Frames per block for the H-only problem so that the per-iteration data fit in L2."""
     F, N, K = p["F"], p["N"], p["K"]
     item = np.dtype(p["dtype"]).itemsize
+    if p.get("cont_lam") is not None:
+        # continuity couples neighbouring frames (and sigma_k is over all of them): one block
+        return N
     if p["beta"] == 2:
         # per iteration only (K, N) arrays are touched (W^T V and W^T W are cached): blocks
         # would only add overhead
