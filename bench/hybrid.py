@@ -73,10 +73,42 @@ def rules(y: np.ndarray, s: np.ndarray, s_dd: np.ndarray) -> dict[str, np.ndarra
     for mid in (0.0, 2.5, 5.0):
         a = float(np.clip(0.5 - (snr_est - mid) / 10, 0.0, 1.0))
         out[f"dd_snr{mid:g}"] = inv(g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a)) * Y)
+    for mid in (7.5, 10.0):
+        a = float(np.clip(0.5 - (snr_est - mid) / 10, 0.0, 1.0))
+        out[f"dd_snr{mid:g}"] = inv(g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a)) * Y)
+    for mid, slope in ((5.0, 20.0), (7.5, 20.0)):
+        a = float(np.clip(0.5 - (snr_est - mid) / slope, 0.0, 1.0))
+        out[f"dd_snr{mid:g}s{slope:g}"] = inv(g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a)) * Y)
+    out.update(model_grid(y, s, snr_est))
     out["_snr_est"] = np.array([snr_est])
     out["g_mean"] = inv(0.5 * (m + G_dd) * Y)
     out["g_max"] = inv(np.maximum(m, G_dd) * Y)
     out["g_geo"] = inv(np.sqrt(m * G_dd) * Y)
+    return out
+
+
+def model_grid(y: np.ndarray, s: np.ndarray, snr_est: float) -> dict[str, np.ndarray]:
+    """The same rules on the built-in model's grid (128 ms frames, 32 ms hop), as the engine
+    would run them on a block: tracker constants scaled to the hop."""
+    import generalise as g
+
+    from nmfsep.spectral import STFTConfig, istft, stft
+
+    cfg = STFTConfig(n_fft=2048, hop_length=512)
+    Y = stft(y.astype(np.float32)[np.newaxis], cfg)[0]
+    S = stft(s.astype(np.float32)[np.newaxis], cfg)[0]
+    P = np.abs(Y).astype(np.float64) ** 2
+    N = Y - S
+    out = {}
+    r = cfg.hop_length / HOP
+    lam_ms = g.min_stat_noise(P, alpha_s=0.85**r, frames=round(1.5 * SR / cfg.hop_length))
+    lam_nmf = np.maximum(_smooth(np.abs(N).astype(np.float64) ** 2, 0.85**r), 1e-12)
+    for ad in (0.98, 0.98**r):
+        for mid in (5.0, 7.5):
+            a = float(np.clip(0.5 - (snr_est - mid) / 10, 0.0, 1.0))
+            G = g.dd_gain(P, lam_nmf**a * lam_ms ** (1 - a), alpha_dd=ad)
+            x = np.asarray(istft((G * Y)[np.newaxis].astype(np.complex64), cfg, length=len(y)))
+            out[f"m_dd{ad:.2f}_snr{mid:g}"] = x[0].astype(np.float64)
     return out
 
 
