@@ -149,6 +149,24 @@ PhaseIters = Annotated[
         min=0,
     ),
 ]
+Continuity = Annotated[
+    float | None,
+    typer.Option(
+        "--continuity",
+        help="Temporal-continuity penalty on the activations (Virtanen, IEEE TASLP 2007), "
+        "scaled to mean the same at any level and length; it holds inside each block "
+        f"(--block-seconds). Default: the model's, else {defaults.CONTINUITY:g} (off).",
+        show_default=False,
+    ),
+]
+ContinuitySource = Annotated[
+    str | None,
+    typer.Option(
+        "--continuity-source",
+        help="Apply --continuity to this source's bases only (e.g. noise); default: all.",
+        show_default=False,
+    ),
+]
 _BETA_HELP = "Beta-divergence: a number, or euclidean (2), kl (1), itakura-saito (0)"
 Beta = Annotated[
     str | None,
@@ -1261,6 +1279,8 @@ def separate(
     int24: Int24 = False,
     float32: Float32 = False,
     phase_iters: PhaseIters = 0,
+    continuity: Continuity = None,
+    continuity_source: ContinuitySource = None,
     atten_lim: Annotated[
         float | None,
         typer.Option(
@@ -1311,6 +1331,8 @@ def separate(
             block_seconds=block_seconds,
             atten_lim=atten_lim,
             phase_iters=phase_iters,
+            continuity=continuity,
+            continuity_source=continuity_source,
         )
         if analysis_bands is not None:  # 0 = every bin (None in the options)
             options = options.replace(analysis_bands=analysis_bands or None)
@@ -1322,6 +1344,11 @@ def separate(
         try:
             used = options.resolved(the_model.metadata.get("separation"))
             names = output_sources(the_model, used.free_components or 0, used.free_source)
+            if used.continuity_source is not None and used.continuity_source not in names:
+                raise ParameterError(
+                    f"--continuity-source {used.continuity_source!r} is not one of the "
+                    f"sources ({', '.join(names)})"
+                )
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None
         _dispatch(

@@ -70,6 +70,9 @@ ANALYSIS_BANDS: int | None = 256
 #: MISI phase-reconstruction iterations per block (nmfsep.phase); 0 = the mixture's phase.
 #: Measured in bench/README.md "Quality methods (issue 12)".
 PHASE_ITERS = 0
+#: Temporal-continuity penalty on the activations (Virtanen 2007, nmfsep.nmf ``continuity``);
+#: 0 = off. Measured in bench/README.md "Quality methods (issue 12)", "Temporal continuity".
+CONTINUITY = 0.0
 #: Name of the source that free bases (semi-supervised separation) are written as.
 RESIDUAL = "residual"
 

@@ -18,9 +18,11 @@ length streamed block by block (:func:`nmfsep.streaming.separate_file`), the sep
 Streaming is exact for supervised separation: with the bases fixed, each frame is brought to unit
 mean level and fitted on its own (its context patch included), so a frame's result does not
 depend on the other frames. The only dependence on the block size is the grouping of frames for
-the convergence test of :func:`nmfsep.nmf.fit_nmf` (with ``tol=0`` none). Semi-supervised
-separation (free bases) is an online approximation on inputs longer than one block: the free
-bases of each block start from those of the previous one.
+the convergence test of :func:`nmfsep.nmf.fit_nmf` (with ``tol=0`` none). The temporal
+continuity penalty (``continuity``) couples the frames of a block: with it, continuity holds
+inside each block only, and the result depends on where the (fixed) block boundaries fall.
+Semi-supervised separation (free bases) is an online approximation on inputs longer than one
+block: the free bases of each block start from those of the previous one.
 
 Frame ``j`` is centred on sample ``j * hop``: it covers samples ``[j*hop - n_fft//2, j*hop +
 n_fft - n_fft//2)``, zeros outside the signal — librosa's centred STFT. Internally positions are
@@ -320,6 +322,11 @@ class SeparationPlan:
         sr = check_sr(sr)
         channels = check_int("channels", channels, low=1, high=1024)
         names = output_sources(model, opts.free_components, opts.free_source)
+        if opts.continuity_source is not None and opts.continuity_source not in names:
+            raise ParameterError(
+                f"continuity_source {opts.continuity_source!r} is not a source of this "
+                f"separation ({', '.join(names)})"
+            )
         config = stft_for_rate(model.stft, model.sr, sr)
         W, n_modelled = map_bases(model.W, model.sr, model.stft, sr, config, context=model.context)
         labels = model.component_sources()
@@ -426,6 +433,12 @@ class SeparationPlan:
             "seed": o.seed,
             "analysis_bands": None if self.bands is None else int(self.bands.size),
             "phase_iters": o.phase_iters,
+            **({"continuity": o.continuity} if o.continuity else {}),
+            **(
+                {"continuity_source": o.continuity_source}
+                if o.continuity and o.continuity_source is not None
+                else {}
+            ),
             **(
                 {"free_source": o.free_source}
                 if self.free_components and o.free_source is not None
@@ -506,12 +519,19 @@ def fit_masks(
         # activations on the band sums (each frame keeps its unit mean per original bin, so
         # the penalty means the same); masks below from the full-resolution bases
         V_fit = np.add.reduceat(Vm, bands, axis=0)
+    # Temporal continuity (Virtanen 2007) on every basis, or on one source's (its free bases
+    # included): it couples the block's frames, so it holds inside the block only
+    rows = None
+    if o.continuity and o.continuity_source is not None:
+        rows = plan.labels == plan.names.index(o.continuity_source)
     result = fit_nmf(
         stack_frames(V_fit, plan.context),
         W=W_fit,
         fixed_W=fixed,
         beta=plan.beta,
         l1_H=plan.l1,
+        continuity=float(o.continuity or 0.0),
+        continuity_rows=rows,
         max_iter=o.max_iter,
         tol=o.tol,
         random_state=o.seed,

@@ -104,6 +104,15 @@ class SeparateOptions:
     phase_iters : int
         MISI iterations with mixture consistency per block (:func:`nmfsep.phase.misi`); 0: the
         Wiener-masked mixture's phase.
+    continuity : float, optional
+        Temporal-continuity penalty on the activations (Virtanen 2007; ``continuity`` of
+        :func:`nmfsep.nmf.fit_nmf`, which scales it so that it means the same at any level and
+        length). It couples the frames of a block, so with it streaming holds continuity inside
+        each block only (block boundaries at fixed frame positions, as always). None: the
+        model's recommendation, else :data:`~nmfsep.defaults.CONTINUITY`.
+    continuity_source : str, optional
+        Apply ``continuity`` to this source's bases only (free bases that adapt it included);
+        None: to every basis. Left at None with ``continuity`` None, the model's recommendation.
     """
 
     mask_power: float | None = None
@@ -118,6 +127,8 @@ class SeparateOptions:
     analysis_bands: int | None = defaults.ANALYSIS_BANDS
     atten_lim: float | None = None
     phase_iters: int = defaults.PHASE_ITERS
+    continuity: float | None = None
+    continuity_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.mask_power is not None:
@@ -129,6 +140,12 @@ class SeparateOptions:
         if self.free_source is not None and not isinstance(self.free_source, str):
             raise ParameterError(f"free_source must be a source name, got {self.free_source!r}")
         _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
+        if self.continuity is not None:
+            _set(self, "continuity", check_number("continuity", self.continuity, low=0))
+        if self.continuity_source is not None and not isinstance(self.continuity_source, str):
+            raise ParameterError(
+                f"continuity_source must be a source name, got {self.continuity_source!r}"
+            )
         if self.atten_lim is not None:
             _set(self, "atten_lim", check_number("atten_lim", self.atten_lim, low=0, high=400))
         if self.analysis_bands is not None:
@@ -152,7 +169,13 @@ class SeparateOptions:
         _set(self, "block_seconds", _opt_block_seconds(self.block_seconds))
 
     #: The fields a model may recommend (``metadata["separation"]``).
-    RECOMMENDABLE = ("mask_power", "free_components", "free_source")
+    RECOMMENDABLE = (
+        "mask_power",
+        "free_components",
+        "free_source",
+        "continuity",
+        "continuity_source",
+    )
 
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
         """These options with every field left at None that a model may recommend filled in:
@@ -175,6 +198,13 @@ class SeparateOptions:
             # with free bases the penalty pushes the modelled sources into them (measured)
             l1 = defaults.SEMI_SUPERVISED_L1 if free else defaults.SEPARATE_L1
             out = dataclasses.replace(out, l1=l1)
+        if out.continuity is None:
+            # the model's continuity_source rides with its continuity, like free_source
+            out = dataclasses.replace(
+                out,
+                continuity=_first(rec.continuity, defaults.CONTINUITY),
+                continuity_source=_first(self.continuity_source, rec.continuity_source),
+            )
         return out
 
     def replace(self, **changes: Any) -> SeparateOptions:
