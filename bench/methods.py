@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py cluster [--per-fold M] [--methods a,b]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py phase [--iters 0,1,2,4]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py continuity [--values 0,1] [--source other]
 
 Cases, all scored on the wanted source (speech; the pitched instrument for music):
 
@@ -259,12 +260,14 @@ def summarise(rows: list[dict], title: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["cluster", "phase"])
+    p.add_argument("what", choices=["cluster", "phase", "continuity"])
     p.add_argument("--per-fold", type=int, default=4)
     p.add_argument("--methods", default="logspec,act,hpss,modulation,mfcc0")
     p.add_argument("--only", default="dev,music,folds")
     p.add_argument("--no-floor", action="store_true")
     p.add_argument("--iters", default="0,1,2,4")
+    p.add_argument("--values", default="0,0.1,1", help="continuity: the weights")
+    p.add_argument("--source", choices=["wanted", "other"], default=None, help="continuity: on")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     only = set(a.only.split(","))
@@ -281,6 +284,13 @@ def main() -> None:
     if a.what == "cluster":
         rows = run_cluster(cases, a.methods.split(","), not a.no_floor)
         summarise(rows, "cluster -n 2, SDRi of the wanted source (dB)")
+    elif a.what == "continuity":  # bench/continuity.py
+        from continuity import run_continuity
+
+        values = [float(x) for x in a.values.split(",")]
+        rows = run_continuity(cases, values, a.source)
+        on = "every basis" if a.source is None else f"the {a.source} source's bases"
+        summarise(rows, f"separate --continuity λ on {on} (trained per case)")
     else:
         rows = run_phase(cases, [int(x) for x in a.iters.split(",")])
         summarise(rows, "separate --phase-iters N (trained per case)")
