@@ -100,6 +100,10 @@ class Job:
         Once the job holds its claim, skip it when all its outputs exist (another run did it).
     claim : bool
         Claim the input with a lock file first (see the module notes).
+    auto_sources : bool
+        ``cluster --n-sources auto``: ``outputs`` are the most sources it may find; the job
+        writes the first N once N is chosen (and removes planned outputs beyond N left by an
+        earlier run of the input), and any existing output counts as done.
     """
 
     input: str
@@ -118,6 +122,7 @@ class Job:
     start: float = 0.0
     duration: float | None = None
     subtype: str | None = None
+    auto_sources: bool = False
 
     @property
     def task(self) -> str:
@@ -312,6 +317,10 @@ def plan_jobs(
     """
     from nmfsep.audio import check_target
 
+    # cluster --n-sources auto: the number of outputs is known only once the file is read;
+    # ``sources`` are the most it may write, outputs are renamed into place all together, so
+    # any of them existing (without a claim) means the input was done
+    auto = isinstance(options, ClusterOptions) and options.n_sources == 0
     check_template(template)
     sample = template.format(
         track="track", source="source", ext="wav" if ext == "same" else ext, dir="dir"
@@ -391,12 +400,15 @@ def plan_jobs(
             continue
         for p in outputs.values():
             claimed[p] = item.path
+        existing = []
         if not overwrite:
             existing = [p for p in outputs.values() if os.path.lexists(p)]
-            if existing and len(existing) == len(outputs) and all(map(os.path.isfile, existing)):
-                records.append(JobRecord(item.path, "skipped", outputs=outputs))
-                continue
             lock = lock_path(written[0])
+            every = len(existing) == len(outputs) or (auto and not os.path.lexists(lock))
+            if existing and every and all(map(os.path.isfile, existing)):
+                done = {n: p for n, p in outputs.items() if p in existing}
+                records.append(JobRecord(item.path, "skipped", outputs=done))
+                continue
             holder = claim_holder(lock) if existing else None
             if holder is not None:  # another run is renaming its outputs right now
                 records.append(
@@ -431,7 +443,9 @@ def plan_jobs(
                 save_model=save_model,
                 mono=mono,
                 clip_mode=clip_mode,
-                skip_existing=not overwrite,
+                # auto, outputs of a killed run next to its stale claim: redo, never skip
+                skip_existing=not overwrite and not (auto and existing),
+                auto_sources=auto,
             )
         )
     return jobs, records
@@ -670,8 +684,9 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
                 )
             else:
                 claim = held
-                if job.skip_existing and all(os.path.isfile(p) for p in job.outputs.values()):
-                    record = JobRecord(job.input, "skipped", outputs=dict(job.outputs))
+                done = {n: p for n, p in job.outputs.items() if os.path.isfile(p)}
+                if job.skip_existing and done and (job.auto_sources or done == job.outputs):
+                    record = JobRecord(job.input, "skipped", outputs=done)
                 else:
                     record = _run_job(job, progress)
         except NmfsepError as exc:
@@ -767,10 +782,11 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
         )
     if model is not None and job.save_model is not None:
         model.save(job.save_model, protect=[job.input])
+    _drop_unwritten(job, result.outputs)
     return JobRecord(
         job.input,
         "ok",
-        outputs=dict(job.outputs),
+        outputs=dict(result.outputs),
         duration=round(result.n_samples / result.sr, 3),
         settings=result.settings,
         model=job.save_model if model is not None else None,
@@ -797,10 +813,13 @@ def _run_job_in_memory(
         result = separate(y, sr, _load_model_cached(job.model), options=job.options)
     # one decision for all the sources of the input (same gain: they still sum to the mixture)
     peak = max(
-        (float(np.max(np.abs(result.sources[n]), initial=0.0)) for n in job.outputs), default=0.0
-    )
+        (float(np.max(np.abs(y), initial=0.0)) for n, y in result.sources.items()
+         if n in job.outputs),
+        default=0.0,
+    )  # fmt: skip
     said: list[Any] = []
-    for name, path in job.outputs.items():
+    written = {n: p for n, p in job.outputs.items() if n in result.sources}
+    for name, path in written.items():
         write_audio(
             path,
             result.sources[name],
@@ -818,16 +837,29 @@ def _run_job_in_memory(
     plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale)
     if model is not None:  # the learned bases, one colour per cluster
         plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale)
+    _drop_unwritten(job, written)
     return JobRecord(
         job.input,
         "ok",
-        outputs=dict(job.outputs),
+        outputs=written,
         duration=round(y.shape[1] / sr, 3),
         settings=result.settings,
         plot=job.plot,
         model=job.save_model if model is not None else None,
         notes=notes or None,
     )
+
+
+def _drop_unwritten(job: Job, written: dict[str, str]) -> None:
+    """``--n-sources auto`` found fewer sources than planned: remove the planned outputs beyond
+    them that an earlier run of this input left (with ``--overwrite``), so that the directory
+    holds one run's sources."""
+    if not job.auto_sources:
+        return
+    for name, path in job.outputs.items():
+        if name not in written and os.path.isfile(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def output_subtype(input_subtype: str, ext: str) -> str:

@@ -742,7 +742,10 @@ def _run_single(
             )
         except ParameterError as exc:
             raise _usage(exc.message) from None
-        if not overwrite and all(os.path.isfile(p) for p in paths.values()):
+        done = [p for p in paths.values() if os.path.isfile(p)]
+        # cluster -n auto: the first N of the planned outputs are written, all together
+        auto = isinstance(options, ClusterOptions) and options.n_sources == 0
+        if not overwrite and done and (auto or len(done) == len(paths)):
             report.notice(f"skip  {label}: outputs exist (use --overwrite to redo)")
             return
         base = "PCM_16"
@@ -1389,17 +1392,24 @@ def separate(
     epilog=_examples(
         "nmfsep cluster sample_audio/guitar_drums_mix.wav -n 2",
         "nmfsep cluster song.wav -n 2 -k 40 --save-model song_model.npz --plot",
+        "nmfsep cluster field_recording.wav -n auto --factoriser vb --json",
     )
 )
 @_guarded("cluster")
 def cluster(
     inputs: Inputs = None,
     n_sources: Annotated[
-        int,
+        str,
         typer.Option(
-            "--n-sources", "-n", help="Number of sources to find.", min=1, show_default=True
+            "--n-sources",
+            "-n",
+            help="Number of sources to find, or 'auto': "
+            f"{min(defaults.CLUSTER_AUTO_SOURCES)}-{max(defaults.CLUSTER_AUTO_SOURCES)}, the "
+            "count whose k-means of the bases' log-spectra has the best cosine silhouette "
+            "(outputs source1..sourceN; --json gives N as settings.n_sources).",
+            show_default=True,
         ),
-    ] = defaults.CLUSTER_SOURCES,
+    ] = str(defaults.CLUSTER_SOURCES),
     components: Annotated[
         int | None,
         typer.Option(
@@ -1427,6 +1437,18 @@ def cluster(
     tol: Tol = defaults.TOL,
     seed: Seed = defaults.SEED,
     phase_iters: PhaseIters = 0,
+    factoriser: Annotated[
+        str | None,
+        typer.Option(
+            "--factoriser",
+            help="How the bases are learned: mu (multiplicative updates, -k bases) or vb "
+            "(variational Bayesian KL-NMF with Gamma priors, Cemgil 2009, run for -k times "
+            "1/4, 1/2, 3/4, 1, 3/2 and the count with the best lower bound kept, as in Yang, "
+            "Hsu & Chien, ISMIR 2014; about 4x the CPU of mu). Default "
+            f"{defaults.CLUSTER_FACTORISER}; see bench/README.md.",
+            show_default=False,
+        ),
+    ] = None,
     save_model: Annotated[
         Path | None,
         typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
@@ -1467,9 +1489,10 @@ def cluster(
 
     try:
         _check_numbers(l1=l1, tol=tol, mask_power=mask_power)
+        count = _n_sources_arg(n_sources)
         options = _options(
             ClusterOptions,
-            n_sources=n_sources,
+            n_sources=count,
             n_components=components,
             beta=beta,
             l1=l1,
@@ -1479,11 +1502,15 @@ def cluster(
             tol=tol,
             seed=seed,
             phase_iters=phase_iters,
+            factoriser=factoriser,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
         _check_format(fmt, kind)
-        names = [f"source{i + 1}" for i in range(n_sources)]
+        # auto: outputs are planned for the most sources it may find; each input writes the
+        # first N of them once N is chosen
+        most = max(defaults.CLUSTER_AUTO_SOURCES) if count == "auto" else int(count)
+        names = [f"source{i + 1}" for i in range(most)]
         _dispatch(
             "cluster",
             inputs=inputs,
@@ -1516,6 +1543,19 @@ def cluster(
         )
     except NmfsepError as exc:
         raise _fail(exc) from None
+
+
+def _n_sources_arg(value: str) -> int | str:
+    """``-n``: a count >= 1, or ``auto``."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise _usage(f"--n-sources must be a number >= 1 or 'auto', got {value!r}")
+    return n
 
 
 def _finite(value: Any) -> Any:

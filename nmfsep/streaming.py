@@ -656,6 +656,8 @@ def cluster_file(
     learns the clustered model (:mod:`nmfsep.unsupervised`), a second separates with it.
 
     Parameters are those of :func:`separate_file`, with :class:`~nmfsep.options.ClusterOptions`.
+    With ``n_sources="auto"``, ``outputs`` may name more sources than are found: only those
+    found are written (``result.outputs``); a stream target beyond them is an error.
     A stream (standard input, or ffmpeg's decoding) cannot be read twice: it is first copied
     to a temporary file in ``spool_dir`` (default: the system's temporary directory), removed
     at the end.
@@ -715,6 +717,15 @@ def _cluster(
         frames = sampler.finish()
     model = cluster_model(frames, sr=sr, config=sampler.config, options=opts)
     del frames
+    if opts.n_sources == 0:  # auto: ``outputs`` may name more sources than were found
+        names = model.source_names
+        piped = [n for n in outputs if n not in names and _is_stream(outputs[n])]
+        if piped:
+            raise NmfsepError(
+                f"no source {piped[0]}: n_sources 'auto' found {len(names)} in this mixture",
+                path=label,
+            )
+        outputs = {n: p for n, p in outputs.items() if n in names}
     separator = Separator(
         model, sr=sr, channels=channels, options=opts.separate_options(), n_threads=n_threads
     )
