@@ -1125,6 +1125,17 @@ def train(
             help="Also learn reconstruction bases on synthetic mixtures of the clips (issue 12).",
         ),
     ] = False,
+    hpss_prior: Annotated[
+        float,
+        typer.Option(
+            "--hpss-prior",
+            help="Harmonic/percussive prior for music (FitzGerald, DAFx 2010 median-filter "
+            "HPSS): record each source's percussive share, and separations with the model tilt "
+            "their masks toward it with this strength (measured best 2-3 on drums vs pitched "
+            "instruments; costs a little SDR on speech). 0: off.",
+            show_default=True,
+        ),
+    ] = 0.0,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -1155,6 +1166,7 @@ def train(
             tol=tol,
             seed=seed,
             discriminative=discriminative,
+            hpss_prior=hpss_prior,
         )
         if sr is not None:
             _limit(lambda: limits.check_sample_rate(sr, what="--sr"))
@@ -1305,6 +1317,15 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    hpss_prior: Annotated[
+        float | None,
+        typer.Option(
+            "--hpss-prior",
+            help="Strength of the harmonic/percussive prior (FitzGerald, DAFx 2010 HPSS; "
+            "0..10, 0: off) for a model trained with --hpss-prior. Default: the model's.",
+            show_default=False,
+        ),
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1315,6 +1336,7 @@ def separate(
     '-' as the input reads one stream (WAV, FLAC or Ogg) from standard input, in bounded
     memory; --stdout SOURCE writes one source to standard output, so nmfsep works in a pipe.
     """
+    from nmfsep import hpss
     from nmfsep.engine import output_sources
     from nmfsep.model import default_model, load_model
     from nmfsep.options import SeparateOptions
@@ -1336,6 +1358,7 @@ def separate(
             phase_iters=phase_iters,
             continuity=continuity,
             continuity_source=continuity_source,
+            hpss_prior=hpss_prior,
         )
         if analysis_bands is not None:  # 0 = every bin (None in the options)
             options = options.replace(analysis_bands=analysis_bands or None)
@@ -1347,6 +1370,11 @@ def separate(
         try:
             used = options.resolved(the_model.metadata.get("separation"))
             names = output_sources(the_model, used.free_components or 0, used.free_source)
+            if used.hpss_prior and hpss.shares_for(the_model.metadata, names) is None:
+                raise ParameterError(
+                    "--hpss-prior needs a model trained with --hpss-prior (it records each "
+                    "source's percussive share)"
+                )
             if used.continuity_source is not None and used.continuity_source not in names:
                 raise ParameterError(
                     f"--continuity-source {used.continuity_source!r} is not one of the "

@@ -296,6 +296,8 @@ class SeparationPlan:
     #: reconstruction bases of a discriminatively trained model on the input's grid (the masks
     #: are built from them; ``W`` still infers the activations), or None
     W_recon: np.ndarray | None = field(default=None, repr=False)
+    #: each source's percussive share when the harmonic/percussive prior is on (nmfsep.hpss)
+    percussive_share: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -358,6 +360,16 @@ class SeparationPlan:
                 W_analysis = np.ascontiguousarray(_band_sum(W, bands, int(model.context)))
             else:
                 bands = None
+        shares = None
+        if opts.hpss_prior:
+            from nmfsep import hpss
+
+            shares = hpss.shares_for(model.metadata, names)
+            if shares is None:
+                raise ParameterError(
+                    "hpss_prior needs a model that records its sources' percussive shares "
+                    "(train it with --hpss-prior)"
+                )
         return cls(
             names=tuple(names),
             sr=sr,
@@ -378,6 +390,7 @@ class SeparationPlan:
             bands=bands,
             W_analysis=W_analysis,
             W_recon=W_recon,
+            percussive_share=shares,
         )
 
     @property
@@ -392,7 +405,12 @@ class SeparationPlan:
     def extra_frames(self) -> int:
         """Frames of context each side of a block: the stacked columns of the block's frames
         reach ``context // 2`` frames out, and un-stacking those columns another ``context // 2``,
-        so results are exact across block boundaries."""
+        so results are exact across block boundaries. The harmonic/percussive prior's median
+        filters reach ``KERNEL // 2`` frames out."""
+        if self.percussive_share is not None:
+            from nmfsep.hpss import KERNEL
+
+            return max(self.context - 1, KERNEL // 2)
         return self.context - 1
 
     @property
@@ -445,6 +463,7 @@ class SeparationPlan:
                 else {}
             ),
             **({"atten_lim": o.atten_lim} if o.atten_lim is not None else {}),
+            **({"hpss_prior": o.hpss_prior} if self.percussive_share is not None else {}),
         }
 
 
@@ -553,6 +572,12 @@ def fit_masks(
                 free = np.repeat(free, width, axis=0) * share
             parts[i] = free if not fixed_cols.size else parts[i] + free
     masks = wiener_masks(parts, power=float(o.mask_power or defaults.MASK_POWER))
+    if plan.percussive_share is not None:
+        from nmfsep.hpss import percussive_mask, tilt_masks
+
+        # the harmonic/percussive prior (FitzGerald 2010 HPSS as a second expert)
+        percussive = percussive_mask(V[: plan.n_modelled])
+        masks = tilt_masks(masks, percussive, plan.percussive_share, strength=o.hpss_prior or 0.0)
     if o.atten_lim is not None:
         limit_attenuation(masks, o.atten_lim)
     n_freq = plan.config.n_freq

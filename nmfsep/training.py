@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nmfsep import defaults
+from nmfsep import defaults, hpss
 from nmfsep.engine import default_stft, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
@@ -93,6 +93,7 @@ def train_model(
     rng = np.random.default_rng(o.seed)
     bases: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"sources": {}}
+    shares: dict[str, float] = {}
     for name, examples in sources.items():
         if not examples:
             raise ParameterError(f"source {name!r} has no training audio")
@@ -101,6 +102,7 @@ def train_model(
         # across two), so memory is bounded by max_frames whatever the amount of audio.
         total_samples = sum(np.shape(y)[-1] for y in examples)
         patches, n_total, n_audible = [], 0, 0
+        percussive = total = 0.0
         for y in examples:
             y = check_audio(y, sr)
             y = y * np.float32(safe_gain(y))
@@ -108,6 +110,10 @@ def train_model(
             n_total += S.shape[1]
             audible = _audible_frames(S)
             n_audible += audible.size
+            if o.hpss_prior:
+                # over the clip's audible frames (the medians need its consecutive frames)
+                p, t = hpss.percussive_share(S, frames=audible)
+                percussive, total = percussive + p, total + t
             budget = max(1, round(o.max_frames * y.shape[1] / total_samples))
             if audible.size > budget:
                 audible = np.sort(rng.choice(audible, size=budget, replace=False))
@@ -129,6 +135,8 @@ def train_model(
             callback=None if callback is None else _stage(callback, name),
         )
         bases[name] = result.W.astype(np.float32)
+        if o.hpss_prior:
+            shares[name] = round(percussive / total, 4) if total > 0 else 0.5
         info["sources"][name] = {
             "frames_total": int(n_total),
             "frames_audible": int(n_audible),
@@ -143,6 +151,10 @@ def train_model(
     meta["training"].update(
         {"l1": o.l1, "l2": o.l2, "max_iter": o.max_iter, "tol": o.tol, "seed": o.seed}
     )
+    if o.hpss_prior:
+        # the shares, and the strength every separation with this model takes by default
+        meta[hpss.METADATA_KEY] = {"percussive_share": shares, "kernel": hpss.KERNEL}
+        meta.setdefault("separation", {})["hpss_prior"] = o.hpss_prior
     model = NMFModel(
         bases=bases,
         sr=int(sr),
