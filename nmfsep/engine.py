@@ -463,6 +463,7 @@ class SeparationPlan:
                 else {}
             ),
             **({"atten_lim": o.atten_lim} if o.atten_lim is not None else {}),
+            **({"gain": o.gain} if o.gain != defaults.GAIN else {}),
             **({"hpss_prior": o.hpss_prior} if self.percussive_share is not None else {}),
         }
 
@@ -578,12 +579,17 @@ def fit_masks(
         # the harmonic/percussive prior (FitzGerald 2010 HPSS as a second expert)
         percussive = percussive_mask(V[: plan.n_modelled])
         masks = tilt_masks(masks, percussive, plan.percussive_share, strength=o.hpss_prior or 0.0)
-    if o.atten_lim is not None:
-        limit_attenuation(masks, o.atten_lim)
     n_freq = plan.config.n_freq
     if plan.n_modelled < n_freq:
         top = masks[:, -1:, :]
         masks = np.concatenate([masks, np.repeat(top, n_freq - plan.n_modelled, axis=1)], axis=1)
+    if o.gain == "tracked":
+        from nmfsep.tracking import tracked_masks
+
+        # the first source's gain from the NMF and a noise tracker together (nmfsep.tracking)
+        masks = tracked_masks(masks, V, hop_seconds=plan.config.hop_length / plan.sr)
+    if o.atten_lim is not None:
+        limit_attenuation(masks, o.atten_lim)
     return masks, result
 
 

@@ -119,6 +119,12 @@ class SeparateOptions:
     continuity_source : str, optional
         Apply ``continuity`` to this source's bases only (free bases that adapt it included);
         None: to every basis. Left at None with ``continuity`` None, the model's recommendation.
+    gain : str, optional
+        The first source's gain: ``"wiener"`` (the NMF Wiener masks) or ``"tracked"``: the
+        decision-directed gain against a noise estimate that blends the NMF one with a
+        minimum-statistics tracker by the block's estimated SNR (:mod:`nmfsep.tracking`;
+        the built-in model recommends it). None: the model's recommendation, else
+        :data:`~nmfsep.defaults.GAIN`.
     hpss_prior : float, optional
         Strength (exponent, 0..10) of the harmonic/percussive prior (:mod:`nmfsep.hpss`,
         FitzGerald 2010): the masks are tilted toward each source's percussive share recorded
@@ -141,8 +147,11 @@ class SeparateOptions:
     continuity: float | None = None
     continuity_source: str | None = None
     hpss_prior: float | None = None
+    gain: str | None = None
 
     def __post_init__(self) -> None:
+        if self.gain is not None:
+            _set(self, "gain", check_choice("gain", self.gain, defaults.GAINS))
         if self.hpss_prior is not None:
             _set(self, "hpss_prior", _hpss_strength(self.hpss_prior))
         if self.mask_power is not None:
@@ -190,6 +199,7 @@ class SeparateOptions:
         "continuity",
         "continuity_source",
         "hpss_prior",
+        "gain",
     )
 
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
@@ -209,6 +219,7 @@ class SeparateOptions:
             free_components=free,
             free_source=source if free else None,
             hpss_prior=_first(self.hpss_prior, rec.hpss_prior, 0.0),
+            gain=_first(self.gain, rec.gain, defaults.GAIN),
         )
         if out.l1 is None:
             # with free bases the penalty pushes the modelled sources into them (measured)
