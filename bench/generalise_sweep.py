@@ -2,7 +2,10 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/generalise_sweep.py PER_FOLD 'JSON_LIST' [RECIPE]
 
-e.g. ``bench/generalise_sweep.py 8 '[{"free_components": 2, "mask_power": 1.0,
+A configuration may carry ``"_tracker": {...}``: the settings of ``gain="tracked"``
+(:class:`nmfsep.tracking.TrackerSettings` fields).
+
+E.g. ``bench/generalise_sweep.py 8 '[{"free_components": 2, "mask_power": 1.0,
 "free_source": "noise"}, {"free_components": 2, "mask_power": 1.0, "analysis_bands": null}]'``.
 
 Uses the fold models and peer scores cached by ``bench/generalise.py`` (run it first), the fold
@@ -40,8 +43,15 @@ def main() -> None:
     recipe_name = sys.argv[3] if len(sys.argv) > 3 else gm.SHIPPED
     base = gm.RECIPES[recipe_name]
     models = {f.index: g.fold_model(corpus, base, f, True) for f in folds}
+    import nmfsep.tracking as tracking
+
+    settings_class = tracking.TrackerSettings
     for sep in configs:
+        # "_tracker": {...} sets the tracked gain's TrackerSettings for this configuration
+        tracker = sep.pop("_tracker", {})
+        tracking.TrackerSettings = lambda t=tracker: settings_class(**t)  # type: ignore[misc]
         recipe = gm.Generic("sweep", sep=sep)
+        sep = {**sep, **({"_tracker": tracker} if tracker else {})}
         sdri, stoi, dd = [], [], []
         t0 = time.process_time()
         for m in mixtures:
