@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py cluster [--per-fold M] [--methods a,b]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py phase [--iters 0,1,2,4]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py continuity [--values 0,1] [--source other]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py hpss [--strengths 1,2,3] [--speech]
 
 Cases, all scored on the wanted source (speech; the pitched instrument for music):
 
@@ -259,6 +260,10 @@ def summarise(rows: list[dict], title: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["hpss"]:  # its own options: bench/hpss_prior.py
+        import hpss_prior
+
+        return hpss_prior.main(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["cluster", "phase", "continuity"])
     p.add_argument("--per-fold", type=int, default=4)

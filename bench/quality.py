@@ -1,6 +1,7 @@
 """Separation quality in dB on real recordings, measured the way a user runs nmfsep.
 
     .venv/bin/python bench/quality.py [--data DIR] [--no-cluster] [--json OUT]
+        [--cases SUBSTRING,...] [--train-args "--hpss-prior 2"]
 
 For every case of the development set (``../shared/data``, if present) and of ``sample_audio/``:
 
@@ -181,10 +182,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--no-cluster", action="store_true")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "quality.json")
+    parser.add_argument("--cases", default="", help="only cases whose name has one of these")
+    parser.add_argument("--train-args", default="", help="extra `nmfsep train` flags (quoted)")
     args = parser.parse_args()
+    import shlex
+
+    train_args = shlex.split(args.train_args)
     from nmfsep.defaults import CLUSTER_FEATURE_KINDS as FEATURES
 
     cases = find_cases(args.data if args.data.is_dir() else None)
+    if args.cases:
+        cases = [c for c in cases if any(k in c["name"] for k in args.cases.split(","))]
     results: dict[str, dict[str, dict[str, float]]] = {}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -206,6 +214,7 @@ def main() -> None:
                     "-o",
                     str(model),
                     "-q",
+                    *train_args,
                 ]
             )
             run(
