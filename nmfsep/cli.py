@@ -1317,6 +1317,18 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    gain: Annotated[
+        str | None,
+        typer.Option(
+            "--gain",
+            help="The first source's gain: wiener (the NMF masks) or tracked (a "
+            "decision-directed gain, Ephraim & Malah 1984, against a noise estimate that blends "
+            "the NMF one with a minimum-statistics tracker; measured +0.9 dB with the built-in "
+            "model on unseen recordings). Default: the model's (the built-in model: tracked), "
+            "else wiener.",
+            show_default=False,
+        ),
+    ] = None,
     hpss_prior: Annotated[
         float | None,
         typer.Option(
@@ -1359,6 +1371,7 @@ def separate(
             continuity=continuity,
             continuity_source=continuity_source,
             hpss_prior=hpss_prior,
+            gain=gain,
         )
         if analysis_bands is not None:  # 0 = every bin (None in the options)
             options = options.replace(analysis_bands=analysis_bands or None)
