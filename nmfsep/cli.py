@@ -1485,7 +1485,7 @@ def cluster(
             help="How the bases are learned: mu (multiplicative updates, -k bases) or vb "
             "(variational Bayesian KL-NMF with Gamma priors, Cemgil 2009, run for -k times "
             "1/4, 1/2, 3/4, 1, 3/2 and the count with the best lower bound kept, as in Yang, "
-            "Hsu & Chien, ISMIR 2014; about 4x the CPU of mu). Default "
+            "Hsu & Chien, ISMIR 2014; its factorisation takes 7-15x the CPU of mu's). Default "
             f"{defaults.CLUSTER_FACTORISER}; see bench/README.md.",
             show_default=False,
         ),

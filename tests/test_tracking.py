@@ -74,7 +74,7 @@ def test_dd_gain_matches_the_reference_and_is_bounded() -> None:
     P = lam * rng.exponential(size=(6, 50)) * np.where(rng.random((6, 50)) < 0.3, 30.0, 1.0)
     G = dd_gain(P.astype(np.float32), lam.astype(np.float32), alpha=0.9, xi_min_db=-15.0)
     np.testing.assert_allclose(G, _dd_loop(P, lam, 0.9, -15.0), rtol=1e-4, atol=1e-6)
-    floor = 10 ** -1.5 / (1 + 10**-1.5)
+    floor = 10**-1.5 / (1 + 10**-1.5)
     assert G.min() >= floor - 1e-6 and G.max() < 1.0
     # pure noise is attenuated, a strong steady tone passes
     noise_only = dd_gain(lam.astype(np.float32), lam.astype(np.float32), alpha=0.9, xi_min_db=-15)
