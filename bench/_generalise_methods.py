@@ -541,5 +541,18 @@ RECIPES: dict[str, Any] = {
         exclude=("babble", "music"),
         sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
     ),
+    # the shipped model with the tracked gain (nmfsep.tracking): the decision-directed gain
+    # against the NMF noise estimate blended with minimum statistics (session 3)
+    "nobabble_free2n_p1_tracked": Generic(
+        "nobabble_free2n_p1_tracked",
+        exclude=("babble", "music"),
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
+    "nb_f16k_tracked": Generic(
+        "nb_f16k_tracked",
+        max_frames=16000,
+        exclude=("babble", "music"),
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
 }
 SHIPPED = "nobabble_free2n_p1"
