@@ -41,6 +41,8 @@ class TrackerSettings:
     xi_min_db: float = defaults.TRACK_XI_MIN_DB
     blend_mid_db: float = defaults.TRACK_BLEND_MID_DB
     blend_width_db: float = defaults.TRACK_BLEND_WIDTH_DB
+    #: the gain is ``G_dd^(1 - mask_weight) * M^mask_weight`` (M: the NMF mask)
+    mask_weight: float = defaults.TRACK_MASK_WEIGHT
 
 
 def _alpha(seconds: float, hop_seconds: float) -> float:
@@ -127,8 +129,9 @@ def tracked_masks(
     settings: TrackerSettings | None = None,
 ) -> np.ndarray:
     """Replace the first source's mask by the decision-directed gain against the blended noise
-    PSD; the other sources share the rest in proportion to their masks (so the masks still sum
-    to one and the sources to the mixture).
+    PSD (geometrically weighted with the NMF mask, ``mask_weight``); the other sources share
+    the rest in proportion to their masks (so the masks still sum to one and the sources to
+    the mixture).
 
     Parameters
     ----------
@@ -165,6 +168,8 @@ def tracked_masks(
         frames = round(s.window_seconds / hop_seconds)
         noise = noise * min_statistics(P, alpha=a_s, frames=frames) ** np.float32(1.0 - w)
     G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
+    if s.mask_weight > 0.0:
+        G = G ** np.float32(1.0 - s.mask_weight) * m0 ** np.float32(s.mask_weight)
     out = np.empty_like(masks)
     out[0] = G
     others = masks[1:]
