@@ -555,4 +555,4 @@ RECIPES: dict[str, Any] = {
         sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
     ),
 }
-SHIPPED = "nobabble_free2n_p1"
+SHIPPED = "nobabble_free2n_p1_tracked"
