@@ -100,16 +100,24 @@ def dd_gain(P: np.ndarray, noise: np.ndarray, *, alpha: float, xi_min_db: float)
     -------
     np.ndarray, shape (n_freq, n_frames), in ``[xi_min / (1 + xi_min), 1)``
     """
-    gamma = P / np.maximum(noise, _TINY)
+    # frames as rows: each step of the recursion reads and writes contiguous memory
+    gamma = np.ascontiguousarray((P / np.maximum(noise, _TINY)).T, dtype=np.float32)
     xi_min = np.float32(10.0 ** (xi_min_db / 10.0))
     a, b = np.float32(alpha), np.float32(1.0 - alpha)
-    G = np.empty(P.shape, dtype=np.float32)
-    prev = np.zeros(P.shape[0], dtype=np.float32)  # |A_{t-1}|^2 / noise_{t-1}
-    for t in range(P.shape[1]):
-        g_t = gamma[:, t]
-        xi = np.maximum(a * prev + b * np.maximum(g_t - 1.0, 0.0), xi_min)
-        G[:, t] = xi / (1.0 + xi)
-        prev = G[:, t] ** 2 * g_t
+    G = np.empty_like(gamma)
+    prev = np.zeros(gamma.shape[1], dtype=np.float32)  # |A_{t-1}|^2 / noise_{t-1}
+    xi = np.empty_like(prev)
+    for t in range(gamma.shape[0]):
+        g_t = gamma[t]
+        np.subtract(g_t, 1.0, out=xi)
+        np.maximum(xi, 0.0, out=xi)
+        xi *= b
+        xi += a * prev
+        np.maximum(xi, xi_min, out=xi)
+        np.divide(xi, xi + 1.0, out=G[t])
+        np.multiply(G[t], G[t], out=prev)
+        prev *= g_t
+    G = G.T
     return G
 
 
@@ -153,25 +161,36 @@ def tracked_masks(
     V = np.asarray(V, dtype=np.float32)
     P = V * V
     m0 = masks[0]
-    target = float(np.sum((m0 * V) ** 2))
-    rest = float(np.sum(((1.0 - m0) * V) ** 2))
+    N2 = V - m0 * V  # the NMF's estimate of the rest, squared below
+    N2 *= N2
+    rest = float(N2.sum(dtype=np.float64))
+    target = float(np.einsum("ft,ft->", m0, m0 * P, dtype=np.float64))
     if target + rest <= 0.0:  # a silent block: nothing to decide
         return masks
     snr_db = 10.0 * np.log10(max(target, 1e-30) / max(rest, 1e-30))
     w = blend_weight(snr_db, s)
     a_s = _alpha(s.smooth_seconds, hop_seconds)
-    noise = np.ones_like(P)
     if w > 0.0:
-        nmf_noise = np.maximum(smooth(((1.0 - m0) * V) ** 2, a_s), _TINY)
-        noise = nmf_noise ** np.float32(w)
+        noise = np.maximum(smooth(N2, a_s), _TINY)
     if w < 1.0:
-        frames = round(s.window_seconds / hop_seconds)
-        noise = noise * min_statistics(P, alpha=a_s, frames=frames) ** np.float32(1.0 - w)
+        tracked = min_statistics(P, alpha=a_s, frames=round(s.window_seconds / hop_seconds))
+        if w > 0.0:  # the geometric blend, in the log domain (cheaper than two powers)
+            noise = np.log(noise)
+            noise *= np.float32(w)
+            noise += np.float32(1.0 - w) * np.log(tracked)
+            noise = np.exp(noise, out=noise)
+        else:
+            noise = tracked
     G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
-    if s.mask_weight > 0.0:
+    if s.mask_weight == 0.25:  # the default: fourth roots by square roots (cheap)
+        G = G * np.sqrt(np.sqrt(np.maximum(m0, 0.0) / np.maximum(G, _TINY)))
+    elif s.mask_weight > 0.0:
         G = G ** np.float32(1.0 - s.mask_weight) * m0 ** np.float32(s.mask_weight)
     out = np.empty_like(masks)
     out[0] = G
+    if masks.shape[0] == 2:
+        out[1] = 1.0 - G
+        return out
     others = masks[1:]
     total = others.sum(axis=0)
     share = np.where(total > 0, others / np.maximum(total, _TINY), 1.0 / others.shape[0])
