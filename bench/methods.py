@@ -1,6 +1,7 @@
 """Quality methods of issue 12: unsupervised grouping (``cluster``) and phase reconstruction.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py cluster [--per-fold M] [--methods a,b]
+        [--factoriser mu|vb] [--components K] [--vb-fixed] [--vb-level X]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py phase [--iters 0,1,2,4]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py continuity [--values 0,1] [--source other]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py hpss [--strengths 1,2,3] [--speech]
@@ -18,7 +19,9 @@ Cases, all scored on the wanted source (speech; the pitched instrument for music
 ``cluster`` runs the library's ``cluster`` path (frame sample, NMF, grouping, separation pass
 with the grouped bases fixed) once per grouping method on the same factorisation, next to the
 mean of 10 random balanced assignments of the same bases (the random floor) and, for music,
-librosa HPSS (margin 3; the harmonic part as the pitched source). ``phase`` runs trained
+librosa HPSS (margin 3; the harmonic part as the pitched source); each row also records the
+factorisation's CPU time, its K (``--factoriser vb``: chosen by the bound) and the count
+``n_sources="auto"`` picks from the same bases. ``phase`` runs trained
 separation (``train`` on the case's clips / the per-case 20 s of the folds) with
 ``phase_iters`` N. Scores: BSS-eval SDRi (512 taps), SI-SDRi, STOI (pystoi).
 """
@@ -161,18 +164,28 @@ def best_output(outputs: list[np.ndarray], ref: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ cluster
 
 
-def factorise(mix: np.ndarray, sr: int, options):
-    from nmfsep.nmf import fit_nmf
+def factorise(
+    mix: np.ndarray, sr: int, options, vb_level: float | None = None, vb_fixed: bool = False
+):
+    """The cluster path's frame sample and factorisation (``options.factoriser``); with
+    ``vb_level`` the VB data level is that multiple of :data:`nmfsep.bayes.LEVEL`; with
+    ``vb_fixed`` VB runs with ``n_components`` only (no choice by the bound)."""
+    from nmfsep.bayes import LEVEL, candidate_components, select_vb_nmf
     from nmfsep.unsupervised import FrameSampler
+    from nmfsep.unsupervised import factorise as cluster_factorise
 
     sampler = FrameSampler(sr=sr, channels=1, options=options)
     sampler.push(mix.astype(np.float32)[None])
     V = sampler.finish()
     o = options
-    res = fit_nmf(
-        V, n_components=o.n_components, beta=o.beta, l1_H=o.l1, max_iter=o.max_iter,
-        tol=o.tol, random_state=o.seed,
-    )  # fmt: skip
+    if o.factoriser == "vb" and (vb_level is not None or vb_fixed):
+        ks = (o.n_components,) if vb_fixed else candidate_components(o.n_components, minimum=4)
+        res = select_vb_nmf(
+            V, candidates=ks, level=LEVEL * (vb_level or 1.0), max_iter=o.max_iter, tol=o.tol,
+            random_state=o.seed,
+        )  # fmt: skip
+    else:
+        res = cluster_factorise(V, options=o)
     return V, res, sampler.config
 
 
@@ -200,18 +213,33 @@ def hpss_harmonic(mix: np.ndarray) -> np.ndarray:
     return h
 
 
-def run_cluster(cases: list[dict], methods: list[str], floor: bool) -> list[dict]:
-    from nmfsep.clustering import group_bases, hpss_mask
+def run_cluster(
+    cases: list[dict],
+    methods: list[str],
+    floor: bool,
+    factoriser: str = "mu",
+    vb_level: float | None = None,
+    components: int = 32,
+    vb_fixed: bool = False,
+) -> list[dict]:
+    from nmfsep.clustering import choose_n_sources, group_bases, hpss_mask
     from nmfsep.options import ClusterOptions
 
     rows = []
     for c in cases:
         t0 = time.process_time()
-        o = ClusterOptions()
-        V, res, config = factorise(c["mix"], c["sr"], o)
+        o = ClusterOptions(factoriser=factoriser, n_components=components)
+        V, res, config = factorise(c["mix"], c["sr"], o, vb_level, vb_fixed)
+        cpu = time.process_time() - t0
+        k = int(res.W.shape[1])
         perc = hpss_mask(V)
         fr = c["sr"] / config.hop_length
-        row: dict = {"case": c["name"], "group": c["group"]}
+        row: dict = {"case": c["name"], "group": c["group"], "factorise_cpu": cpu, "K": k}
+        # --n-sources auto on the same bases (2-4 by cosine silhouette; every case has 2)
+        row["auto_n"] = choose_n_sources(
+            res.W, candidates=tuple(n for n in (2, 3, 4) if n < k) or (2,), sr=c["sr"],
+            n_fft=config.n_fft, random_state=o.seed,
+        )  # fmt: skip
         for m in methods:
             labels = group_bases(
                 res.W, n_clusters=2, method=m, H=res.H, percussive=perc, sr=c["sr"],
@@ -223,15 +251,19 @@ def run_cluster(cases: list[dict], methods: list[str], floor: bool) -> list[dict
             rng = np.random.default_rng(0)
             vals = []
             for _ in range(10):
-                labels = rng.permutation(np.arange(o.n_components) % 2)
+                labels = rng.permutation(np.arange(k) % 2)
                 outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
                 vals.append(score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"]))
             row["random"] = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
         if c["group"] == "music":
             row["librosa_hpss"] = score(c["ref"], hpss_harmonic(c["mix"]), c["mix"], c["sr"])
         rows.append(row)
-        line = "  ".join(f"{k} {v['sdri']:+.1f}" for k, v in row.items() if isinstance(v, dict))
-        print(f"{c['name'][:34]:34s} {line}  ({time.process_time() - t0:.0f} s)", flush=True)
+        line = "  ".join(f"{m} {v['sdri']:+.1f}" for m, v in row.items() if isinstance(v, dict))
+        print(
+            f"{c['name'][:34]:34s} {line}  K={k} auto={row['auto_n']} factorise {cpu:.2f} s "
+            f"({time.process_time() - t0:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -257,6 +289,13 @@ def summarise(rows: list[dict], title: str) -> None:
         if "random" in methods:
             above = [sum(r[m]["sdri"] > r["random"]["sdri"] for r in rs) for m in methods]
             print(f"| {g} | > floor | " + " | ".join(f"{a}/{len(rs)}" for a in above) + " |")
+        if "factorise_cpu" in rs[0]:
+            ks = sorted({r["K"] for r in rs})
+            counts = ", ".join(f"K={k}: {sum(r['K'] == k for r in rs)}" for k in ks)
+            picks = sorted({r["auto_n"] for r in rs})
+            autos = ", ".join(f"{n}: {sum(r['auto_n'] == n for r in rs)}" for n in picks)
+            cpu = np.mean([r["factorise_cpu"] for r in rs])
+            print(f"| {g} | factorise | {cpu:.2f} s CPU per case; {counts}; auto picks {autos} |")
 
 
 def main() -> None:
@@ -274,6 +313,12 @@ def main() -> None:
     p.add_argument("--values", default="0,0.1,1", help="continuity: the weights")
     p.add_argument("--source", choices=["wanted", "other"], default=None, help="continuity: on")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--factoriser", choices=["mu", "vb"], default="mu", help="cluster's bases")
+    p.add_argument(
+        "--vb-level", type=float, default=None, help="vb: data level, times nmfsep.bayes.LEVEL"
+    )
+    p.add_argument("--components", type=int, default=32, help="-k (vb: the nominal K)")
+    p.add_argument("--vb-fixed", action="store_true", help="vb with -k bases only (no choice)")
     a = p.parse_args()
     only = set(a.only.split(","))
     cases = []
@@ -287,8 +332,11 @@ def main() -> None:
         cases += fold_cases(a.per_fold)
     t0 = time.perf_counter()
     if a.what == "cluster":
-        rows = run_cluster(cases, a.methods.split(","), not a.no_floor)
-        summarise(rows, "cluster -n 2, SDRi of the wanted source (dB)")
+        rows = run_cluster(
+            cases, a.methods.split(","), not a.no_floor, a.factoriser, a.vb_level, a.components,
+            a.vb_fixed,
+        )  # fmt: skip
+        summarise(rows, f"cluster -n 2 ({a.factoriser}), SDRi of the wanted source (dB)")
     elif a.what == "continuity":  # bench/continuity.py
         from continuity import run_continuity
 
