@@ -554,5 +554,12 @@ RECIPES: dict[str, Any] = {
         exclude=("babble", "music"),
         sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
     ),
+    # 3 free noise bases: with the tracked gain guarding the high-SNR case, one more adapts
+    # better (session 3; the blend "local" is the tracker's default)
+    "nobabble_free3n_p1_tracked": Generic(
+        "nobabble_free3n_p1_tracked",
+        exclude=("babble", "music"),
+        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
 }
-SHIPPED = "nobabble_free2n_p1_tracked"
+SHIPPED = "nobabble_free3n_p1_tracked"

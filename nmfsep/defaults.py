@@ -157,6 +157,10 @@ TRACK_DD_SECONDS = 0.396
 TRACK_XI_MIN_DB = -15.0
 TRACK_BLEND_MID_DB = 5.0
 TRACK_BLEND_WIDTH_DB = 10.0
+#: How the NMF and tracker noise estimates are weighed: "local" (per bin, by the NMF masks'
+#: local SNR, times the block's weight): 5.49 dB / STOI 0.797 vs "block" 5.38 / 0.796 with 3
+#: free bases (40 fold mixtures).
+TRACK_BLEND = "local"
 #: Weight of the NMF mask in the gain (geometric; 0: the decision-directed gain alone). 0.25:
 #: 5.29 dB / STOI 0.796 on the 40 fold mixtures, vs 5.15 / 0.791 at 0 and 5.16 / 0.797 at 0.5.
 TRACK_MASK_WEIGHT = 0.25

@@ -26,6 +26,7 @@ from scipy.ndimage import minimum_filter1d
 from scipy.signal import lfilter
 
 from nmfsep import defaults
+from nmfsep.errors import ParameterError
 
 _TINY = np.float32(1e-12)
 
@@ -41,6 +42,14 @@ class TrackerSettings:
     xi_min_db: float = defaults.TRACK_XI_MIN_DB
     blend_mid_db: float = defaults.TRACK_BLEND_MID_DB
     blend_width_db: float = defaults.TRACK_BLEND_WIDTH_DB
+    #: "block": one weight of the NMF noise estimate per block, from the block's SNR;
+    #: "local": per bin, from the local SNR of the NMF masks, times the block's weight
+    blend: str = defaults.TRACK_BLEND
+
+    def __post_init__(self) -> None:
+        if self.blend not in ("block", "local"):
+            raise ParameterError(f"blend must be block or local, got {self.blend!r}")
+
     #: the gain is ``G_dd^(1 - mask_weight) * M^mask_weight`` (M: the NMF mask)
     mask_weight: float = defaults.TRACK_MASK_WEIGHT
 
@@ -167,21 +176,36 @@ def tracked_masks(
     target = float(np.einsum("ft,ft->", m0, m0 * P, dtype=np.float64))
     if target + rest <= 0.0:  # a silent block: nothing to decide
         return masks
-    snr_db = 10.0 * np.log10(max(target, 1e-30) / max(rest, 1e-30))
-    w = blend_weight(snr_db, s)
+    w = blend_weight(10.0 * np.log10(max(target, 1e-30) / max(rest, 1e-30)), s)
     a_s = _alpha(s.smooth_seconds, hop_seconds)
-    if w > 0.0:
+    weight: np.ndarray | float = w
+    if s.blend == "local" and w > 0.0:
+        # per bin: the NMF's local SNR (both parts smoothed over time) on the same ramp, times
+        # the block's weight — the NMF noise estimate where the NMF says noise dominates, the
+        # tracker where the target does (the NMF's leak is there), and the tracker everywhere
+        # in a high-SNR block
+        nmf_noise = np.maximum(smooth(N2, a_s), _TINY)
+        local = np.maximum(smooth(m0 * m0 * P, a_s), _TINY) / nmf_noise
+        local = np.log10(local, out=local)
+        local *= np.float32(10.0)
+        ramp = np.clip(0.5 - (local - s.blend_mid_db) / s.blend_width_db, 0.0, 1.0)
+        weight = np.asarray(ramp * np.float32(w), dtype=np.float32)
+    if isinstance(weight, float) and weight >= 1.0:
         noise = np.maximum(smooth(N2, a_s), _TINY)
-    if w < 1.0:
-        tracked = min_statistics(P, alpha=a_s, frames=round(s.window_seconds / hop_seconds))
-        if w > 0.0:  # the geometric blend, in the log domain (cheaper than two powers)
-            noise = np.log(noise)
-            noise *= np.float32(w)
-            noise += np.float32(1.0 - w) * np.log(tracked)
+    else:
+        noise = min_statistics(P, alpha=a_s, frames=round(s.window_seconds / hop_seconds))
+        if not isinstance(weight, float) or weight > 0.0:
+            # the geometric blend, in the log domain (cheaper than two powers)
+            nmf_log = np.log(np.maximum(smooth(N2, a_s), _TINY))
+            noise = np.log(noise, out=noise)
+            noise += weight * (nmf_log - noise)
             noise = np.exp(noise, out=noise)
-        else:
-            noise = tracked
     G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
+    return _finish(masks, G, m0, s)
+
+
+def _finish(masks: np.ndarray, G: np.ndarray, m0: np.ndarray, s: TrackerSettings) -> np.ndarray:
+    """The gain weighted with the NMF mask as the first mask; the others share the rest."""
     if s.mask_weight == 0.25:  # the default: fourth roots by square roots (cheap)
         G = G * np.sqrt(np.sqrt(np.maximum(m0, 0.0) / np.maximum(G, _TINY)))
     elif s.mask_weight > 0.0:

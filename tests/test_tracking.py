@@ -85,21 +85,43 @@ def test_dd_gain_matches_the_reference_and_is_bounded() -> None:
 def test_blend_weight_goes_from_nmf_to_tracker() -> None:
     s = TrackerSettings(blend_mid_db=5.0, blend_width_db=10.0)
     assert blend_weight(-20, s) == 1.0 and blend_weight(5, s) == 0.5 and blend_weight(30, s) == 0.0
+    with pytest.raises(ParameterError, match="blend"):
+        TrackerSettings(blend="median")
 
 
+def test_local_blend_uses_the_tracker_where_the_nmf_says_target() -> None:
+    """A low-SNR block (block weight 1: the NMF's noise estimate everywhere) in which the NMF
+    calls a patch of plain noise "target": the block blend passes it (the NMF's noise estimate
+    there is tiny), the local blend takes the tracker's estimate there and attenuates it;
+    elsewhere the two agree."""
+    rng = np.random.default_rng(4)
+    V = rng.uniform(0.5, 1.5, size=(16, 200)).astype(np.float32)
+    m0 = np.full(V.shape, 0.05, np.float32)
+    m0[8:12, 50:90] = 0.95  # noise the NMF takes for the target
+    masks = np.stack([m0, 1 - m0])
+    block = tracked_masks(masks, V, hop_seconds=0.02, settings=TrackerSettings(blend="block"))
+    local = tracked_masks(masks, V, hop_seconds=0.02, settings=TrackerSettings(blend="local"))
+    patch = (slice(8, 12), slice(60, 90))
+    assert block[0][patch].mean() > 0.8 and local[0][patch].mean() < 0.5
+    rest = (slice(0, 8), slice(0, 200))
+    np.testing.assert_allclose(local[0][rest], block[0][rest], atol=1e-5)
+
+
+@pytest.mark.parametrize("blend", ["block", "local"])
 @pytest.mark.parametrize("n_sources", [2, 3])
-def test_tracked_masks_sum_to_one_and_handle_silence(n_sources: int) -> None:
+def test_tracked_masks_sum_to_one_and_handle_silence(n_sources: int, blend: str) -> None:
     rng = np.random.default_rng(3)
     raw = rng.uniform(size=(n_sources, 33, 80)).astype(np.float32)
     masks = raw / raw.sum(axis=0)
     V = rng.uniform(0.1, 2.0, size=(33, 80)).astype(np.float32)
-    out = tracked_masks(masks, V, hop_seconds=0.016)
+    settings = TrackerSettings(blend=blend)
+    out = tracked_masks(masks, V, hop_seconds=0.016, settings=settings)
     assert out.shape == masks.shape and np.isfinite(out).all() and out.min() >= 0
     np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-5)
     if n_sources == 3:  # the others keep their proportions
         np.testing.assert_allclose(out[1] / out[2], masks[1] / masks[2], rtol=1e-4)
     for silent in (np.zeros_like(V), np.pad(V[:, :40], ((0, 0), (0, 40)))):
-        s = tracked_masks(masks, silent, hop_seconds=0.016)
+        s = tracked_masks(masks, silent, hop_seconds=0.016, settings=settings)
         assert np.isfinite(s).all()
         np.testing.assert_allclose(s.sum(axis=0), 1.0, atol=1e-5)
 
