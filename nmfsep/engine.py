@@ -22,7 +22,9 @@ the convergence test of :func:`nmfsep.nmf.fit_nmf` (with ``tol=0`` none). The te
 continuity penalty (``continuity``) couples the frames of a block: with it, continuity holds
 inside each block only, and the result depends on where the (fixed) block boundaries fall.
 Semi-supervised separation (free bases) is an online approximation on inputs longer than one
-block: the free bases of each block start from those of the previous one.
+block: the free bases of each block start from those of the previous one. The tracked gain
+(``gain="tracked"``, :mod:`nmfsep.tracking`) also works on a block's frames (its noise tracker
+and recursions restart at each fixed block boundary).
 
 Frame ``j`` is centred on sample ``j * hop``: it covers samples ``[j*hop - n_fft//2, j*hop +
 n_fft - n_fft//2)``, zeros outside the signal — librosa's centred STFT. Internally positions are
