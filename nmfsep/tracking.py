@@ -179,24 +179,24 @@ def tracked_masks(
     w = blend_weight(10.0 * np.log10(max(target, 1e-30) / max(rest, 1e-30)), s)
     a_s = _alpha(s.smooth_seconds, hop_seconds)
     weight: np.ndarray | float = w
-    if s.blend == "local" and w > 0.0:
+    nmf_noise = np.maximum(smooth(N2, a_s), _TINY) if w > 0.0 else None
+    if s.blend == "local" and nmf_noise is not None:
         # per bin: the NMF's local SNR (both parts smoothed over time) on the same ramp, times
         # the block's weight — the NMF noise estimate where the NMF says noise dominates, the
         # tracker where the target does (the NMF's leak is there), and the tracker everywhere
         # in a high-SNR block
-        nmf_noise = np.maximum(smooth(N2, a_s), _TINY)
         local = np.maximum(smooth(m0 * m0 * P, a_s), _TINY) / nmf_noise
         local = np.log10(local, out=local)
         local *= np.float32(10.0)
         ramp = np.clip(0.5 - (local - s.blend_mid_db) / s.blend_width_db, 0.0, 1.0)
         weight = np.asarray(ramp * np.float32(w), dtype=np.float32)
-    if isinstance(weight, float) and weight >= 1.0:
-        noise = np.maximum(smooth(N2, a_s), _TINY)
+    if nmf_noise is not None and isinstance(weight, float) and weight >= 1.0:
+        noise = nmf_noise
     else:
         noise = min_statistics(P, alpha=a_s, frames=round(s.window_seconds / hop_seconds))
-        if not isinstance(weight, float) or weight > 0.0:
+        if nmf_noise is not None:
             # the geometric blend, in the log domain (cheaper than two powers)
-            nmf_log = np.log(np.maximum(smooth(N2, a_s), _TINY))
+            nmf_log = np.log(nmf_noise, out=nmf_noise)
             noise = np.log(noise, out=noise)
             noise += weight * (nmf_log - noise)
             noise = np.exp(noise, out=noise)
