@@ -124,6 +124,32 @@ def half_sq_diff(V, B, j0):  # pragma: no cover - compiled
     return 0.5 * s
 
 
+@njit(inline="always", error_model="numpy")
+def _mu_step(xv, q, pl, mu, root, expo, tiny, big):  # pragma: no cover - compiled
+    """One element's multiplicative step: ``xv * r`` capped at ``big``, ``r`` the positive root
+    of ``mu r^2 + pl r - q = 0`` when ``root`` (and ``mu > 0``), else ``(q / (pl + mu))**expo``
+    (the denominator floored at ``tiny``)."""
+    if root and mu > 0.0:
+        if q > 0.0:
+            r = 2.0 * q / (pl + math.sqrt(pl * pl + 4.0 * mu * q))
+        else:
+            r = 0.0
+    else:
+        dd = pl + mu
+        if dd < tiny:
+            dd = tiny
+        r = q / dd
+        if expo != 1.0:
+            if expo == 0.5:
+                r = math.sqrt(r)
+            else:
+                r = r**expo
+    y = xv * r
+    if y > big:
+        y = big
+    return y
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def mu_update(x, num, den, lin, quad, qconst, expo, kl_root, tiny, big):  # pragma: no cover
     """One multiplicative update of ``x`` (K, M) in place, row ``k`` = component ``k``.
@@ -150,26 +176,7 @@ def mu_update(x, num, den, lin, quad, qconst, expo, kl_root, tiny, big):  # prag
             if q < 0.0:
                 q = 0.0
             mu = qk * xv + ck
-            if kl_root and mu > 0.0:
-                pp = p + lk
-                if q > 0.0:
-                    r = 2.0 * q / (pp + math.sqrt(pp * pp + 4.0 * mu * q))
-                else:
-                    r = 0.0
-            else:
-                dd = p + lk + mu
-                if dd < tiny:
-                    dd = tiny
-                r = q / dd
-                if expo != 1.0:
-                    if expo == 0.5:
-                        r = math.sqrt(r)
-                    else:
-                        r = r**expo
-            y = xv * r
-            if y > big:
-                y = big
-            x[k, j] = y
+            x[k, j] = _mu_step(xv, q, p + lk, mu, kl_root, expo, tiny, big)
 
 
 _LN2 = math.log(2.0)
@@ -309,26 +316,7 @@ def mu_continuity(x, num, den, lin, quad, qconst, cw, e, e_l2, kl, tiny, big):  
                         n += 1.0
                     q += 2.0 * c * (s + rho * xv)
                     mu += 2.0 * c * n * xv
-                if root and mu > 0.0:
-                    pp = p + lk
-                    if q > 0.0:
-                        r = 2.0 * q / (pp + math.sqrt(pp * pp + 4.0 * mu * q))
-                    else:
-                        r = 0.0
-                else:
-                    dd = p + lk + mu
-                    if dd < tiny:
-                        dd = tiny
-                    r = q / dd
-                    if ex != 1.0:
-                        if ex == 0.5:
-                            r = math.sqrt(r)
-                        else:
-                            r = r**ex
-                y = xv * r
-                if y > big:
-                    y = big
-                x[k, j] = y
+                x[k, j] = _mu_step(xv, q, p + lk, mu, root, ex, tiny, big)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
