@@ -342,3 +342,38 @@ def continuity_sum(x, cw):  # pragma: no cover - compiled
         if s2 > 0.0:
             total += lam * M * d2 / s2
     return total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def recursive_smooth(P, alpha, out):  # pragma: no cover - compiled
+    """``out[f, t] = alpha out[f, t-1] + (1 - alpha) P[f, t]`` from the mean of the first (up
+    to 8) frames of each row (nmfsep.tracking.smooth), in float64."""
+    F, T = P.shape
+    n0 = min(T, 8)
+    b = 1.0 - alpha
+    for f in range(F):
+        acc = 0.0
+        for t in range(n0):
+            acc += float(P[f, t])
+        acc /= max(n0, 1)
+        for t in range(T):
+            acc = alpha * acc + b * float(P[f, t])
+            out[f, t] = acc
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dd_recursion(gamma, alpha, xi_min, G):  # pragma: no cover - compiled
+    """Decision-directed a-priori SNR and Wiener gain along each row of the a-posteriori SNR
+    ``gamma`` (nmfsep.tracking.dd_gain), in float64."""
+    F, T = gamma.shape
+    b = 1.0 - alpha
+    for f in range(F):
+        prev = 0.0
+        for t in range(T):
+            g = float(gamma[f, t])
+            xi = alpha * prev + b * max(g - 1.0, 0.0)
+            if xi < xi_min:
+                xi = xi_min
+            gt = xi / (1.0 + xi)
+            G[f, t] = gt
+            prev = gt * gt * g

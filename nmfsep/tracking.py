@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import lfilter
 
 from nmfsep import defaults
+from nmfsep._kernels import dd_recursion, recursive_smooth
 from nmfsep.errors import ParameterError
 
 _TINY = np.float32(1e-12)
@@ -60,15 +59,45 @@ def _alpha(seconds: float, hop_seconds: float) -> float:
 
 
 def smooth(P: np.ndarray, alpha: float) -> np.ndarray:
-    """``S_t = alpha S_{t-1} + (1 - alpha) P_t`` along the last axis, starting from the mean of
-    the first (up to 8) frames."""
+    """``S_t = alpha S_{t-1} + (1 - alpha) P_t`` along the last axis of ``P`` (n_freq,
+    n_frames), starting from the mean of the first (up to 8) frames (a compiled loop; scipy's
+    ``lfilter`` would do, but importing scipy.signal costs a second of start-up)."""
     P = np.asarray(P)
     if P.shape[-1] == 0:
         return P.copy()
-    start = P[..., : min(P.shape[-1], 8)].mean(axis=-1, keepdims=True)
-    zi = (alpha * start).astype(P.dtype)
-    out, _ = lfilter([1.0 - alpha], [1.0, -alpha], P, axis=-1, zi=zi)
-    return np.asarray(out, dtype=P.dtype)
+    rows = np.ascontiguousarray(P.reshape(-1, P.shape[-1]))
+    out = np.empty_like(rows)
+    recursive_smooth(rows, float(alpha), out)
+    return out.reshape(P.shape)
+
+
+def running_min(S: np.ndarray, size: int) -> np.ndarray:
+    """Minimum over a centred window of ``size`` frames along the last axis, the edges
+    mirrored — ``scipy.ndimage.minimum_filter1d(S, size, axis=-1)`` (mode "reflect"), by van
+    Herk's (1992) and Gil & Werman's (1993) running minimum in three passes (numpy only: the
+    scipy.ndimage import costs start-up time)."""
+    S = np.asarray(S)
+    T = S.shape[-1]
+    size = max(1, min(int(size), T))
+    if size == 1 or T == 0:
+        return S.copy()
+    left = size // 2
+    right = size - 1 - left
+    # scipy's "reflect" = numpy's "symmetric"; pad so that blocks of `size` tile the array
+    padded = np.pad(S, [(0, 0)] * (S.ndim - 1) + [(left, right)], mode="symmetric")
+    n = padded.shape[-1]
+    n_blocks = -(-n // size)
+    fill = n_blocks * size - n
+    if fill:
+        padded = np.concatenate(
+            [padded, np.full((*S.shape[:-1], fill), np.inf, dtype=padded.dtype)], axis=-1
+        )
+    blocks = padded.reshape((*S.shape[:-1], n_blocks, size))
+    prefix = np.minimum.accumulate(blocks, axis=-1).reshape(padded.shape)
+    suffix = np.minimum.accumulate(blocks[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    # window i covers padded[i : i + size]: the suffix minimum from i to the end of its block
+    # and the prefix minimum from the next block's start to i + size - 1
+    return np.minimum(suffix[..., :T], prefix[..., size - 1 : size - 1 + T])
 
 
 @lru_cache(maxsize=32)
@@ -78,8 +107,8 @@ def _min_bias(alpha: float, frames: int) -> float:
     exponential periodogram bins gives the same number for our smoothing, deterministically)."""
     rng = np.random.default_rng(0)
     n = 20000 + 10 * frames
-    S = smooth(rng.exponential(1.0, size=(1, n)), alpha)[0, 5 * frames :]
-    return float(1.0 / minimum_filter1d(S, size=frames).mean())
+    S = smooth(rng.exponential(1.0, size=(1, n)), alpha)[:, 5 * frames :]
+    return float(1.0 / running_min(S, frames).mean())
 
 
 def min_statistics(P: np.ndarray, *, alpha: float, frames: int) -> np.ndarray:
@@ -90,7 +119,7 @@ def min_statistics(P: np.ndarray, *, alpha: float, frames: int) -> np.ndarray:
     own frames."""
     frames = max(3, int(frames))
     S = smooth(P, alpha)
-    m = minimum_filter1d(S, size=min(frames, max(1, S.shape[-1])), axis=-1)
+    m = running_min(S, frames)
     return np.maximum(m * np.float32(_min_bias(round(alpha, 6), frames)), _TINY)
 
 
@@ -109,24 +138,9 @@ def dd_gain(P: np.ndarray, noise: np.ndarray, *, alpha: float, xi_min_db: float)
     -------
     np.ndarray, shape (n_freq, n_frames), in ``[xi_min / (1 + xi_min), 1)``
     """
-    # frames as rows: each step of the recursion reads and writes contiguous memory
-    gamma = np.ascontiguousarray((P / np.maximum(noise, _TINY)).T, dtype=np.float32)
-    xi_min = np.float32(10.0 ** (xi_min_db / 10.0))
-    a, b = np.float32(alpha), np.float32(1.0 - alpha)
+    gamma = np.ascontiguousarray(P / np.maximum(noise, _TINY), dtype=np.float32)
     G = np.empty_like(gamma)
-    prev = np.zeros(gamma.shape[1], dtype=np.float32)  # |A_{t-1}|^2 / noise_{t-1}
-    xi = np.empty_like(prev)
-    for t in range(gamma.shape[0]):
-        g_t = gamma[t]
-        np.subtract(g_t, 1.0, out=xi)
-        np.maximum(xi, 0.0, out=xi)
-        xi *= b
-        xi += a * prev
-        np.maximum(xi, xi_min, out=xi)
-        np.divide(xi, xi + 1.0, out=G[t])
-        np.multiply(G[t], G[t], out=prev)
-        prev *= g_t
-    G = G.T
+    dd_recursion(gamma, float(alpha), float(10.0 ** (xi_min_db / 10.0)), G)
     return G
 
 

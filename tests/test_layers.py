@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "spectral": 2,
     "frames": 2,
     "masks": 2,
-    "tracking": 2,  # noise tracker and decision-directed gain (defaults only)
+    "tracking": 3,  # noise tracker and decision-directed gain (its loops in _kernels)
     "hpss": 2,  # harmonic/percussive prior: median-filter HPSS, mask tilt (errors only)
     "phase": 3,  # MISI phase reconstruction (spectral only)
     "_kernels": 2,

@@ -21,6 +21,7 @@ from nmfsep.tracking import (
     blend_weight,
     dd_gain,
     min_statistics,
+    running_min,
     smooth,
     tracked_masks,
 )
@@ -51,9 +52,23 @@ def _dd_loop(P: np.ndarray, lam: np.ndarray, alpha: float, xi_min_db: float) -> 
 
 
 def test_smooth_is_the_first_order_recursion() -> None:
+    from scipy.signal import lfilter
+
     P = np.random.default_rng(0).exponential(size=(5, 40)).astype(np.float32)
     np.testing.assert_allclose(smooth(P, 0.7), _smooth_loop(P, 0.7), rtol=1e-5)
+    zi = 0.7 * P[:, :8].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(smooth(P, 0.7), lfilter([0.3], [1, -0.7], P, zi=zi)[0], rtol=1e-5)
     assert smooth(P[:, :0], 0.7).shape == (5, 0)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 47, 48, 301])
+@pytest.mark.parametrize("size", [1, 2, 3, 47, 48, 500])
+def test_running_min_is_scipys_minimum_filter(T: int, size: int) -> None:
+    from scipy.ndimage import minimum_filter1d
+
+    S = np.random.default_rng(T * 1000 + size).uniform(size=(3, T)).astype(np.float32)
+    expected = minimum_filter1d(S, size=min(size, T), axis=-1)
+    np.testing.assert_array_equal(running_min(S, size), expected)
 
 
 def test_min_statistics_finds_the_level_of_stationary_noise() -> None:
