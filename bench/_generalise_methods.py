@@ -561,5 +561,14 @@ RECIPES: dict[str, Any] = {
         exclude=("babble", "music"),
         sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
     ),
+    # a larger speech dictionary, now that the tracked gain guards against its leak (session 3)
+    "nb_s64_free3n_tracked": Generic(
+        "nb_s64_free3n_tracked",
+        k_speech=64,
+        k_noise=32,
+        max_frames=6000,
+        exclude=("babble", "music"),
+        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
 }
 SHIPPED = "nobabble_free3n_p1_tracked"
