@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from nmfsep.model import NMFModel
 
 SR = 8000
 
@@ -25,3 +30,21 @@ def hiss(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
     spec = np.fft.rfft(n)
     spec[: int(len(spec) * 2000 / (sr / 2))] = 0
     return (0.05 * np.fft.irfft(spec, n=len(n))).astype(np.float32)
+
+
+def tone_hiss_model(
+    *, context: int = 3, names: tuple[str, str] = ("voice", "hiss"), seconds: float = 3.0
+) -> NMFModel:
+    """A small trained model of :func:`tones` (first source) and :func:`hiss` (second), 8 kHz,
+    6 bases each, n_fft 256: the shared fixture of the engine-level tests."""
+    from nmfsep.spectral import STFTConfig
+    from nmfsep.training import train_model
+
+    return train_model(
+        {names[0]: [tones(seconds, seed=5)], names[1]: [hiss(seconds, seed=6)]},
+        sr=SR,
+        n_components=6,
+        context=context,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        max_iter=40,
+    )

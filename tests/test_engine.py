@@ -7,28 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _signals import SR, hiss, tones
+from _signals import SR, hiss, tone_hiss_model, tones
 
 from nmfsep.engine import SeparationPlan, Separator, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.options import SeparateOptions
 from nmfsep.separation import separate
-from nmfsep.spectral import STFTConfig
 from nmfsep.streaming import separate_file
-from nmfsep.training import train_model
 
 
 @pytest.fixture(scope="module")
 def model() -> NMFModel:
-    return train_model(
-        {"voice": [tones(3.0, seed=5)], "hiss": [hiss(3.0, seed=6)]},
-        sr=SR,
-        n_components=6,
-        context=3,
-        stft_config=STFTConfig(n_fft=256, hop_length=64),
-        max_iter=40,
-    )
+    return tone_hiss_model()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from _signals import SR, hiss, tones
+from _signals import SR, hiss, tone_hiss_model, tones
 from typer.testing import CliRunner
 
 from nmfsep.batch import Job, run_jobs
@@ -26,13 +26,7 @@ from nmfsep.streaming import separate_file
 
 @pytest.fixture(scope="module")
 def model() -> NMFModel:
-    return train_model(
-        {"voice": [tones(3.0, seed=5)], "hiss": [hiss(3.0, seed=6)]},
-        sr=SR,
-        n_components=6,
-        stft_config=STFTConfig(n_fft=256, hop_length=64),
-        max_iter=40,
-    )
+    return tone_hiss_model(context=5)  # the default context
 
 
 def _write(path: Path, y: np.ndarray, sr: int, subtype: str = "FLOAT") -> Path:

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from _signals import SR, hiss, tones
+from _signals import SR, hiss, tone_hiss_model, tones
 
 from nmfsep.engine import SeparationPlan, Separator
 from nmfsep.errors import ParameterError
@@ -15,7 +15,6 @@ from nmfsep.metrics import bss_eval
 from nmfsep.model import NMFModel
 from nmfsep.options import SeparateOptions
 from nmfsep.separation import separate
-from nmfsep.spectral import STFTConfig
 from nmfsep.tracking import (
     TrackerSettings,
     blend_weight,
@@ -25,7 +24,6 @@ from nmfsep.tracking import (
     smooth,
     tracked_masks,
 )
-from nmfsep.training import train_model
 
 
 def _smooth_loop(P: np.ndarray, alpha: float) -> np.ndarray:
@@ -143,14 +141,7 @@ def test_tracked_masks_sum_to_one_and_handle_silence(n_sources: int, blend: str)
 
 @pytest.fixture(scope="module")
 def model() -> NMFModel:
-    return train_model(
-        {"voice": [tones(3.0, seed=5)], "hiss": [hiss(3.0, seed=6)]},
-        sr=SR,
-        n_components=6,
-        context=3,
-        stft_config=STFTConfig(n_fft=256, hop_length=64),
-        max_iter=40,
-    )
+    return tone_hiss_model()
 
 
 def test_tracked_gain_in_the_engine(model: NMFModel) -> None:
