@@ -725,7 +725,14 @@ def _cluster(
                 f"no source {piped[0]}: n_sources 'auto' found {len(names)} in this mixture",
                 path=label,
             )
-        outputs = {n: p for n, p in outputs.items() if n in names}
+        kept = {n: p for n, p in outputs.items() if n in names}
+        if outputs and not kept:  # e.g. --sources source3 where 2 were found: nothing to write
+            raise NmfsepError(
+                f"no source {', '.join(outputs)}: n_sources 'auto' found {len(names)} in this "
+                "mixture",
+                path=label,
+            )
+        outputs = kept
     separator = Separator(
         model, sr=sr, channels=channels, options=opts.separate_options(), n_threads=n_threads
     )

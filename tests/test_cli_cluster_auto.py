@@ -99,3 +99,16 @@ def test_auto_sources_to_stdout_beyond_the_count_found(tmp_path: Path) -> None:
     # the tones and the hiss: two (or three) sources, never four on 8 bases of this mix
     assert r.exit_code == 1
     assert "no source source4: n_sources 'auto' found" in r.stderr
+
+
+def test_auto_sources_none_of_the_requested_found(tmp_path: Path) -> None:
+    """--sources naming only sources beyond the count found: that input fails with one line
+    (nothing written, nothing left behind), instead of an "ok" with no output."""
+    src, _ = _mix(tmp_path)
+    out = tmp_path / "out"
+    args = ["cluster", str(src), "-n", "auto", "-k", "8", "--sources", "source4", "-o", str(out)]
+    r = runner.invoke(app, [*args, "--json", "-q"])
+    assert r.exit_code == 1, r.output
+    entry = json.loads(r.stdout)["files"][0]
+    assert entry["status"] == "error" and "no source source4" in entry["error"]
+    assert not out.exists() or (_written(out) == set() and not list(out.rglob(".*")))
