@@ -5,11 +5,14 @@ the free noise bases learned on the mixture take the rest of the voice, and the 
 removes it along with the noise. This costs most at high SNR. A minimum-statistics noise
 tracker (Martin 2001) does not see speech at all (speech pauses reveal the noise floor) but
 misses non-stationary noise, where the NMF noise estimate is good. So the noise PSD of the
-target is a geometric blend of the two, weighted by the SNR the NMF masks estimate for the
-block (NMF at low SNR, the tracker at high SNR), and the target's gain is the Wiener gain of
-the decision-directed a-priori SNR (Ephraim & Malah 1984), whose recursive smoothing also
-removes the musical-noise holes of a frame-by-frame mask. Combining an NMF estimate with a
-decision-directed gain follows Mohammadiha, Smaragdis & Leijon, "Supervised and unsupervised
+target is a geometric blend of the two, weighted by the SNR the NMF masks estimate — for the
+block, and (blend "local", the default) for each bin, smoothed over time: NMF where the NMF
+says noise dominates in a low-SNR block, the tracker where it says the target dominates (its
+noise estimate there is a small remainder, least reliable) and everywhere in a high-SNR block. The target's gain is the Wiener gain of the
+decision-directed a-priori SNR (Ephraim & Malah 1984), whose recursive smoothing also removes
+the musical-noise holes of a frame-by-frame mask, times a quarter-power of the NMF mask
+(``G_dd^0.75 M^0.25``: the NMF's spectral detail, measured best). Combining an NMF estimate with
+a decision-directed gain follows Mohammadiha, Smaragdis & Leijon, "Supervised and unsupervised
 speech enhancement using nonnegative matrix factorization", IEEE TASLP 21(10), 2013.
 
 Measured on the held-out folds of ``bench/generalise.py`` (``bench/hybrid.py``, see
@@ -44,13 +47,12 @@ class TrackerSettings:
     #: "block": one weight of the NMF noise estimate per block, from the block's SNR;
     #: "local": per bin, from the local SNR of the NMF masks, times the block's weight
     blend: str = defaults.TRACK_BLEND
+    #: the gain is ``G_dd^(1 - mask_weight) * M^mask_weight`` (M: the NMF mask)
+    mask_weight: float = defaults.TRACK_MASK_WEIGHT
 
     def __post_init__(self) -> None:
         if self.blend not in ("block", "local"):
             raise ParameterError(f"blend must be block or local, got {self.blend!r}")
-
-    #: the gain is ``G_dd^(1 - mask_weight) * M^mask_weight`` (M: the NMF mask)
-    mask_weight: float = defaults.TRACK_MASK_WEIGHT
 
 
 def _alpha(seconds: float, hop_seconds: float) -> float:
@@ -197,8 +199,8 @@ def tracked_masks(
     if s.blend == "local" and nmf_noise is not None:
         # per bin: the NMF's local SNR (both parts smoothed over time) on the same ramp, times
         # the block's weight — the NMF noise estimate where the NMF says noise dominates, the
-        # tracker where the target does (the NMF's leak is there), and the tracker everywhere
-        # in a high-SNR block
+        # tracker where it says the target does (there its noise estimate is a small remainder,
+        # least reliable), and the tracker everywhere in a high-SNR block
         local = np.maximum(smooth(m0 * m0 * P, a_s), _TINY) / nmf_noise
         local = np.log10(local, out=local)
         local *= np.float32(10.0)
