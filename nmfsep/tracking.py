@@ -7,13 +7,14 @@ tracker (Martin 2001) does not see speech at all (speech pauses reveal the noise
 misses non-stationary noise, where the NMF noise estimate is good. So the noise PSD of the
 target is a geometric blend of the two, weighted by the SNR the NMF masks estimate — for the
 block, and (blend "local", the default) for each bin, smoothed over time: NMF where the NMF
-says noise dominates in a low-SNR block, the tracker where it says the target dominates (its
-noise estimate there is a small remainder, least reliable) and everywhere in a high-SNR block. The target's gain is the Wiener gain of the
-decision-directed a-priori SNR (Ephraim & Malah 1984), whose recursive smoothing also removes
-the musical-noise holes of a frame-by-frame mask, times a quarter-power of the NMF mask
-(``G_dd^0.75 M^0.25``: the NMF's spectral detail, measured best). Combining an NMF estimate with
-a decision-directed gain follows Mohammadiha, Smaragdis & Leijon, "Supervised and unsupervised
-speech enhancement using nonnegative matrix factorization", IEEE TASLP 21(10), 2013.
+says noise dominates in a low-SNR block; the tracker where it says the target dominates (its
+noise estimate there is a small remainder, least reliable) and everywhere in a high-SNR block.
+The target's gain is the Wiener gain of the decision-directed a-priori SNR (Ephraim & Malah
+1984), whose recursive smoothing also removes the musical-noise holes of a frame-by-frame
+mask, times a quarter-power of the NMF mask (``G_dd^0.75 M^0.25``: the NMF's spectral detail,
+measured best). Combining an NMF estimate with a decision-directed gain follows Mohammadiha,
+Smaragdis & Leijon, "Supervised and unsupervised speech enhancement using nonnegative matrix
+factorization", IEEE TASLP 21(10), 2013.
 
 Measured on the held-out folds of ``bench/generalise.py`` (``bench/hybrid.py``, see
 bench/README.md). Pure maths on arrays: no I/O.
