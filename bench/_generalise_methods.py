@@ -570,5 +570,14 @@ RECIPES: dict[str, Any] = {
         exclude=("babble", "music"),
         sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
     ),
+    # a larger noise bank with the shipped settings (session 3)
+    "nb_n64_free3n_tracked": Generic(
+        "nb_n64_free3n_tracked",
+        k_speech=32,
+        k_noise=64,
+        max_frames=6000,
+        exclude=("babble", "music"),
+        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
 }
 SHIPPED = "nobabble_free3n_p1_tracked"
