@@ -52,12 +52,13 @@ def main() -> None:
         tracking.TrackerSettings = lambda t=tracker: settings_class(**t)  # type: ignore[misc]
         recipe = gm.Generic("sweep", sep=sep)
         sep = {**sep, **({"_tracker": tracker} if tracker else {})}
-        sdri, stoi, dd = [], [], []
+        sdri, si, stoi, dd = [], [], [], []
         t0 = time.process_time()
         for m in mixtures:
             est = recipe.separate(models[m.fold], m.mix.astype(np.float32)[np.newaxis])
             s = g.score(m.speech, est, m.mix)
             sdri.append(s["sdri"])
+            si.append(s["si_sdri"])
             stoi.append(s["stoi"])
             dd.append(g.peer_scores(corpus, m, True)["dd_wiener"]["sdri"])
         v, d = np.array(sdri), np.array(dd)
@@ -65,7 +66,8 @@ def main() -> None:
         by_snr = {int(k): round(float(v[snr == k].mean()), 2) for k in sorted(set(snr))}
         print(
             json.dumps(sep),
-            f"SDRi {v.mean():.2f} STOI {np.mean(stoi):.3f} >DD {np.mean(v > d):.0%} "
+            f"SDRi {v.mean():.2f} SI-SDRi {np.mean(si):.2f} STOI {np.mean(stoi):.3f} "
+            f">DD {np.mean(v > d):.0%} "
             f"worst {v.min():.2f} by SNR {by_snr} ({time.process_time() - t0:.0f} CPU-s)",
             flush=True,
         )
