@@ -579,5 +579,14 @@ RECIPES: dict[str, Any] = {
         exclude=("babble", "music"),
         sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
     ),
+    # the 64-basis noise bank with 2 free bases (tracker blend midpoint 3.5 dB, session 3)
+    "nb_n64_free2n_tracked": Generic(
+        "nb_n64_free2n_tracked",
+        k_speech=32,
+        k_noise=64,
+        max_frames=6000,
+        exclude=("babble", "music"),
+        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    ),
 }
-SHIPPED = "nobabble_free3n_p1_tracked"
+SHIPPED = "nb_n64_free2n_tracked"
