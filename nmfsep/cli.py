@@ -1251,7 +1251,7 @@ def separate(
             "--free-components",
             help="Semi-supervised: K extra bases learned on the mix, written as 'residual' "
             "(or counted as --free-source). Default: the model's recommendation (built-in "
-            "model: 3 noise bases), else 0.",
+            "model: 2 noise bases), else 0.",
             min=0,
             show_default=False,
         ),

@@ -82,7 +82,7 @@ class SeparateOptions:
         heard); None: they are a source of their own, ``residual``.
 
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
-    recommendation (its ``metadata["separation"]``: the built-in model recommends 3 free noise
+    recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
     bases, p = 1 and the tracked gain, measured on held-out folds), else the defaults (p = 2,
     no free bases, the Wiener gain).
     beta : float or str, optional

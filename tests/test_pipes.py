@@ -97,16 +97,21 @@ def test_time_range_formats_and_subtypes(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     out = sf.info(tmp_path / "b" / "mix" / "speech.wav")
     assert out.subtype == "PCM_24" and out.frames == 8000
-    # the range equals the same range cut from the whole-file separation (streaming is exact)
-    whole = nmfsep("separate", str(MIX), "-o", str(tmp_path / "w"), "--float32", "-q")
-    part = nmfsep("separate", str(MIX), "--start", "2", "--duration", "1", "--float32",
-                  "-o", str(tmp_path / "p"), "-q")  # fmt: skip
-    assert whole.returncode == 0 and part.returncode == 0
-    a, _ = sf.read(tmp_path / "w" / "mix" / "speech.wav", dtype="float32")
-    b, _ = sf.read(tmp_path / "p" / "mix" / "speech.wav", dtype="float32")
-    assert b.shape == (16000,)
-    # not equal (edges see no context beyond the range) but close inside
-    assert np.corrcoef(a[32000:48000][4000:12000], b[4000:12000])[0, 1] > 0.95
+    # the range equals the same range cut from the whole-file separation: with fixed bases and
+    # the Wiener gain each frame is separated on its own (streaming is exact), so only the edges
+    # differ (they see no context beyond the range); the built-in model's adaptive settings
+    # (free bases, the tracked gain's 1.5 s noise tracker) learn from the range alone, so there
+    # it is only close
+    for extra, inside in ((["--free-components", "0", "--gain", "wiener"], 0.999), ([], 0.9)):
+        w, p = tmp_path / f"w{len(extra)}", tmp_path / f"p{len(extra)}"
+        whole = nmfsep("separate", str(MIX), "-o", str(w), "--float32", "-q", *extra)
+        part = nmfsep("separate", str(MIX), "--start", "2", "--duration", "1", "--float32",
+                      "-o", str(p), "-q", *extra)  # fmt: skip
+        assert whole.returncode == 0 and part.returncode == 0
+        a, _ = sf.read(w / "mix" / "speech.wav", dtype="float32")
+        b, _ = sf.read(p / "mix" / "speech.wav", dtype="float32")
+        assert b.shape == (16000,)
+        assert np.corrcoef(a[32000:48000][4000:12000], b[4000:12000])[0, 1] > inside, extra
 
 
 def test_stdin_time_range_skips_by_reading(tmp_path: Path) -> None:
