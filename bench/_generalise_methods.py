@@ -464,6 +464,15 @@ class GenericAdaptive(Generic):
         return separate_adaptive(model, y, **self.sep)
 
 
+def _nobabble(name: str, *, free: int = 2, gain: str | None = None, **train: Any) -> Generic:
+    """A :class:`Generic` recipe trained without babble and music noises, separated with
+    ``free`` free noise bases, p = 1 (and ``gain``)."""
+    sep: dict[str, Any] = {"free_components": free, "mask_power": 1.0, "free_source": "noise"}
+    if gain is not None:
+        sep["gain"] = gain
+    return Generic(name, exclude=("babble", "music"), sep=sep, **train)
+
+
 RECIPES: dict[str, Any] = {
     # the current default model's recipe (32 + 32 bases, context 5), separate() defaults
     "current": Generic("current"),
@@ -509,17 +518,11 @@ RECIPES: dict[str, Any] = {
         max_frames=6000,
         sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
     ),
+    # session 3 (below): the corpus without babble and music noises, free noise bases
     # shorter analysis windows: harmonics less resolved, so a pooled dictionary depends less on
-    # the speakers' pitch (session 3)
+    # the speakers' pitch
     **{
-        f"nb_n{n}c{c}": Generic(
-            f"nb_n{n}c{c}",
-            n_fft=n,
-            context=c,
-            max_frames=f,
-            exclude=("babble", "music"),
-            sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
-        )
+        f"nb_n{n}c{c}": _nobabble(f"nb_n{n}c{c}", n_fft=n, context=c, max_frames=f)
         for n, c, f in (
             (1024, 5, 6000),
             (1024, 3, 6000),
@@ -528,65 +531,26 @@ RECIPES: dict[str, Any] = {
             (2048, 3, 4000),
         )
     },
-    # more training frames / sparse training for the pooled dictionaries (session 3)
-    "nb_f16k": Generic(
-        "nb_f16k",
-        max_frames=16000,
-        exclude=("babble", "music"),
-        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
-    ),
-    "nb_l1t": Generic(
-        "nb_l1t",
-        l1_train=0.5,
-        exclude=("babble", "music"),
-        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise"},
-    ),
-    # the shipped model with the tracked gain (nmfsep.tracking): the decision-directed gain
-    # against the NMF noise estimate blended with minimum statistics (session 3)
-    "nobabble_free2n_p1_tracked": Generic(
-        "nobabble_free2n_p1_tracked",
-        exclude=("babble", "music"),
-        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
-    ),
-    "nb_f16k_tracked": Generic(
-        "nb_f16k_tracked",
-        max_frames=16000,
-        exclude=("babble", "music"),
-        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
-    ),
+    # more training frames / sparse training for the pooled dictionaries
+    "nb_f16k": _nobabble("nb_f16k", max_frames=16000),
+    "nb_l1t": _nobabble("nb_l1t", l1_train=0.5),
+    # the tracked gain (nmfsep.tracking): the decision-directed gain against the NMF noise
+    # estimate blended with minimum statistics
+    "nobabble_free2n_p1_tracked": _nobabble("nobabble_free2n_p1_tracked", gain="tracked"),
+    "nb_f16k_tracked": _nobabble("nb_f16k_tracked", gain="tracked", max_frames=16000),
     # 3 free noise bases: with the tracked gain guarding the high-SNR case, one more adapts
-    # better (session 3; the blend "local" is the tracker's default)
-    "nobabble_free3n_p1_tracked": Generic(
-        "nobabble_free3n_p1_tracked",
-        exclude=("babble", "music"),
-        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    # better (the blend "local" is the tracker's default)
+    "nobabble_free3n_p1_tracked": _nobabble("nobabble_free3n_p1_tracked", free=3, gain="tracked"),
+    # a larger speech dictionary / noise bank with the tracked gain
+    "nb_s64_free3n_tracked": _nobabble(
+        "nb_s64_free3n_tracked", free=3, gain="tracked", k_speech=64, max_frames=6000
     ),
-    # a larger speech dictionary, now that the tracked gain guards against its leak (session 3)
-    "nb_s64_free3n_tracked": Generic(
-        "nb_s64_free3n_tracked",
-        k_speech=64,
-        k_noise=32,
-        max_frames=6000,
-        exclude=("babble", "music"),
-        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    "nb_n64_free3n_tracked": _nobabble(
+        "nb_n64_free3n_tracked", free=3, gain="tracked", k_noise=64, max_frames=6000
     ),
-    # a larger noise bank with the shipped settings (session 3)
-    "nb_n64_free3n_tracked": Generic(
-        "nb_n64_free3n_tracked",
-        k_speech=32,
-        k_noise=64,
-        max_frames=6000,
-        exclude=("babble", "music"),
-        sep={"free_components": 3, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
-    ),
-    # the 64-basis noise bank with 2 free bases (tracker blend midpoint 3.5 dB, session 3)
-    "nb_n64_free2n_tracked": Generic(
-        "nb_n64_free2n_tracked",
-        k_speech=32,
-        k_noise=64,
-        max_frames=6000,
-        exclude=("babble", "music"),
-        sep={"free_components": 2, "mask_power": 1.0, "free_source": "noise", "gain": "tracked"},
+    # shipped: the 64-basis noise bank with 2 free bases (tracker blend midpoint 3.5 dB)
+    "nb_n64_free2n_tracked": _nobabble(
+        "nb_n64_free2n_tracked", gain="tracked", k_noise=64, max_frames=6000
     ),
 }
 SHIPPED = "nb_n64_free2n_tracked"
