@@ -125,6 +125,15 @@ def half_sq_diff(V, B, j0):  # pragma: no cover - compiled
 
 
 @njit(inline="always", error_model="numpy")
+def _terms(num, den, k, j, dcols):  # pragma: no cover - compiled
+    """The denominator (``den`` of shape (K, M) or (K, 1)) and the numerator (floored at 0) of
+    element ``(k, j)``, in float64."""
+    p = float(den[k, 0]) if dcols == 1 else float(den[k, j])
+    q = float(num[k, j])
+    return p, max(q, 0.0)
+
+
+@njit(inline="always", error_model="numpy")
 def _mu_step(xv, q, pl, mu, root, expo, tiny, big):  # pragma: no cover - compiled
     """One element's multiplicative step: ``xv * r`` capped at ``big``, ``r`` the positive root
     of ``mu r^2 + pl r - q = 0`` when ``root`` (and ``mu > 0``), else ``(q / (pl + mu))**expo``
@@ -168,15 +177,8 @@ def mu_update(x, num, den, lin, quad, qconst, expo, kl_root, tiny, big):  # prag
         ck = qconst[k]
         for j in range(M):
             xv = float(x[k, j])
-            if dcols == 1:
-                p = float(den[k, 0])
-            else:
-                p = float(den[k, j])
-            q = float(num[k, j])
-            if q < 0.0:
-                q = 0.0
-            mu = qk * xv + ck
-            x[k, j] = _mu_step(xv, q, p + lk, mu, kl_root, expo, tiny, big)
+            p, q = _terms(num, den, k, j, dcols)
+            x[k, j] = _mu_step(xv, q, p + lk, qk * xv + ck, kl_root, expo, tiny, big)
 
 
 _LN2 = math.log(2.0)
@@ -297,13 +299,7 @@ def mu_continuity(x, num, den, lin, quad, qconst, cw, e, e_l2, kl, tiny, big):  
         for parity in range(2):
             for j in range(parity, M, 2):
                 xv = float(x[k, j])
-                if dcols == 1:
-                    p = float(den[k, 0])
-                else:
-                    p = float(den[k, j])
-                q = float(num[k, j])
-                if q < 0.0:
-                    q = 0.0
+                p, q = _terms(num, den, k, j, dcols)
                 mu = qk * xv + ck
                 if c > 0.0:
                     s = 0.0
