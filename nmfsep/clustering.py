@@ -321,7 +321,9 @@ def _order_by_centroid(W: np.ndarray, labels: np.ndarray, n_clusters: int, sr: f
 
 # ------------------------------------------------------------------------------ grouping by source
 
-GROUPINGS: tuple[str, ...] = ("act", "hpss", "modulation", "mfcc0", "logspec+mod", "logspec+hpss")
+GROUPINGS: tuple[str, ...] = (
+    "act", "hpss", "modulation", "mfcc0", "logspec+mod", "logspec+hpss", "mfcc0-or-mod",
+)  # fmt: skip
 """Groupings that look at more than a basis's spectral shape (issue 12):
 
 ``"act"``
@@ -338,6 +340,10 @@ GROUPINGS: tuple[str, ...] = ("act", "hpss", "modulation", "mfcc0", "logspec+mod
     z-scores; more: k-means on the log-spectrum joined with those scores.
 ``"mfcc0"``
     MFCCs with c0 (the basis's level relative to its peak, i.e. spectral density) kept, k-means.
+``"mfcc0-or-mod"``
+    Both the ``"mfcc0"`` and the ``"modulation"`` partitions, then the one whose sources are
+    the more independent in time: the lower mean correlation between the sources' activation
+    envelopes (:func:`envelope_correlation`); ties keep ``"mfcc0"``.
 """
 
 ALL_KINDS: tuple[str, ...] = FEATURES + GROUPINGS
@@ -465,14 +471,19 @@ def group_bases(
     if n_clusters == 1:
         return np.zeros(K, np.int64)
     if method == "mfcc0":
-        logmel = _log_mel(W, sr, int(n_fft), power=2.0)
-        import scipy.fft
-
-        ceps = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : _N_MFCC + 1]
-        return _kmeans(_unit_rows(ceps), W, n_clusters, seed, sr)
+        return _mfcc0_labels(W, n_clusters, seed, sr, int(n_fft))
     if H is None:
         raise ParameterError(f"features {method!r} need the activations H")
     Hc = _check_H(H, K)
+    if method == "mfcc0-or-mod":
+        by_timbre = _mfcc0_labels(W, n_clusters, seed, sr, int(n_fft))
+        by_modulation = group_bases(
+            W, n_clusters=n_clusters, method="modulation", H=Hc, sr=sr, n_fft=n_fft,
+            frame_rate=frame_rate, random_state=seed,
+        )  # fmt: skip
+        if envelope_correlation(W, Hc, by_modulation) < envelope_correlation(W, Hc, by_timbre):
+            return by_modulation
+        return by_timbre
     if method == "act":
         A = activation_affinity(Hc)
         return _order_by_centroid(W, _spectral(A, n_clusters, seed), n_clusters, sr)
@@ -493,6 +504,35 @@ def group_bases(
             np.concatenate([spec, score / np.sqrt(score.shape[1])], 1), n_clusters, seed
         )
     return _order_by_centroid(W, labels, n_clusters, sr)
+
+
+def _mfcc0_labels(
+    W: np.ndarray, n_clusters: int, seed: int | None, sr: float, n_fft: int
+) -> np.ndarray:
+    import scipy.fft
+
+    logmel = _log_mel(W, sr, n_fft, power=2.0)
+    ceps = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : _N_MFCC + 1]
+    return _kmeans(_unit_rows(ceps), W, n_clusters, seed, sr)
+
+
+def envelope_correlation(W: np.ndarray, H: np.ndarray, labels: np.ndarray) -> float:
+    """Mean Pearson correlation, over the pairs of sources, of the sources' activation
+    envelopes ``e_s(t) = sum_{k in s} ||W_k||_1 H_k(t)`` (the summed magnitude of each source's part
+    of ``W H`` in frame t). Independent sources give about 0; a partition that splits one
+    source in two gives co-varying halves (a positive value). A constant envelope counts as
+    uncorrelated; one frame gives 0."""
+    labels = np.asarray(labels)
+    groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+    if len(groups) < 2 or H.shape[1] < 2:
+        return 0.0
+    gain = W.sum(axis=0)
+    env = np.stack([gain[g] @ H[g] for g in groups])
+    env = env - env.mean(axis=1, keepdims=True)
+    env = _unit_rows(env)  # a constant envelope becomes all zeros: correlation 0
+    corr = env @ env.T
+    upper = np.triu_indices(len(groups), 1)
+    return float(corr[upper].mean())
 
 
 def _kmeans_raw(X: np.ndarray, n_clusters: int, seed: int | None) -> np.ndarray:

@@ -139,3 +139,67 @@ def test_cluster_separation_of_disjoint_spectra_mixture() -> None:
     est = istft(masks * X[None], config, length=n)
     # cluster 0 (lowest centroid) is the low harmonic source: no permutation needed
     assert np.all(np.asarray(si_sdr(sources, est)) > 10)
+
+
+# ------------------------------------------------------------------------------ mfcc0-or-mod
+
+
+def _timbre_decoy_model(n_frames: int = 250, seed: int = 0):
+    """Source A (bases 0-5): harmonic combs, 4 Hz gated; source B (6-11): smooth, steady.
+    Each source has three low-band and three high-band bases, so timbre alone (the band)
+    cuts across the sources."""
+    rng = np.random.default_rng(seed)
+    comb = (np.arange(N_FREQ) % 4 == 0).astype(float) + 0.02
+    low, high = np.zeros(N_FREQ), np.zeros(N_FREQ)
+    low[3:50], high[60:115] = 1.0, 1.0
+    W = np.empty((N_FREQ, 12))
+    for k in range(12):
+        band = low if k % 6 < 3 else high
+        fine = comb if k < 6 else 1.0 + 0.05 * rng.random(N_FREQ)
+        W[:, k] = band * fine * rng.uniform(0.8, 1.0, N_FREQ)
+    W /= np.linalg.norm(W, axis=0)
+    t = np.arange(n_frames) / 62.5
+    H = np.empty((12, n_frames))
+    H[:6] = (np.maximum(0.0, np.sin(2 * np.pi * 4 * t)) ** 2 + 1e-3) * rng.uniform(
+        0.5, 1.5, (6, n_frames)
+    )
+    H[6:] = rng.uniform(0.9, 1.1, (6, n_frames))
+    return W, H
+
+
+def _same_partition(labels: np.ndarray, truth: np.ndarray) -> bool:
+    return bool(np.array_equal(labels, truth) or np.array_equal(labels, 1 - truth))
+
+
+def test_envelope_correlation_low_for_independent_sources_high_for_a_split_source() -> None:
+    W, H = _two_band_model(n_frames=400)
+    truth = np.array([0] * 6 + [1] * 6)
+    across = np.array([0, 0, 0, 1, 1, 1] * 2)  # each group: half of each source
+    assert abs(clustering.envelope_correlation(W, H, truth)) < 0.2
+    assert clustering.envelope_correlation(W, H, across) > 0.6
+    # constant activations or a single frame carry no evidence: 0
+    assert clustering.envelope_correlation(W, np.ones((12, 20)), truth) == 0.0
+    assert clustering.envelope_correlation(W, H[:, :1], truth) == 0.0
+    three = np.array([0] * 4 + [1] * 4 + [2] * 4)
+    assert np.isfinite(clustering.envelope_correlation(W, H, three))
+
+
+def test_mfcc0_or_mod_keeps_the_partition_with_independent_sources() -> None:
+    W, H = _timbre_decoy_model()
+    truth = np.array([0] * 6 + [1] * 6)
+    kw = {"n_clusters": 2, "H": H, "sr": SR, "n_fft": N_FFT, "frame_rate": 62.5}
+    by_timbre = clustering.group_bases(W, method="mfcc0", random_state=0, **kw)
+    by_modulation = clustering.group_bases(W, method="modulation", random_state=0, **kw)
+    assert not _same_partition(by_timbre, truth)  # the decoy works on mfcc0 alone
+    assert _same_partition(by_modulation, truth)
+    chosen = clustering.group_bases(W, method="mfcc0-or-mod", random_state=0, **kw)
+    np.testing.assert_array_equal(chosen, by_modulation)
+    # and it keeps mfcc0 when timbre is right (two bands, two independent gated sources)
+    W2, H2 = _two_band_model(n_frames=400)
+    kw2 = {**kw, "H": H2}
+    np.testing.assert_array_equal(
+        clustering.group_bases(W2, method="mfcc0-or-mod", random_state=0, **kw2),
+        clustering.group_bases(W2, method="mfcc0", random_state=0, **kw2),
+    )
+    with pytest.raises(ParameterError, match="need the activations"):
+        clustering.group_bases(W, n_clusters=2, method="mfcc0-or-mod", sr=SR, n_fft=N_FFT)
