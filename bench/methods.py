@@ -213,6 +213,63 @@ def hpss_harmonic(mix: np.ndarray) -> np.ndarray:
     return h
 
 
+def variant_labels(m: str, W, H, perc, sr: int, n_fft: int, fr: float, seed: int) -> np.ndarray:
+    """Two-source labels of the bases by ``m``: a :data:`nmfsep.clustering.ALL_KINDS` method,
+    or a bench-only variant (issue 12, item 5; not in the library):
+
+    * ``mfcc0:n=N:drop1:e=P`` -- the ``mfcc0`` features with N coefficients after c0 (default
+      20), ``drop1`` drops c1, ``e=P`` weighs each basis in k-means by its energy
+      ``(||W_k||_1 ||H_k||_1)^P``;
+    * ``mfcc0+mod:w=X[:e=P]`` -- those features joined with the three z-scored modulation
+      cues (:func:`nmfsep.clustering.modulation_scores`) times ``X / sqrt(3)``;
+    * ``min-corr:a/b/...`` -- of the partitions by methods a, b, ..., the one with the lowest
+      :func:`nmfsep.clustering.envelope_correlation`;
+    * ``agree:a/b/...`` -- agreement ensemble: average-linkage clustering of the fraction of
+      those partitions that put two bases together.
+    """
+    import scipy.fft
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+    from sklearn.cluster import KMeans
+
+    from nmfsep import clustering as cl
+
+    head, _, rest = m.partition(":")
+    if not rest:
+        return cl.group_bases(
+            W, n_clusters=2, method=m, H=H, percussive=perc, sr=sr, n_fft=n_fft,
+            frame_rate=fr, random_state=seed,
+        )  # fmt: skip
+    if head in ("min-corr", "agree"):
+        parts = [variant_labels(x, W, H, perc, sr, n_fft, fr, seed) for x in rest.split("/")]
+        if head == "min-corr":
+            return min(parts, key=lambda lab: cl.envelope_correlation(W, H, lab))
+        together = np.mean([(p[:, None] == p[None, :]).astype(float) for p in parts], axis=0)
+        dist = 1.0 - together
+        np.fill_diagonal(dist, 0.0)
+        tree = linkage(squareform(dist, checks=False), "average")
+        labels = (fcluster(tree, 2, "maxclust") - 1).astype(np.int64)
+        return labels if labels.max() == 1 else parts[0]  # ties can leave one cluster
+    opts = dict(x.partition("=")[::2] for x in rest.split(":"))
+    n = int(opts.get("n", 20))
+    logmel = cl._log_mel(W, sr, n_fft, power=2.0)
+    ceps = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : n + 1]
+    if "drop1" in opts:
+        ceps = np.delete(ceps, 1, axis=1)
+    X = cl._unit_rows(ceps)
+    if head == "mfcc0+mod":
+        z = cl.modulation_scores(W, H, sr=sr, n_fft=n_fft, frame_rate=fr)
+        z = np.stack([cl._zscore(col) for col in z.T], axis=1)
+        X = np.concatenate([X, float(opts["w"]) * z / np.sqrt(3)], axis=1)
+    elif head != "mfcc0":
+        raise ValueError(f"unknown variant {m!r}")
+    weight = None
+    if "e" in opts:
+        weight = (W.sum(axis=0) * H.sum(axis=1)) ** float(opts["e"])
+    km = KMeans(n_clusters=2, n_init=10, random_state=seed)
+    return km.fit_predict(np.round(X, 12), sample_weight=weight).astype(np.int64)
+
+
 def run_cluster(
     cases: list[dict],
     methods: list[str],
@@ -222,7 +279,7 @@ def run_cluster(
     components: int = 32,
     vb_fixed: bool = False,
 ) -> list[dict]:
-    from nmfsep.clustering import choose_n_sources, group_bases, hpss_mask
+    from nmfsep.clustering import choose_n_sources, hpss_mask
     from nmfsep.options import ClusterOptions
 
     rows = []
@@ -241,9 +298,8 @@ def run_cluster(
             n_fft=config.n_fft, random_state=o.seed,
         )  # fmt: skip
         for m in methods:
-            labels = group_bases(
-                res.W, n_clusters=2, method=m, H=res.H, percussive=perc, sr=c["sr"],
-                n_fft=config.n_fft, frame_rate=fr, random_state=o.seed,
+            labels = variant_labels(
+                m, res.W, res.H, perc, c["sr"], config.n_fft, fr, o.seed
             )  # fmt: skip
             outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
             row[m] = score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"])
@@ -286,6 +342,13 @@ def summarise(rows: list[dict], title: str) -> None:
             )
         mins = [min(r[m]["sdri"] for r in rs if m in r) for m in methods]
         print(f"| {g} | min sdri | " + " | ".join(f"{v:+.2f}" for v in mins) + " |")
+        folds = sorted({r["group"] for r in rs})
+        if len(folds) > 1:  # per-fold means of SDRi, and the worst of them
+            per = [[np.mean([r[m]["sdri"] for r in rs if r["group"] == f]) for f in folds]
+                   for m in methods]  # fmt: skip
+            cells = [" ".join(f"{v:+.1f}" for v in p) for p in per]
+            print(f"| {g} | per-fold sdri | " + " | ".join(cells) + " |")
+            print(f"| {g} | worst fold | " + " | ".join(f"{min(p):+.2f}" for p in per) + " |")
         if "random" in methods:
             above = [sum(r[m]["sdri"] > r["random"]["sdri"] for r in rs) for m in methods]
             print(f"| {g} | > floor | " + " | ".join(f"{a}/{len(rs)}" for a in above) + " |")
