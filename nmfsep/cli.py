@@ -197,7 +197,8 @@ SeparateMaxIter = Annotated[
     int | None,
     typer.Option(
         "--max-iter",
-        help=f"Activation iterations per block (default {defaults.SEPARATE_ITER}).",
+        help="Activation iterations per block (default: the model's recommendation, "
+        f"else {defaults.SEPARATE_ITER}).",
         min=1,
     ),
 ]
@@ -1310,9 +1311,10 @@ def separate(
         int | None,
         typer.Option(
             "--analysis-bands",
-            help=f"Infer the activations on about N ERB-spaced bands (masks stay full "
-            f"resolution); 0: every frequency bin (slower, measured +0.3 dB with the built-in "
-            f"model on unseen recordings). Default {defaults.ANALYSIS_BANDS}.",
+            help="Infer the activations on about N ERB-spaced bands (masks stay full "
+            "resolution, fewer flops); 0: every frequency bin. Default: the model's "
+            "recommendation (the built-in model: every bin, with 7 iterations), else "
+            f"{defaults.ANALYSIS_BANDS}.",
             min=0,
             show_default=False,
         ),
@@ -1372,9 +1374,8 @@ def separate(
             continuity_source=continuity_source,
             hpss_prior=hpss_prior,
             gain=gain,
+            analysis_bands=analysis_bands,
         )
-        if analysis_bands is not None:  # 0 = every bin (None in the options)
-            options = options.replace(analysis_bands=analysis_bands or None)
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
         _check_format(fmt, kind)

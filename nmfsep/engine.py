@@ -356,7 +356,7 @@ class SeparationPlan:
         # of their own stay on the full grid: on the bands they were measured much worse with
         # a speech-only model (dev cases, 8 free bases: 11.4 -> 4.6, 4.7 -> 3.2, 10.5 -> 8.3 dB):
         # blurred harmonics let them take the speech.
-        if opts.analysis_bands is not None and (adapt or not opts.free_components):
+        if opts.analysis_bands and (adapt or not opts.free_components):
             bands = analysis_bands(config.frequencies(sr)[:n_modelled], opts.analysis_bands)
             if bands.size < n_modelled:
                 W_analysis = np.ascontiguousarray(_band_sum(W, bands, int(model.context)))
@@ -554,7 +554,7 @@ def fit_masks(
         l1_H=plan.l1,
         continuity=float(o.continuity or 0.0),
         continuity_rows=rows,
-        max_iter=o.max_iter,
+        max_iter=o.max_iter or defaults.SEPARATE_ITER,  # resolved: never None here
         tol=o.tol,
         random_state=o.seed,
     )

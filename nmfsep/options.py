@@ -83,15 +83,16 @@ class SeparateOptions:
 
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
     recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
-    bases, p = 1 and the tracked gain, measured on held-out folds), else the defaults (p = 2,
-    no free bases, the Wiener gain).
+    bases, p = 1, the tracked gain, every bin and 7 iterations, measured on held-out folds),
+    else the defaults (p = 2, no free bases, the Wiener gain, 256 bands, 20 iterations).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
     l1 : float, optional
         L1 (sparsity) penalty on the activations, each frame at unit mean level; default
         :data:`~nmfsep.defaults.SEPARATE_L1`, or 0 with free bases.
-    max_iter : int
-        Activation iterations per block.
+    max_iter : int, optional
+        Activation iterations per block. None: the model's recommendation, else
+        :data:`~nmfsep.defaults.SEPARATE_ITER`.
     tol : float
         Relative tolerance of the stopping rule.
     seed : int, optional
@@ -101,8 +102,9 @@ class SeparateOptions:
         (10-60 s, :func:`nmfsep.engine.auto_block_frames`).
     analysis_bands : int, optional
         Infer the activations on about this many ERB-spaced bands instead of every bin
-        (:func:`nmfsep.engine.analysis_bands`; masks stay full resolution). None: every bin.
-        Not used with free bases.
+        (:func:`nmfsep.engine.analysis_bands`; masks stay full resolution); 0: every bin.
+        None: the model's recommendation, else :data:`~nmfsep.defaults.ANALYSIS_BANDS`. Used
+        with free bases only when they adapt a model source (``free_source``).
     atten_lim : float, optional
         Strength limit in dB: the first source's mask is at least ``10 ** (-atten_lim / 20)``
         everywhere, so nothing in the mixture is attenuated by more than that in its output;
@@ -138,11 +140,11 @@ class SeparateOptions:
     free_source: str | None = None
     beta: float | None = None
     l1: float | None = None
-    max_iter: int = defaults.SEPARATE_ITER
+    max_iter: int | None = None
     tol: float = defaults.TOL
     seed: int | None = defaults.SEED
     block_seconds: float | None = None
-    analysis_bands: int | None = defaults.ANALYSIS_BANDS
+    analysis_bands: int | None = None
     atten_lim: float | None = None
     phase_iters: int = defaults.PHASE_ITERS
     continuity: float | None = None
@@ -173,11 +175,10 @@ class SeparateOptions:
         if self.atten_lim is not None:
             _set(self, "atten_lim", check_number("atten_lim", self.atten_lim, low=0, high=400))
         if self.analysis_bands is not None:
-            _set(
-                self,
-                "analysis_bands",
-                check_int("analysis_bands", self.analysis_bands, low=8, high=MAX_N_FFT),
-            )
+            bands = check_int("analysis_bands", self.analysis_bands, high=MAX_N_FFT)
+            if 0 < bands < 8:
+                raise ParameterError(f"analysis_bands must be 0 (every bin) or >= 8, got {bands}")
+            _set(self, "analysis_bands", bands)
         if self.free_components is not None:
             _set(
                 self,
@@ -187,7 +188,8 @@ class SeparateOptions:
         _set(self, "beta", _opt_beta(self.beta))
         if self.l1 is not None:
             _set(self, "l1", check_number("l1", self.l1, low=0))
-        _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
+        if self.max_iter is not None:
+            _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
         _set(self, "tol", check_number("tol", self.tol, low=0))
         _set(self, "seed", check_seed(self.seed))
         _set(self, "block_seconds", _opt_block_seconds(self.block_seconds))
@@ -195,6 +197,8 @@ class SeparateOptions:
     #: The fields a model may recommend (``metadata["separation"]``).
     RECOMMENDABLE = (
         "mask_power",
+        "max_iter",
+        "analysis_bands",
         "free_components",
         "free_source",
         "continuity",
@@ -221,6 +225,8 @@ class SeparateOptions:
             free_source=source if free else None,
             hpss_prior=_first(self.hpss_prior, rec.hpss_prior, 0.0),
             gain=_first(self.gain, rec.gain, defaults.GAIN),
+            max_iter=_first(self.max_iter, rec.max_iter, defaults.SEPARATE_ITER),
+            analysis_bands=_first(self.analysis_bands, rec.analysis_bands, defaults.ANALYSIS_BANDS),
         )
         if out.l1 is None:
             # with free bases the penalty pushes the modelled sources into them (measured)

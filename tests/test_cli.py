@@ -537,3 +537,12 @@ def test_analysis_bands_flag(audio_dir: Path, model_path: Path, tmp_path: Path) 
         runs[" ".join(flag)] = json.loads(result.stdout)["files"][0]["settings"]
     assert runs["--analysis-bands 0"]["analysis_bands"] is None
     assert runs["--analysis-bands 32"]["analysis_bands"] == 32
+    # 1..7 bands make no grid: a usage error naming the flag, nothing written
+    out = tmp_path / "bad"
+    result = runner.invoke(
+        app,
+        ["separate", str(audio_dir / "mix.wav"), "-m", str(model_path), "-o", str(out),
+         "--analysis-bands", "3"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--analysis-bands" in result.stderr and not out.exists()

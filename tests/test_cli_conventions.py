@@ -117,7 +117,7 @@ def test_help_shows_the_defaults_table_and_one_example_per_line() -> None:
             "[default: 0]",
         ],
         "separate": [
-            f"per block (default {defaults.SEPARATE_ITER})",
+            f"recommendation, else {defaults.SEPARATE_ITER})",
             f"(default {defaults.SEPARATE_L1:g};",
             f"(default {defaults.MASK_POWER:g},",
             "(default: the model's)",

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 from _signals import SR, hiss, tone_hiss_model, tones
 
+from nmfsep import defaults
 from nmfsep.engine import SeparationPlan, Separator, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
@@ -188,7 +189,7 @@ def test_compressed_analysis_gives_nearly_the_same_separation(model: NMFModel) -
     def sdr(est: np.ndarray) -> float:
         return float(10 * np.log10(np.sum(voice**2) / np.sum((voice - est) ** 2)))
 
-    full = separate(y, SR, model, analysis_bands=None)
+    full = separate(y, SR, model, analysis_bands=0)
     bands = separate(y, SR, model, analysis_bands=32)
     assert full.settings["analysis_bands"] is None
     assert bands.settings["analysis_bands"] == 32
@@ -198,6 +199,40 @@ def test_compressed_analysis_gives_nearly_the_same_separation(model: NMFModel) -
     # free bases are learned on the full grid: no compressed analysis then
     semi = separate(y, SR, model, analysis_bands=32, free_components=2)
     assert semi.settings["analysis_bands"] is None
+
+
+def test_a_model_recommends_its_analysis_grid_and_iterations(model: NMFModel) -> None:
+    """``analysis_bands`` and ``max_iter`` left at None take the model's recommendation (0 =
+    every bin), else the defaults; explicit values win; 1..7 bands are refused."""
+    import dataclasses
+
+    voice, noise = tones(2.0, seed=2), hiss(2.0, seed=3)
+    y = voice + noise
+    rec = {"free_components": 2, "free_source": "hiss", "analysis_bands": 0, "max_iter": 5}
+    recommending = dataclasses.replace(model)
+    recommending.metadata = {**model.metadata, "separation": rec}
+    plan = SeparationPlan.create(recommending, sr=SR)
+    assert plan.options.max_iter == 5 and plan.bands is None
+    result = separate(y, SR, recommending)
+    assert result.settings["max_iter"] == 5 and result.settings["analysis_bands"] is None
+    assert result.n_iter <= 5
+    np.testing.assert_allclose(sum(result.sources.values())[0], y, atol=1e-5)
+    banded = SeparationPlan.create(
+        recommending, sr=SR, options=SeparateOptions(analysis_bands=32, max_iter=9)
+    )
+    assert banded.options.max_iter == 9 and banded.bands is not None
+    assert banded.settings()["analysis_bands"] == banded.bands.size
+    # without a recommendation: the library defaults
+    plain = SeparationPlan.create(model, sr=SR)
+    assert plain.options.max_iter == defaults.SEPARATE_ITER
+    assert plain.options.analysis_bands == defaults.ANALYSIS_BANDS
+    for bad in (1, 7, -1):
+        with pytest.raises(ParameterError, match="analysis_bands"):
+            SeparateOptions(analysis_bands=bad)
+    bad_rec = dataclasses.replace(model)
+    bad_rec.metadata = {**model.metadata, "separation": {"max_iter": 0}}
+    with pytest.raises(ParameterError, match="max_iter"):
+        SeparationPlan.create(bad_rec, sr=SR)
 
 
 def test_a_model_recommends_its_separation_settings(model: NMFModel) -> None:
