@@ -450,6 +450,33 @@ def test_convergence_and_callback():
     assert isinstance(res0, NMFResult)
 
 
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("mode", ["learned", "semi", "fixed", "fixed_blocks"])
+def test_compute_loss_false_gives_the_same_factors(monkeypatch, beta, mode):
+    """Without the objective: the same updates (bit for bit), exactly max_iter of them, no
+    losses, not converged; with a callback it is refused."""
+    V = data(16, 40, seed=95, zeros=False).astype(np.float32)
+    if mode == "fixed_blocks":
+        monkeypatch.setattr(nmf_mod, "_H_BLOCK_BYTES", 2048)  # several frame blocks
+    W = fit_nmf(V, n_components=4, max_iter=20, random_state=0).W
+    kw = {
+        "learned": dict(n_components=4, random_state=1),
+        "semi": dict(W=W, fixed_W=[0, 1], random_state=1),
+        "fixed": dict(W=W, fixed_W=True),
+        "fixed_blocks": dict(W=W, fixed_W=True),
+    }[mode]
+    with_loss = fit_nmf(V, beta=beta, max_iter=7, tol=1e-12, l1_H=0.1, **kw)
+    without = fit_nmf(V, beta=beta, max_iter=7, tol=1e-12, l1_H=0.1, compute_loss=False, **kw)
+    assert with_loss.n_iter == without.n_iter == 7
+    np.testing.assert_array_equal(without.H, with_loss.H)
+    np.testing.assert_array_equal(without.W, with_loss.W)
+    assert without.losses.shape == (0,) and not without.converged
+    with pytest.raises(ParameterError, match="compute_loss"):
+        fit_nmf(V, n_components=3, compute_loss=False, callback=lambda n, loss: None)
+    with pytest.raises(ParameterError, match="compute_loss"):
+        fit_nmf(V, n_components=3, compute_loss="no")
+
+
 def test_h_only_blocks_converge_per_block(monkeypatch):
     V = data(16, 90, seed=92)
     W = fit_nmf(V, n_components=3, max_iter=30).W
