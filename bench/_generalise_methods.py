@@ -576,5 +576,30 @@ RECIPES: dict[str, Any] = {
         analysis_bands=0,
         max_iter_sep=7,
     ),
+    # session 4: dictionaries sized again for the every-bin separation
+    "nb_s64_n64_bins7": _nobabble(
+        "nb_s64_n64_bins7", gain="tracked", k_speech=64, k_noise=64, max_frames=6000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
+    "nb_s48_n64_bins7": _nobabble(
+        "nb_s48_n64_bins7", gain="tracked", k_speech=48, k_noise=64, max_frames=6000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
+    "nb_n96_bins7": _nobabble(
+        "nb_n96_bins7", gain="tracked", k_noise=96, max_frames=6000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
+    "nb_n64_f12k_bins7": _nobabble(
+        "nb_n64_f12k_bins7", gain="tracked", k_noise=64, max_frames=12000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
+    "nb_s24_n64_bins7": _nobabble(
+        "nb_s24_n64_bins7", gain="tracked", k_speech=24, k_noise=64, max_frames=6000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
+    "nb_s16_n64_bins7": _nobabble(
+        "nb_s16_n64_bins7", gain="tracked", k_speech=16, k_noise=64, max_frames=6000,
+        analysis_bands=0, max_iter_sep=7,
+    ),
 }
 SHIPPED = "nb_n64_free2n_tracked_bins7"
