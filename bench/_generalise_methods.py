@@ -486,6 +486,14 @@ def _nobabble(
     return Generic(name, exclude=("babble", "music"), sep=sep, **train)
 
 
+def _bins7(name: str, max_frames: int = 6000, **train: Any) -> Generic:
+    """A :class:`_nobabble` recipe separated like the shipped one (tracked gain, every bin,
+    7 iterations)."""
+    return _nobabble(
+        name, gain="tracked", analysis_bands=0, max_iter_sep=7, max_frames=max_frames, **train
+    )
+
+
 RECIPES: dict[str, Any] = {
     # the current default model's recipe (32 + 32 bases, context 5), separate() defaults
     "current": Generic("current"),
@@ -577,29 +585,16 @@ RECIPES: dict[str, Any] = {
         max_iter_sep=7,
     ),
     # session 4: dictionaries sized again for the every-bin separation
-    "nb_s64_n64_bins7": _nobabble(
-        "nb_s64_n64_bins7", gain="tracked", k_speech=64, k_noise=64, max_frames=6000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
-    "nb_s48_n64_bins7": _nobabble(
-        "nb_s48_n64_bins7", gain="tracked", k_speech=48, k_noise=64, max_frames=6000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
-    "nb_n96_bins7": _nobabble(
-        "nb_n96_bins7", gain="tracked", k_noise=96, max_frames=6000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
-    "nb_n64_f12k_bins7": _nobabble(
-        "nb_n64_f12k_bins7", gain="tracked", k_noise=64, max_frames=12000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
-    "nb_s24_n64_bins7": _nobabble(
-        "nb_s24_n64_bins7", gain="tracked", k_speech=24, k_noise=64, max_frames=6000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
-    "nb_s16_n64_bins7": _nobabble(
-        "nb_s16_n64_bins7", gain="tracked", k_speech=16, k_noise=64, max_frames=6000,
-        analysis_bands=0, max_iter_sep=7,
-    ),
+    **{
+        name: _bins7(name, **train)
+        for name, train in (
+            ("nb_s64_n64_bins7", dict(k_speech=64, k_noise=64)),
+            ("nb_s48_n64_bins7", dict(k_speech=48, k_noise=64)),
+            ("nb_s24_n64_bins7", dict(k_speech=24, k_noise=64)),
+            ("nb_s16_n64_bins7", dict(k_speech=16, k_noise=64)),
+            ("nb_n96_bins7", dict(k_noise=96)),
+            ("nb_n64_f12k_bins7", dict(k_noise=64, max_frames=12000)),
+        )
+    },
 }
 SHIPPED = "nb_n64_free2n_tracked_bins7"
