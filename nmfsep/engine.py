@@ -351,11 +351,13 @@ class SeparationPlan:
             W_recon = np.ascontiguousarray(R, dtype=np.float32)
         bands = W_analysis = None
         # Compressed analysis with fixed bases, and with free bases that adapt a source of the
-        # model (their part spread over each band's bins like the mixture; built-in model, 2
-        # free noise bases: -0.17 dB on the folds, 2.7x faster). Free bases that are a source
-        # of their own stay on the full grid: on the bands they were measured much worse with
-        # a speech-only model (dev cases, 8 free bases: 11.4 -> 4.6, 4.7 -> 3.2, 10.5 -> 8.3 dB):
-        # blurred harmonics let them take the speech.
+        # model (their part spread over each band's bins like the mixture) when asked: the
+        # built-in model recommends every bin (analysis_bands 0) with 7 iterations, measured
+        # +0.2 dB on the folds and +2.6 dB on the dev cases over 256 bands with 20 (bench/
+        # README.md, session 4). Free bases that are a source of their own always stay on the
+        # full grid: on the bands they were measured much worse with a speech-only model (dev
+        # cases, 8 free bases: 11.4 -> 4.6, 4.7 -> 3.2, 10.5 -> 8.3 dB): blurred harmonics let
+        # them take the speech.
         if opts.analysis_bands and (adapt or not opts.free_components):
             bands = analysis_bands(config.frequencies(sr)[:n_modelled], opts.analysis_bands)
             if bands.size < n_modelled:
