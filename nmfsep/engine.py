@@ -494,7 +494,8 @@ class BlockResult:
     masks: np.ndarray | None = None
 
 
-#: Iterations between the NMF's convergence checks (``fit_nmf``'s ``check_every``).
+#: Iterations between the NMF's convergence checks when separating (``fit_nmf``'s
+#: ``check_every``).
 _CHECK_EVERY = 10
 
 
@@ -563,10 +564,11 @@ def fit_masks(
         continuity_rows=rows,
         max_iter=max_iter,
         tol=o.tol,
+        check_every=_CHECK_EVERY,
         random_state=o.seed,
-        # the stopping rule is checked every 10 iterations: with no more than that it cannot
-        # fire, and the objective (two evaluations and their constants) would cost 14 % of the
-        # built-in path (7 iterations) for nothing
+        # with no more iterations than between two checks the stopping rule cannot fire, and
+        # the objective (two evaluations and their constants) would cost 14 % of the built-in
+        # path (7 iterations) for nothing
         compute_loss=o.tol > 0 and max_iter > _CHECK_EVERY,
     )
     parts = np.empty((plan.n_sources, plan.n_modelled, V.shape[1]), dtype=np.float32)
