@@ -596,5 +596,13 @@ RECIPES: dict[str, Any] = {
             ("nb_n64_f12k_bins7", dict(k_noise=64, max_frames=12000)),
         )
     },
+    # music kept in the noise bank (babble still out), separated like the shipped recipe
+    "nobabble_music_n64_bins7": Generic(
+        "nobabble_music_n64_bins7",
+        k_noise=64,
+        max_frames=6000,
+        exclude=("babble",),
+        sep=dict(_bins7("sep").sep),
+    ),
 }
 SHIPPED = "nb_n64_free2n_tracked_bins7"
