@@ -515,16 +515,24 @@ def _claim(first_output: str) -> _Claim | str:
     lock = lock_path(first_output)
     made: list[Path] = []
     parent = lock.parent
-    missing = [d for d in (parent, *parent.parents) if not os.path.lexists(d)]
-    try:
-        for d in reversed(missing):
-            os.mkdir(d)
-            made.insert(0, d)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        _Claim(lock, None, made).release()
-        raise write_error(exc, Path(first_output), AudioError) from None
+    # Jobs running side by side share parent directories: between looking and making, another
+    # job may make one (FileExistsError) or, releasing a claim that left nothing, remove the
+    # empty parent it made (FileNotFoundError). Either way: look again and make what is missing.
+    for attempt in range(16):
+        made = [d for d in made if os.path.lexists(d)]  # ours, unless another job removed it
+        missing = [d for d in (parent, *parent.parents) if not os.path.lexists(d)]
+        try:
+            for d in reversed(missing):
+                os.mkdir(d)
+                made.insert(0, d)
+            break
+        except (FileExistsError, FileNotFoundError) as exc:
+            if attempt == 15:
+                _Claim(lock, None, made).release()
+                raise write_error(exc, Path(first_output), AudioError) from None
+        except OSError as exc:
+            _Claim(lock, None, made).release()
+            raise write_error(exc, Path(first_output), AudioError) from None
     for _ in range(8):
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644)

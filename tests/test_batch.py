@@ -1,0 +1,41 @@
+"""nmfsep.batch: claims of jobs that run side by side."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nmfsep import batch
+
+
+@pytest.mark.parametrize("race", ["made_by_another", "removed_by_another"])
+def test_claim_survives_another_job_touching_the_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    """Between looking for the missing output directories and making them, another job may
+    make one (FileExistsError) or remove the empty one it made when its own claim left
+    nothing (FileNotFoundError); the claim still ends up made, with its directories."""
+    out = tmp_path / "out" / "x" / "speech.wav"
+    real_mkdir = os.mkdir
+    calls: list[str] = []
+
+    def racing_mkdir(path: str | os.PathLike[str], *args: object, **kwargs: object) -> None:
+        calls.append(os.fspath(path))
+        if len(calls) == 1 and race == "made_by_another":
+            real_mkdir(path)  # the other job was first
+            raise FileExistsError(path)
+        if len(calls) == 2 and race == "removed_by_another":
+            os.rmdir(tmp_path / "out")  # the other job removes what it made (and left empty)
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    claim = batch._claim(str(out))
+    monkeypatch.undo()
+    assert isinstance(claim, batch._Claim)
+    assert batch.lock_path(str(out)).exists()
+    assert len(calls) == (2 if race == "made_by_another" else 4)  # the race happened, once
+    claim.release()  # nothing written: the directories it made go again, not the other's
+    assert not (tmp_path / "out" / "x").exists()
+    assert (tmp_path / "out").exists() == (race == "made_by_another")
