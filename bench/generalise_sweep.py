@@ -6,7 +6,7 @@ A configuration may carry ``"_tracker": {...}``: the settings of ``gain="tracked
 (:class:`nmfsep.tracking.TrackerSettings` fields).
 
 E.g. ``bench/generalise_sweep.py 8 '[{"free_components": 2, "mask_power": 1.0,
-"free_source": "noise"}, {"free_components": 2, "mask_power": 1.0, "analysis_bands": null}]'``.
+"free_source": "noise"}, {"free_components": 2, "mask_power": 1.0, "analysis_bands": 0}]'``.
 
 Uses the fold models and peer scores cached by ``bench/generalise.py`` (run it first), the fold
 models of RECIPE (default: the shipped one), and prints per setting: mean SDRi, STOI, the
