@@ -575,15 +575,8 @@ RECIPES: dict[str, Any] = {
     ),
     # shipped (session 4): the same model, activations on every bin (not the 256 analysis
     # bands) with 7 iterations instead of 20: +0.2 dB on the folds, +2.6 dB on the dev set,
-    # for 1.4x the CPU of the step before (same train key: the same bases)
-    "nb_n64_free2n_tracked_bins7": _nobabble(
-        "nb_n64_free2n_tracked_bins7",
-        gain="tracked",
-        k_noise=64,
-        max_frames=6000,
-        analysis_bands=0,
-        max_iter_sep=7,
-    ),
+    # for 1.25-1.3x the CPU of the step before (same train key: the same bases)
+    "nb_n64_free2n_tracked_bins7": _bins7("nb_n64_free2n_tracked_bins7", k_noise=64),
     # session 4: dictionaries sized again for the every-bin separation
     **{
         name: _bins7(name, **train)

@@ -774,7 +774,7 @@ class _Run:
         self.tol = p["tol"]
         self.check_every = p["check_every"]
         self.callback = p["callback"]
-        self.compute_loss = p.get("compute_loss", True)
+        self.compute_loss = p["compute_loss"]
         self.checks = self.compute_loss and (p["tol"] > 0 or p["callback"] is not None)
 
 
@@ -824,7 +824,7 @@ class _Problem:
         self.linH = np.full(K, self.l1_H)
         self.quadH = np.full(K, self.l2_H)
         self.zerosK = np.zeros(K)
-        if p.get("compute_loss", True):
+        if p["compute_loss"]:
             self._loss_setup()
         self.shared = {} if shared is None else shared  # W-fixed products, shared by blocks
         self._wtv: np.ndarray | None = None
