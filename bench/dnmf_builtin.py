@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _generalise_methods as gm
 import generalise as G
+from discriminative import _with_recon
 
 from nmfsep.engine import SeparationPlan, fit_masks
 from nmfsep.frames import unstack_frames
@@ -159,15 +160,7 @@ def main() -> None:
         ]
         recon, info = learn_R(model, clips, seed=fold.index)
         print(f"fold {fold.index}: {info}", flush=True)
-        dm = NMFModel(
-            bases=model.bases,
-            sr=model.sr,
-            stft=model.stft,
-            beta=model.beta,
-            context=model.context,
-            recon=recon,
-            metadata=model.metadata,
-        )
+        dm = _with_recon(model, recon)  # the recipe passes its settings explicitly
         for m in (x for x in mixtures if x.fold == fold.index):
             est = recipe.separate(dm, m.mix.astype(np.float32)[np.newaxis])
             r = {
