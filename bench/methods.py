@@ -276,7 +276,7 @@ def run_cluster(
     floor: bool,
     factoriser: str = "mu",
     vb_level: float | None = None,
-    components: int = 24,
+    components: int = 32,
     vb_fixed: bool = False,
 ) -> list[dict]:
     from nmfsep.clustering import choose_n_sources, hpss_mask
@@ -380,12 +380,7 @@ def main() -> None:
     p.add_argument(
         "--vb-level", type=float, default=None, help="vb: data level, times nmfsep.bayes.LEVEL"
     )
-    p.add_argument(
-        "--components",
-        type=int,
-        default=None,
-        help="-k (vb: the nominal K; default the library's, nmfsep.defaults.CLUSTER_COMPONENTS)",
-    )
+    p.add_argument("--components", type=int, default=32, help="-k (vb: the nominal K)")
     p.add_argument("--vb-fixed", action="store_true", help="vb with -k bases only (no choice)")
     a = p.parse_args()
     only = set(a.only.split(","))
@@ -400,11 +395,9 @@ def main() -> None:
         cases += fold_cases(a.per_fold)
     t0 = time.perf_counter()
     if a.what == "cluster":
-        from nmfsep import defaults
-
         rows = run_cluster(
-            cases, a.methods.split(","), not a.no_floor, a.factoriser, a.vb_level,
-            a.components if a.components is not None else defaults.CLUSTER_COMPONENTS, a.vb_fixed,
+            cases, a.methods.split(","), not a.no_floor, a.factoriser, a.vb_level, a.components,
+            a.vb_fixed,
         )  # fmt: skip
         summarise(rows, f"cluster -n 2 ({a.factoriser}), SDRi of the wanted source (dB)")
     elif a.what == "continuity":  # bench/continuity.py

@@ -1457,7 +1457,7 @@ def cluster(
         typer.Option(
             "--components",
             "-k",
-            help=f"Bases learned on the mix (default {defaults.CLUSTER_COMPONENTS}).",
+            help=f"Bases learned on the mix (default {defaults.COMPONENTS}).",
             min=1,
         ),
     ] = None,

@@ -105,12 +105,6 @@ CLUSTER_FEATURE_KINDS = (
 )
 #: ``--sources auto`` tries this many sources (silhouette of the bases' features).
 CLUSTER_AUTO_SOURCES = (2, 3, 4)
-#: Bases ``cluster`` learns on the mixture: 24 since session 5 (``bench/methods.py cluster
-#: --methods mfcc0 --components K``): on 20 fold mixtures (unseen speakers x noises) SDRi 4.37 vs
-#: 3.92 dB (K 32), SI-SDRi 2.91 vs 2.57, STOI 0.731 vs 0.718, worst -0.8 vs -1.8 dB; on 40:
-#: 2.97 vs 2.63, STOI 0.720 vs 0.709; dev speech 10.76 vs 9.87 (STOI 0.730 vs 0.712); music
-#: 2.30 vs 2.54 dB (the same 3 of 5 above the random floor); K 16: 3.98, K 48: 3.76.
-CLUSTER_COMPONENTS = 24
 #: mfcc0 (MFCCs with c0 kept) since issue 12: on 20 fold mixtures (unseen speakers x noises)
 #: SDRi 3.92 vs 3.79 dB, SI-SDRi 2.57 vs 1.32, STOI 0.718 vs 0.669, worst case -1.8 vs -5.5 dB;
 #: music dev case 14.5 vs 0.3 dB (floor 2.4); dev speech 9.87 vs 10.67 dB SDRi (SI-SDRi +0.4).

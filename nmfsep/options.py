@@ -258,7 +258,7 @@ class ClusterOptions:
         ``"auto"`` (stored as 0): 2 to 4, the count with the best silhouette of the bases'
         features (:func:`nmfsep.clustering.choose_n_sources`).
     n_components : int
-        Bases learned on the mixture (>= n_sources; default 24, measured on the held-out folds).
+        Bases learned on the mixture (>= n_sources).
     beta : float or str
         Divergence of the factorisation.
     l1 : float
@@ -290,7 +290,7 @@ class ClusterOptions:
     """
 
     n_sources: int = defaults.CLUSTER_SOURCES
-    n_components: int = defaults.CLUSTER_COMPONENTS
+    n_components: int = defaults.COMPONENTS
     beta: float = defaults.BETA
     l1: float = 0.0
     features: str = defaults.CLUSTER_FEATURES

@@ -447,23 +447,6 @@ def test_cluster_features_choice_is_accepted_and_recorded(tmp_path: Path, featur
     assert bad.exit_code == 2 and "mfcc0-or-mod" in bad.stderr
 
 
-def test_cluster_default_components_are_the_library_default(tmp_path: Path) -> None:
-    """Without ``-k`` the command line learns ``defaults.CLUSTER_COMPONENTS`` bases (the count
-    chosen on the held-out folds, not the training default), as the library does; ``-k`` wins."""
-    from nmfsep import defaults
-    from nmfsep.options import ClusterOptions
-
-    assert ClusterOptions().n_components == defaults.CLUSTER_COMPONENTS != defaults.COMPONENTS
-    low, high = _tones_and_band_noise(2.0, 0)
-    src = tmp_path / "mix.wav"
-    sf.write(src, low + high, SR, subtype="FLOAT")
-    for extra, k in (([], defaults.CLUSTER_COMPONENTS), (["-k", "8"], 8)):
-        out = tmp_path / f"out{k}"
-        result = runner.invoke(app, ["cluster", str(src), "-o", str(out), "--json", "-q", *extra])
-        assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["files"][0]["settings"]["n_components"] == k
-
-
 def test_evaluate_json_csv_permutation_and_oracle(audio_dir: Path, tmp_path: Path) -> None:
     from nmfsep.metrics import si_sdr
 

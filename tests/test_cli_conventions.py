@@ -123,7 +123,7 @@ def test_help_shows_the_defaults_table_and_one_example_per_line() -> None:
             "(default: the model's)",
         ],
         "cluster": [
-            f"mix (default {defaults.CLUSTER_COMPONENTS})",
+            f"mix (default {defaults.COMPONENTS})",
             f"(default {defaults.CLUSTER_FEATURES};",
             "[default: 2]",
         ],
