@@ -33,10 +33,9 @@ from discriminative import _with_recon
 
 from nmfsep.engine import SeparationPlan, fit_masks
 from nmfsep.frames import unstack_frames
-from nmfsep.masks import wiener_masks
 from nmfsep.model import NMFModel
 from nmfsep.options import SeparateOptions
-from nmfsep.training import _dnmf_loss, _synthetic_mixtures, _unstack_adjoint
+from nmfsep.training import _fit_recon, _synthetic_mixtures
 
 N_MIX = int(sys.argv[1]) if len(sys.argv) > 1 else 40
 SEG = int(sys.argv[2]) if len(sys.argv) > 2 else 156
@@ -85,48 +84,13 @@ def learn_R(model: NMFModel, clips: list[list[np.ndarray]], seed: int) -> tuple[
     held = group >= N_MIX - N_MIX // 5
     names = plan.names
     cols_of = [labels[:n_fixed] == i for i in range(len(names))]
-    noise_i = names.index("noise")
+    extra = np.zeros((len(names), *free.shape), dtype=np.float32)
+    extra[names.index("noise")] = free  # each mixture's free part stays in the noise's lambda
     wanted = list(range(len(names))) if TARGETS == "all" else [0]
-    eps = np.float32(1e-12)
-    R = plan.W.copy()
-
-    def forward(R, sel):
-        lam = np.stack([unstack_frames(R[:, k] @ H[k][:, sel], c) for k in cols_of])
-        lam[noise_i] += free[:, sel]
-        lam += eps
-        masks = wiener_masks(lam, power=1.0)
-        return lam, masks, masks * V[:, sel] + eps
-
-    def loss(R, sel):
-        return _dnmf_loss(S[wanted][:, :, sel] + eps, forward(R, sel)[2][wanted], BETA)
-
-    tr = ~held
-    Vt, St = V[:, tr], S[:, :, tr]
-    best = loss(R, held)
-    first = best
-    best_R, best_it = R.copy(), 0
-    hist = [best]
-    for it in range(1, N_ITER + 1):
-        lam, masks, Shat = forward(R, tr)
-        A = Vt * Shat ** np.float32(BETA - 1.0)
-        B = Vt * St * Shat ** np.float32(BETA - 2.0)
-        for i in range(len(names)):
-            if i not in wanted:
-                A[i] = 0
-                B[i] = 0
-        mA, mB = (masks * A).sum(0), (masks * B).sum(0)
-        for k, cols in enumerate(cols_of):
-            f = masks[k] / lam[k]
-            Hk = H[cols][:, tr]
-            num = _unstack_adjoint(f * (B[k] + mA), c) @ Hk.T
-            den = _unstack_adjoint(f * (A[k] + mB), c) @ Hk.T
-            R[:, cols] *= (num + eps) / (den + eps)
-        v = loss(R, held)
-        hist.append(v)
-        if v < best:
-            best, best_R, best_it = v, R.copy(), it
-        elif it - best_it >= 8:
-            break
+    best_R, (first, best, _, best_it, n_done) = _fit_recon(
+        V, S, H, plan.W, cols_of, context=c, power=1.0, beta=BETA, wanted=wanted, held=held,
+        n_iter=N_ITER, extra=extra,
+    )  # fmt: skip
     recon = {
         n: np.ascontiguousarray(best_R[:, k], dtype=np.float32)
         for n, k in zip(names, cols_of, strict=True)
@@ -134,7 +98,7 @@ def learn_R(model: NMFModel, clips: list[list[np.ndarray]], seed: int) -> tuple[
     info = {
         "held": [first, best],
         "best_it": best_it,
-        "iters": len(hist) - 1,
+        "iters": n_done,
         "cpu": time.process_time() - t0,
     }
     return recon, info

@@ -330,6 +330,71 @@ def _dnmf_loss(S: np.ndarray, Shat: np.ndarray, beta: float) -> float:
     return float(sum(beta_divergence(S[i], Shat[i], beta) for i in range(S.shape[0])))
 
 
+def _fit_recon(
+    V: np.ndarray,
+    S: np.ndarray,
+    H: np.ndarray,
+    W: np.ndarray,
+    cols_of: list[np.ndarray],
+    *,
+    context: int,
+    power: float,
+    beta: float,
+    wanted: list[int],
+    held: np.ndarray,
+    n_iter: int,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, tuple[float, float, float, int, int]]:
+    """Multiplicative updates of the reconstruction bases ``R`` (from ``W``) on
+    ``sum_{i in wanted} D_beta(S_i | M_i(R) V)`` with ``H`` fixed; ``extra`` (n_sources, n_freq,
+    T), if given, is added to every source's un-stacked part (e.g. free bases learned on each
+    mixture). Columns ``held`` (T,) score the held-out objective; the best ``R`` is returned with
+    (held-out start, best held-out, train start, best iteration, iterations run)."""
+    from nmfsep.masks import wiener_masks
+
+    eps = np.float32(1e-12)
+    R = W.copy()
+    names = range(len(cols_of))
+
+    def forward(R: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        Hs = H[:, sel]
+        lam = np.stack([unstack_frames(R[:, k] @ Hs[k], context) for k in cols_of]) + eps
+        if extra is not None:
+            lam += extra[:, :, sel]
+        masks = wiener_masks(lam, power=power)
+        return lam, masks, masks * V[:, sel] + eps
+
+    def loss(R: np.ndarray, sel: np.ndarray) -> float:
+        return _dnmf_loss(S[wanted][:, :, sel] + eps, forward(R, sel)[2][wanted], beta)
+
+    train_cols = ~held
+    best_R, best = R.copy(), loss(R, held)
+    first_held, first_train = best, loss(R, train_cols)
+    best_iter, n_done = 0, 0
+    Vt, St, Ht = V[:, train_cols], S[:, :, train_cols], H[:, train_cols]
+    unwanted = [i for i in names if i not in wanted]
+    for it in range(1, n_iter + 1):
+        lam, masks, Shat = forward(R, train_cols)
+        # dL/dShat_i = Shat^(beta-2) (Shat - S); split in positive (A) and negative (B) parts
+        A = Vt * Shat ** np.float32(beta - 1.0)
+        B = Vt * St * Shat ** np.float32(beta - 2.0)
+        A[unwanted] = 0.0
+        B[unwanted] = 0.0
+        mA, mB = (masks * A).sum(axis=0), (masks * B).sum(axis=0)
+        for k, cols in enumerate(cols_of):
+            f = masks[k] / lam[k]  # d mask / d lambda_k, up to the power p (common to both)
+            num = _unstack_adjoint(f * (B[k] + mA), context) @ Ht[cols].T
+            den = _unstack_adjoint(f * (A[k] + mB), context) @ Ht[cols].T
+            R[:, cols] *= (num + eps) / (den + eps)
+        value = loss(R, held)
+        n_done = it
+        if value < best:
+            best, best_R, best_iter = value, R.copy(), it
+        elif it - best_iter >= 8:  # held-out objective no longer improving
+            break
+    return best_R, (first_held, best, first_train, best_iter, n_done)
+
+
 def discriminative_bases(
     model: NMFModel,
     sources: Mapping[str, Sequence[np.ndarray]],
@@ -399,49 +464,15 @@ def discriminative_bases(
     V *= scale
     S *= scale
     held = group >= group.max() - max(1, (group.max() + 1) // 5) + 1
-    train_cols, held_cols = ~held, held
     labels = plan.labels
     c, p = plan.context, float(plan.options.mask_power or 0.0)
-    R = plan.W.copy()
-    eps = np.float32(1e-12)
     cols_of = [labels == i for i in range(len(names))]
     wanted = list(range(len(names))) if targets is None else sorted(set(targets))
-
-    def forward(R: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        Hs = H[:, sel]
-        lam = np.stack([unstack_frames(R[:, k] @ Hs[k], c) for k in cols_of]) + eps
-        from nmfsep.masks import wiener_masks
-
-        masks = wiener_masks(lam, power=p)
-        return lam, masks, masks * V[:, sel] + eps
-
-    def loss(R: np.ndarray, sel: np.ndarray) -> float:
-        return _dnmf_loss(S[wanted][:, :, sel] + eps, forward(R, sel)[2][wanted], beta)
-
-    best_R, best = R.copy(), loss(R, held_cols)
-    first_held, first_train = best, loss(R, train_cols)
-    best_iter, history = 0, [best]
-    Vt, St, Ht = V[:, train_cols], S[:, :, train_cols], H[:, train_cols]
-    for it in range(1, n_iter + 1):
-        lam, masks, Shat = forward(R, train_cols)
-        # dL/dShat_i = Shat^(beta-2) (Shat - S); split in positive (A) and negative (B) parts
-        A = Vt * Shat ** np.float32(beta - 1.0)
-        B = Vt * St * Shat ** np.float32(beta - 2.0)
-        unwanted = [i for i in range(len(names)) if i not in wanted]
-        A[unwanted] = 0.0
-        B[unwanted] = 0.0
-        mA, mB = (masks * A).sum(axis=0), (masks * B).sum(axis=0)
-        for k, cols in enumerate(cols_of):
-            f = masks[k] / lam[k]  # d mask / d lambda_k, up to the power p (common to both)
-            num = _unstack_adjoint(f * (B[k] + mA), c) @ Ht[cols].T
-            den = _unstack_adjoint(f * (A[k] + mB), c) @ Ht[cols].T
-            R[:, cols] *= (num + eps) / (den + eps)
-        value = loss(R, held_cols)
-        history.append(value)
-        if value < best:
-            best, best_R, best_iter = value, R.copy(), it
-        elif it - best_iter >= 8:  # held-out objective no longer improving
-            break
+    best_R, fit = _fit_recon(
+        V, S, H, plan.W, cols_of, context=c, power=p, beta=beta, wanted=wanted, held=held,
+        n_iter=n_iter,
+    )  # fmt: skip
+    first_held, best, first_train, best_iter, n_done = fit
     recon = {
         name: np.ascontiguousarray(best_R[:, cols], dtype=np.float32)
         for name, cols in zip(names, cols_of, strict=True)
@@ -449,11 +480,11 @@ def discriminative_bases(
     info = {
         "mixtures": int(group.max() + 1),
         "frames": int(V.shape[1]),
-        "held_out_frames": int(held_cols.sum()),
+        "held_out_frames": int(held.sum()),
         "snr_range_db": list(snr_range),
         "beta": beta,
         "mask_power": p,
-        "iterations": len(history) - 1,
+        "iterations": n_done,
         "best_iteration": best_iter,
         "objective_held_out": [round(first_held, 4), round(best, 4)],
         "objective_train_start": round(first_train, 4),
