@@ -11,11 +11,16 @@ Experimental separation methods that the library's engine does not have (yet) li
 * :func:`separate_adaptive` — fixed speech bases, a fixed noise bank, and extra noise bases learned
   on the mixture, with guards against them absorbing speech.
 
+Training material for the learned mask refiner (:mod:`nmfsep.refine`) is made here too
+(:func:`refiner_data`, the :class:`Refined` recipes): synthetic mixtures of the training
+speakers and noises, separated by the recipe's own path.
+
 The math of each is in its docstring, precise enough to move into the engine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -494,6 +499,110 @@ def _bins7(name: str, max_frames: int = 6000, **train: Any) -> Generic:
     )
 
 
+# -- the learned refiner (nmfsep.refine) --------------------------------------------------------
+
+
+def _segment(y: np.ndarray, n: int, rng: np.random.Generator, *, active: bool) -> np.ndarray:
+    """A length-``n`` excerpt (looped if shorter); for speech the most active of 4 candidates."""
+    if len(y) < n:
+        y = np.tile(y, int(np.ceil(n / len(y))) + 1)
+    best, start = -1.0, 0
+    for _ in range(4 if active else 1):
+        st = int(rng.integers(0, len(y) - n + 1))
+        seg = y[st : st + n]
+        sc = float(np.mean(np.abs(seg) > 0.1 * np.max(np.abs(seg)) + 1e-9)) if active else 0.0
+        if sc > best:
+            best, start = sc, st
+    return np.asarray(y[start : start + n], dtype=np.float64).copy()
+
+
+def refiner_data(
+    model,
+    sep: dict[str, Any],
+    speech: dict[str, np.ndarray],
+    noise: dict[str, np.ndarray],
+    *,
+    n_mix: int,
+    seconds: float = 3.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and targets of the refiner (:func:`nmfsep.refine.features` / ``targets``) on
+    ``n_mix`` seeded synthetic mixtures: a random speaker's excerpt (RMS 0.05 within ±5 dB)
+    plus a random noise recording's at SNR U[-7, 12] dB, separated by the model's built-in path
+    (``separate(model, **sep)``, its final speech mask)."""
+    from nmfsep import refine
+    from nmfsep.separation import separate
+    from nmfsep.spectral import stft
+
+    rng = np.random.default_rng([seed, 99])
+    n = int(seconds * SR)
+    config = model.stft
+    fb, _, _ = refine.mel_filters(SR, config.n_fft, config.n_freq, refine.N_MELS, SR / 2)
+    norm_frames = round(refine.NORM_SECONDS / (config.hop_length / SR))
+    spk, noi = sorted(speech), sorted(noise)
+    feats, targs = [], []
+    while len(feats) < n_mix:
+        s = _segment(speech[spk[rng.integers(len(spk))]], n, rng, active=True)
+        v = _segment(noise[noi[rng.integers(len(noi))]], n, rng, active=False)
+        if np.mean(s**2) < 1e-10 or np.mean(v**2) < 1e-12:
+            continue
+        snr = rng.uniform(-7, 12)
+        s *= 0.05 / np.sqrt(np.mean(s**2)) * 10 ** rng.uniform(-0.25, 0.25)
+        v *= np.sqrt(np.sum(s**2) / (np.sum(v**2) * 10 ** (snr / 10)))
+        peak = float(np.max(np.abs(s + v)))
+        if peak > 0.95:
+            s, v = s * 0.95 / peak, v * 0.95 / peak
+        mix = (s + v).astype(np.float32)[np.newaxis]
+        mask = separate(mix, SR, model, **sep).masks["speech"]
+        X = stft(mix, config)[0]
+        S = stft(s.astype(np.float32)[np.newaxis], config)[0]
+        N = stft(v.astype(np.float32)[np.newaxis], config)[0]
+        P = np.abs(X) ** 2
+        feats.append(refine.features(P, mask, fb, context=refine.CONTEXT, norm_frames=norm_frames))
+        targs.append(refine.targets(np.abs(S) ** 2, np.abs(N) ** 2, fb))
+    return np.concatenate(feats), np.concatenate(targs)
+
+
+@dataclass
+class Refined(Generic):
+    """A :class:`Generic` recipe plus a learned mask refiner (:mod:`nmfsep.refine`), trained on
+    ``refine_mixtures`` synthetic mixtures of *all* the training speakers and noises (babble and
+    music included: the refiner is not a noise bank) separated by the recipe's path without it;
+    the built-in path then blends it in with weight ``sep["refine"]``."""
+
+    refine_mixtures: int = 2000
+    refine_hidden: tuple[int, ...] = (256, 256)
+
+    def train_params(self) -> dict[str, Any]:
+        d = super().train_params()
+        d["kind"] = "refined"
+        d["refine_hidden"] = list(self.refine_hidden)
+        return d
+
+    def train(self, speech, noise, categories):
+        from nmfsep import refine
+
+        base = Generic.train(self, speech, noise, categories)
+        sep0 = {**self.sep, "refine": 0.0}
+        F, Y = refiner_data(base, sep0, speech, noise, n_mix=self.refine_mixtures)
+        refiner = refine.fit_refiner(F, Y, hidden=self.refine_hidden, fmax=SR / 2)
+        return dataclasses.replace(base, refiner=refiner)
+
+
+def _refined(name: str, weight: float = 0.5, **train: Any) -> Refined:
+    """The shipped recipe (:func:`_bins7`, 64 noise bases) with a learned refiner of weight
+    ``weight``."""
+    base = _bins7("base", k_noise=64)
+    return Refined(
+        name,
+        k_noise=64,
+        max_frames=6000,
+        exclude=base.exclude,
+        sep={**base.sep, "refine": weight},
+        **train,
+    )
+
+
 RECIPES: dict[str, Any] = {
     # the current default model's recipe (32 + 32 bases, context 5), separate() defaults
     "current": Generic("current"),
@@ -597,5 +706,7 @@ RECIPES: dict[str, Any] = {
         exclude=("babble",),
         sep=dict(_bins7("sep").sep),
     ),
+    # session 6: the shipped model plus a learned mask refiner (nmfsep.refine), weight 0.5
+    "nb_n64_bins7_refine": _refined("nb_n64_bins7_refine"),
 }
-SHIPPED = "nb_n64_free2n_tracked_bins7"
+SHIPPED = "nb_n64_bins7_refine"

@@ -1340,6 +1340,17 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    refine: Annotated[
+        float | None,
+        typer.Option(
+            "--refine",
+            help="Weight (0..1) of the model's learned mask refiner in the first source's "
+            "mask (a small network trained with the built-in model; measured +0.9 dB on "
+            "unseen recordings); 0: off. Default: the model's (the built-in model: 0.5), "
+            "else 0.",
+            show_default=False,
+        ),
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1375,6 +1386,7 @@ def separate(
             hpss_prior=hpss_prior,
             gain=gain,
             analysis_bands=analysis_bands,
+            refine=refine,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
@@ -1388,6 +1400,11 @@ def separate(
                 raise ParameterError(
                     "--hpss-prior needs a model trained with --hpss-prior (it records each "
                     "source's percussive share)"
+                )
+            if used.refine and the_model.refiner is None:
+                raise ParameterError(
+                    "--refine needs a model that carries a learned mask refiner (the built-in "
+                    "model does)"
                 )
             if used.continuity_source is not None and used.continuity_source not in names:
                 raise ParameterError(

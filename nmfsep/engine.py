@@ -24,7 +24,9 @@ inside each block only, and the result depends on where the (fixed) block bounda
 Semi-supervised separation (free bases) is an online approximation on inputs longer than one
 block: the free bases of each block start from those of the previous one. The tracked gain
 (``gain="tracked"``, :mod:`nmfsep.tracking`) also works on a block's frames (its noise tracker
-and recursions restart at each fixed block boundary).
+and recursions restart at each fixed block boundary), and so does the learned mask refiner
+(``refine``, :mod:`nmfsep.refine`: its level reference is the mean power of the 5 s around each
+frame, cut at the block's edges).
 
 Frame ``j`` is centred on sample ``j * hop``: it covers samples ``[j*hop - n_fft//2, j*hop +
 n_fft - n_fft//2)``, zeros outside the signal — librosa's centred STFT. Internally positions are
@@ -43,7 +45,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,6 +64,9 @@ from nmfsep.spectral import (
     window_sum,
     windows,
 )
+
+if TYPE_CHECKING:
+    from nmfsep.refine import Refiner
 
 __all__ = [
     "BlockResult",
@@ -300,6 +305,8 @@ class SeparationPlan:
     W_recon: np.ndarray | None = field(default=None, repr=False)
     #: each source's percussive share when the harmonic/percussive prior is on (nmfsep.hpss)
     percussive_share: np.ndarray | None = field(default=None, repr=False)
+    #: the model's learned mask refiner when ``options.refine`` is on (nmfsep.refine)
+    refiner: Refiner | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -374,6 +381,14 @@ class SeparationPlan:
                     "hpss_prior needs a model that records its sources' percussive shares "
                     "(train it with --hpss-prior)"
                 )
+        refiner = None
+        if opts.refine:
+            if model.refiner is None:
+                raise ParameterError(
+                    "refine needs a model that carries a learned mask refiner (the built-in "
+                    "model does)"
+                )
+            refiner = model.refiner
         return cls(
             names=tuple(names),
             sr=sr,
@@ -395,6 +410,7 @@ class SeparationPlan:
             W_analysis=W_analysis,
             W_recon=W_recon,
             percussive_share=shares,
+            refiner=refiner,
         )
 
     @property
@@ -469,6 +485,7 @@ class SeparationPlan:
             **({"atten_lim": o.atten_lim} if o.atten_lim is not None else {}),
             **({"gain": o.gain} if o.gain != defaults.GAIN else {}),
             **({"hpss_prior": o.hpss_prior} if self.percussive_share is not None else {}),
+            **({"refine": o.refine} if self.refiner is not None else {}),
         }
 
 
@@ -603,6 +620,19 @@ def fit_masks(
 
         # the first source's gain from the NMF and a noise tracker together (nmfsep.tracking)
         masks = tracked_masks(masks, V, hop_seconds=plan.config.hop_length / plan.sr)
+    if plan.refiner is not None:
+        from nmfsep.refine import refine_masks
+
+        # the learned refiner blended into the first source's mask (nmfsep.refine)
+        masks = refine_masks(
+            masks,
+            V,
+            plan.refiner,
+            sr=plan.sr,
+            n_fft=plan.config.n_fft,
+            hop_seconds=plan.config.hop_length / plan.sr,
+            weight=float(o.refine or 0.0),
+        )
     if o.atten_lim is not None:
         limit_attenuation(masks, o.atten_lim)
     return masks, result

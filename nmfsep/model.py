@@ -24,6 +24,11 @@ A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
   bases) and the masks are built from ``R_i`` (Weninger et al., Interspeech 2014). Files without
   them are ordinary version-2 files, and readers that do not know ``recon_array`` ignore it.
 
+* ``refiner_W0``, ``refiner_b0``, ... ``refiner_mean``, ``refiner_scale`` (optional): float32
+  arrays of a learned mask refiner (:mod:`nmfsep.refine`), described by a top-level
+  ``"refiner"`` object (``layers``, ``n_mels``, ``context``, ``fmax``, ``norm_seconds``).
+  Readers that do not know it ignore it.
+
 Version 2 requires ``context`` (odd, 1..31) and source names that are safe file-name components;
 version 1 files (``context`` optional, default 1) are still read.
 
@@ -57,6 +62,7 @@ from nmfsep.spectral import STFTConfig
 
 if TYPE_CHECKING:
     from nmfsep.audio import Protected
+    from nmfsep.refine import Refiner
 
 __all__ = [
     "FORMAT_NAME",
@@ -162,6 +168,8 @@ class NMFModel:
         Reconstruction bases of every source (same names, order and shapes as ``bases``), learned
         by discriminative training: the masks are built from them while the activations are
         inferred with ``bases``. None: the masks use ``bases`` too.
+    refiner : nmfsep.refine.Refiner, optional
+        A learned mask refiner for the first source (the built-in model has one).
 
     Raises
     ------
@@ -177,6 +185,7 @@ class NMFModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     context: int = 1
     recon: dict[str, np.ndarray] | None = None
+    refiner: Refiner | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.bases, dict):
@@ -313,6 +322,11 @@ class NMFModel:
             raise ModelError(f"bad w_norm {self.w_norm!r} (must be one of {', '.join(W_NORMS)})")
         if not isinstance(self.metadata, dict):
             raise ModelError("metadata must be a dict")
+        if self.refiner is not None:
+            from nmfsep.refine import Refiner
+
+            if not isinstance(self.refiner, Refiner):
+                raise ModelError("refiner must be an nmfsep.refine.Refiner")
         if self.recon is not None:
             if not isinstance(self.recon, dict) or list(self.recon) != list(self.bases):
                 raise ModelError("reconstruction bases must name the same sources as the bases")
@@ -358,6 +372,7 @@ class NMFModel:
             "w_norm": self.w_norm,
             "context": self.context,
             "nmfsep_version": __version__,
+            **({} if self.refiner is None else {"refiner": self.refiner.to_arrays()[0]}),
             "metadata": user,
         }
 
@@ -396,6 +411,8 @@ class NMFModel:
             arrays[f"W_{i}"] = np.ascontiguousarray(W, dtype=np.float32)
         for i, R in enumerate((self.recon or {}).values()):
             arrays[f"R_{i}"] = np.ascontiguousarray(R, dtype=np.float32)
+        if self.refiner is not None:
+            arrays.update(self.refiner.to_arrays()[1])
         try:
             with atomic_open(dest, protect=protect, error=ModelError) as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
@@ -604,6 +621,7 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
             recon[name] = np.ascontiguousarray(npz[rkey], dtype=np.float32)
     if recon and len(recon) != len(bases):
         raise ModelError("model file has reconstruction bases for some sources only")
+    refiner = _load_refiner(npz, members, meta.get("refiner"))
     return NMFModel(
         bases=bases,
         sr=sr,
@@ -613,7 +631,27 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
         metadata=user,
         context=context,
         recon=recon or None,
+        refiner=refiner,
     )
+
+
+def _load_refiner(npz: Any, members: dict[str, Any], meta: Any) -> Refiner | None:
+    """The model's learned refiner, or None; its arrays checked from their headers first."""
+    if meta is None:
+        return None
+    from nmfsep.refine import MAX_WEIGHTS, Refiner
+
+    if not isinstance(meta, dict):
+        raise ModelError("model metadata 'refiner' is not a JSON object")
+    arrays = {}
+    for key in Refiner.array_names(meta):
+        if key not in members:
+            raise ModelError(f"model file lacks the refiner's {key!r}")
+        shape, dtype = members[key]
+        if dtype.kind != "f" or len(shape) > 2 or math.prod(shape) > MAX_WEIGHTS:
+            raise ModelError(f"refiner: {key!r} must be a float vector or matrix (size limited)")
+        arrays[key] = npz[key]
+    return Refiner.from_arrays(meta, arrays)
 
 
 def load_model(path: str | os.PathLike[str]) -> NMFModel:
@@ -731,5 +769,6 @@ def describe_model(model: NMFModel) -> dict[str, Any]:
         "w_norm": model.w_norm,
         "context": model.context,
         "discriminative": model.discriminative,
+        "refiner": None if model.refiner is None else model.refiner.to_arrays()[0],
         "metadata": _to_jsonable(model.metadata),
     }

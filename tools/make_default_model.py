@@ -78,7 +78,14 @@ def write_readme(path: Path, credits: list[dict], recipe: str, settings: dict) -
         "None of the development cases (`shared/data`) or evaluation recordings is used."
         + (
             f" Noises of the categories {', '.join(gm.RECIPES[recipe].exclude)} are left out"
-            " (speech-like: the noise bases would take unseen voices; measured on the folds)."
+            " of the noise bases (speech-like: the noise bases would take unseen voices;"
+            " measured on the folds)"
+            + (
+                "; the learned mask refiner (`nmfsep/refine.py`) is trained on synthetic"
+                " mixtures of every speaker and every noise recording listed here, those included."
+                if isinstance(gm.RECIPES[recipe], gm.Refined)
+                else "."
+            )
             if recipe in gm.RECIPES and gm.RECIPES[recipe].exclude
             else ""
         ),
@@ -143,7 +150,10 @@ def main() -> None:
     corpus_dir = Path(args[0]) if args else ROOT.parent / "shared" / "corpus"
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     recipe = gm.RECIPES[gm.SHIPPED]
-    credits = credits_of(corpus, recipe.exclude)
+    # a recipe with a learned refiner trains it on every noise (the bases skip the excluded
+    # categories themselves): all of them are used, and credited
+    exclude = () if isinstance(recipe, gm.Refined) else recipe.exclude
+    credits = credits_of(corpus, exclude)
     out = ROOT / "nmfsep" / "data" / "default_model.npz"
     if "--readme-only" in sys.argv:  # rewrite the README from the shipped model's metadata
         from nmfsep.model import load_model
@@ -155,7 +165,7 @@ def main() -> None:
         return
     speech, noise, categories = {}, {}, {}
     for e in corpus["entries"]:
-        if _used(e, recipe.exclude):
+        if _used(e, exclude):
             y, sr = sf.read(corpus_dir / e["file"], dtype="float32", always_2d=True)
             if sr != gm.SR:
                 raise SystemExit(f"{e['file']}: {sr} Hz, expected {gm.SR}")
@@ -169,7 +179,13 @@ def main() -> None:
             "nmfsep_version": __version__,
             "description": "built-in speech vs general noise model, trained on the corpus of real "
             f"recordings ({len(speech)} speakers; {len(noise)} noise recordings"
-            + (f", without {' and '.join(recipe.exclude)} noises" if recipe.exclude else "")
+            + (
+                f", {' and '.join(recipe.exclude)} noises for the refiner only"
+                if recipe.exclude and exclude != recipe.exclude
+                else f", without {' and '.join(recipe.exclude)} noises"
+                if recipe.exclude
+                else ""
+            )
             + ")",
             "built_by": "tools/make_default_model.py",
             "recipe": {"name": recipe.name, **recipe.train_params()},
