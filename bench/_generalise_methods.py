@@ -502,20 +502,6 @@ def _bins7(name: str, max_frames: int = 6000, **train: Any) -> Generic:
 # -- the learned refiner (nmfsep.refine) --------------------------------------------------------
 
 
-def _segment(y: np.ndarray, n: int, rng: np.random.Generator, *, active: bool) -> np.ndarray:
-    """A length-``n`` excerpt (looped if shorter); for speech the most active of 4 candidates."""
-    if len(y) < n:
-        y = np.tile(y, int(np.ceil(n / len(y))) + 1)
-    best, start = -1.0, 0
-    for _ in range(4 if active else 1):
-        st = int(rng.integers(0, len(y) - n + 1))
-        seg = y[st : st + n]
-        sc = float(np.mean(np.abs(seg) > 0.1 * np.max(np.abs(seg)) + 1e-9)) if active else 0.0
-        if sc > best:
-            best, start = sc, st
-    return np.asarray(y[start : start + n], dtype=np.float64).copy()
-
-
 def refiner_data(
     model,
     sep: dict[str, Any],
@@ -530,6 +516,8 @@ def refiner_data(
     ``n_mix`` seeded synthetic mixtures: a random speaker's excerpt (RMS 0.05 within ±5 dB)
     plus a random noise recording's at SNR U[-7, 12] dB, separated by the model's built-in path
     (``separate(model, **sep)``, its final speech mask)."""
+    from generalise import _excerpt
+
     from nmfsep import refine
     from nmfsep.separation import separate
     from nmfsep.spectral import stft
@@ -542,8 +530,8 @@ def refiner_data(
     spk, noi = sorted(speech), sorted(noise)
     feats, targs = [], []
     while len(feats) < n_mix:
-        s = _segment(speech[spk[rng.integers(len(spk))]], n, rng, active=True)
-        v = _segment(noise[noi[rng.integers(len(noi))]], n, rng, active=False)
+        s = _excerpt(speech[spk[rng.integers(len(spk))]], n, rng, active=True)[1]
+        v = _excerpt(noise[noi[rng.integers(len(noi))]], n, rng, active=False)[1]
         if np.mean(s**2) < 1e-10 or np.mean(v**2) < 1e-12:
             continue
         snr = rng.uniform(-7, 12)
@@ -572,6 +560,8 @@ class Refined(Generic):
 
     refine_mixtures: int = 2000
     refine_hidden: tuple[int, ...] = (256, 256)
+    #: 2: band means and the covered bins' level (rate-independent features), not band sums
+    refine_features: int = 2
 
     def train_params(self) -> dict[str, Any]:
         d = super().train_params()
@@ -706,7 +696,12 @@ RECIPES: dict[str, Any] = {
         exclude=("babble",),
         sep=dict(_bins7("sep").sep),
     ),
-    # session 6: the shipped model plus a learned mask refiner (nmfsep.refine), weight 0.5
+    # session 6: the session-4 model plus a learned mask refiner (nmfsep.refine), weight 0.5,
+    # trained on 2000 mixtures with 256 + 256 hidden units
     "nb_n64_bins7_refine": _refined("nb_n64_bins7_refine"),
+    # shipped (session 6): a larger refiner, 3000 mixtures and 512 + 512 hidden units
+    "nb_n64_bins7_refine_big": _refined(
+        "nb_n64_bins7_refine_big", refine_mixtures=3000, refine_hidden=(512, 512)
+    ),
 }
-SHIPPED = "nb_n64_bins7_refine"
+SHIPPED = "nb_n64_bins7_refine_big"

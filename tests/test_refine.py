@@ -147,6 +147,24 @@ def test_level_does_not_matter() -> None:
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_features_do_not_depend_on_the_sample_rate() -> None:
+    """White noise at 16 and 48 kHz (the engine's window of the same duration): the same
+    log-mel levels, up to the estimate's noise."""
+    from nmfsep.spectral import STFTConfig
+
+    rng = np.random.default_rng(4)
+    feats = []
+    for sr, n_fft in ((16000, 2048), (48000, 6144)):
+        x = rng.standard_normal((1, sr * 4)).astype(np.float32)
+        config = STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
+        P = np.abs(stft(x, config)[0]) ** 2
+        fb, _, _ = refine.mel_filters(sr, n_fft, config.n_freq, N_MELS, 8000.0)
+        hop_s = config.hop_length / sr
+        F = refine.features(P, np.ones_like(P), fb, context=0, norm_frames=round(5 / hop_s))
+        feats.append(F[5:-5, :N_MELS].mean(axis=0))
+    np.testing.assert_allclose(feats[0], feats[1], atol=0.15)
+
+
 def test_model_file_round_trip(model: NMFModel, tmp_path: Path) -> None:
     with_r = dataclasses.replace(model, refiner=_random_refiner())
     path = with_r.save(tmp_path / "m.npz")
