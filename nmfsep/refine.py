@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from nmfsep.errors import ModelError
+from nmfsep.frames import stack_frames
 
 __all__ = [
     "CONTEXT",
@@ -114,14 +115,6 @@ def mel_filters(
     return out
 
 
-def _context(F: np.ndarray, context: int) -> np.ndarray:
-    """(n_frames, d) -> (n_frames, d * (2 context + 1)), frame ``t - context`` first; the edge
-    frames repeated."""
-    n = F.shape[0]
-    pad = np.pad(F, ((context, context), (0, 0)), mode="edge")
-    return np.concatenate([pad[k : k + n] for k in range(2 * context + 1)], axis=1)
-
-
 def features(
     P: np.ndarray, mask: np.ndarray, fb: np.ndarray, *, context: int, norm_frames: int
 ) -> np.ndarray:
@@ -156,7 +149,9 @@ def features(
     ref = uniform_filter1d(level, size=norm_frames, mode="nearest")
     L = np.log(Pm) - np.log(ref + _TINY).astype(np.float32)
     Mm = (fb @ (np.asarray(mask, dtype=np.float32) * P)) / (band + np.float32(_TINY))
-    out = np.concatenate([_context(L.T, context), _context(Mm.T, context)], axis=1)
+    # frame t - context first, the edge frames repeated (the layout of the NMF's patches)
+    c = 2 * context + 1
+    out = np.concatenate([stack_frames(L, c), stack_frames(Mm, c)], axis=0).T
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
@@ -222,10 +217,6 @@ class Refiner:
             raise ModelError("refiner: arrays must be finite float32")
         if (self.scale <= 0).any():
             raise ModelError("refiner: standardisation scales must be positive")
-
-    @property
-    def n_inputs(self) -> int:
-        return int(self.mean.shape[0])
 
     def predict(self, F: np.ndarray) -> np.ndarray:
         """Band masks in [0, 1], shape (n_frames, n_mels), for features ``F`` (n_frames, d_in)."""

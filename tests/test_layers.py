@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "masks": 2,
     "tracking": 3,  # noise tracker and decision-directed gain (its loops in _kernels)
     "hpss": 2,  # harmonic/percussive prior: median-filter HPSS, mask tilt (errors only)
-    "refine": 2,  # the learned mask refiner: features, MLP forward pass, mask blend (errors only)
+    "refine": 3,  # the learned mask refiner: features (frames' stacking), MLP forward, mask blend
     "phase": 3,  # MISI phase reconstruction (spectral only)
     "_kernels": 2,
     "nmf": 3,
