@@ -101,7 +101,7 @@ def mel_filters(
     top = min(float(fmax), sr / 2)
     edges = _mel_to_hz(np.linspace(0.0, float(_hz_to_mel(np.array(top))), n_mels + 2))
     freqs = np.linspace(0.0, sr / 2, 1 + n_fft // 2)[:n_bins]
-    width = np.diff(edges)
+    width = np.maximum(np.diff(edges), 1e-9)
     ramps = edges[:, None] - freqs[None, :]
     rising = -ramps[:-2] / width[:-1, None]
     falling = ramps[2:] / width[1:, None]
@@ -193,8 +193,11 @@ class Refiner:
         n_in = 2 * self.n_mels * (2 * self.context + 1)
         if not 1 <= self.n_mels <= 512 or not 0 <= self.context <= 16:
             raise ModelError(f"refiner: bad layout (n_mels {self.n_mels}, context {self.context})")
-        if not (self.fmax > 0 and 0 < self.norm_seconds <= 600):
-            raise ModelError("refiner: bad fmax or norm_seconds")
+        if not (100.0 <= self.fmax <= 1e6 and 0 < self.norm_seconds <= 600):
+            raise ModelError(
+                f"refiner: bad fmax {self.fmax!r} (100 Hz .. 1 MHz) or norm_seconds "
+                f"{self.norm_seconds!r} (0 .. 600 s)"
+            )
         if not self.weights or len(self.weights) != len(self.biases):
             raise ModelError("refiner: weights and biases must be as many (at least one layer)")
         d = n_in

@@ -199,6 +199,9 @@ def test_broken_refiner_in_a_model_file_is_refused(model: NMFModel, tmp_path: Pa
         "not an object": dict(meta_edit=lambda m: m.update(refiner=[1, 2])),
         "no n_mels": dict(meta_edit=lambda m: m["refiner"].pop("n_mels")),
         "wrong n_mels": dict(meta_edit=lambda m: m["refiner"].update(n_mels=7)),
+        "tiny fmax": dict(meta_edit=lambda m: m["refiner"].update(fmax=1e-9)),
+        "infinite fmax": dict(meta_edit=lambda m: m["refiner"].update(fmax=float("inf"))),
+        "no level span": dict(meta_edit=lambda m: m["refiner"].update(norm_seconds=0)),
     }
     for i, (label, kw) in enumerate(cases.items()):
         bad = _rewrite(good, tmp_path / f"bad{i}.npz", **kw)  # type: ignore[arg-type]
