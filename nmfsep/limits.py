@@ -98,10 +98,13 @@ MAX_FRAMES = 1 << 22
 MAX_SECONDS = 4 * 3600.0
 #: Largest single array an input or option may make us allocate: 2 GiB.
 MAX_ARRAY_BYTES = 2 << 30
-#: Largest total of the arrays in a model file: 1 GiB (the built-in model is about 1 MiB).
+#: Largest total of the arrays in a model file: 1 GiB (the built-in model is about 5 MiB).
 MAX_MODEL_BYTES = 1 << 30
 #: Largest JSON metadata of a model file, in characters (training file lists included).
 MAX_METADATA_CHARS = 16 << 20
+#: Most weights in a model's learned mask refiner (nmfsep.refine): the built-in one has 0.7 M;
+#: a file claiming more is refused before its arrays are read.
+MAX_REFINER_WEIGHTS = 4_000_000
 #: Longest source name (used as a file-name component).
 MAX_NAME_CHARS = 64
 

@@ -639,7 +639,7 @@ def _load_refiner(npz: Any, members: dict[str, Any], meta: Any) -> Refiner | Non
     """The model's learned refiner, or None; its arrays checked from their headers first."""
     if meta is None:
         return None
-    from nmfsep.refine import MAX_WEIGHTS, Refiner
+    from nmfsep.refine import Refiner
 
     if not isinstance(meta, dict):
         raise ModelError("model metadata 'refiner' is not a JSON object")
@@ -648,7 +648,7 @@ def _load_refiner(npz: Any, members: dict[str, Any], meta: Any) -> Refiner | Non
         if key not in members:
             raise ModelError(f"model file lacks the refiner's {key!r}")
         shape, dtype = members[key]
-        if dtype.kind != "f" or len(shape) > 2 or math.prod(shape) > MAX_WEIGHTS:
+        if dtype.kind != "f" or len(shape) > 2 or math.prod(shape) > limits.MAX_REFINER_WEIGHTS:
             raise ModelError(f"refiner: {key!r} must be a float vector or matrix (size limited)")
         arrays[key] = npz[key]
     return Refiner.from_arrays(meta, arrays)

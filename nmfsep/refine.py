@@ -40,6 +40,7 @@ import numpy as np
 
 from nmfsep.errors import ModelError
 from nmfsep.frames import stack_frames
+from nmfsep.limits import MAX_REFINER_WEIGHTS
 
 __all__ = [
     "CONTEXT",
@@ -59,8 +60,6 @@ N_MELS = 80
 CONTEXT = 2
 #: the level reference: mean power over this many seconds around each frame
 NORM_SECONDS = 5.0
-#: at most this many weights in a stored refiner (a hostile file cannot claim more)
-MAX_WEIGHTS = 4_000_000
 _TINY = 1e-12
 
 
@@ -211,8 +210,8 @@ class Refiner:
             total += W.size
         if d != self.n_mels:
             raise ModelError(f"refiner: output has {d} values, not n_mels {self.n_mels}")
-        if total > MAX_WEIGHTS:
-            raise ModelError(f"refiner: {total} weights (at most {MAX_WEIGHTS})")
+        if total > MAX_REFINER_WEIGHTS:
+            raise ModelError(f"refiner: {total} weights (at most {MAX_REFINER_WEIGHTS})")
         if self.mean.shape != (n_in,) or self.scale.shape != (n_in,):
             raise ModelError(f"refiner: standardisation must have {n_in} values")
         arrays = (*self.weights, *self.biases, self.mean, self.scale)
