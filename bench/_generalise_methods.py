@@ -511,11 +511,14 @@ def refiner_data(
     n_mix: int,
     seconds: float = 3.0,
     seed: int = 0,
+    context: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and targets of the refiner (:func:`nmfsep.refine.features` / ``targets``) on
     ``n_mix`` seeded synthetic mixtures: a random speaker's excerpt (RMS 0.05 within ±5 dB)
     plus a random noise recording's at SNR U[-7, 12] dB, separated by the model's built-in path
-    (``separate(model, **sep)``, its final speech mask)."""
+    (``separate(model, **sep)``, its final speech mask). ``model`` may also be a function of
+    the (speaker, noise) pair returning the model to separate that mixture with (the
+    per-case trained path)."""
     from generalise import _excerpt
 
     from nmfsep import refine
@@ -524,14 +527,18 @@ def refiner_data(
 
     rng = np.random.default_rng([seed, 99])
     n = int(seconds * SR)
-    config = model.stft
+    model_for = model if callable(model) else (lambda _s, _n: model)
+    config = model_for(sorted(speech)[0], sorted(noise)[0]).stft
     fb, _, _ = refine.mel_filters(SR, config.n_fft, config.n_freq, refine.N_MELS, SR / 2)
     norm_frames = round(refine.NORM_SECONDS / (config.hop_length / SR))
+    context = refine.CONTEXT if context is None else context
     spk, noi = sorted(speech), sorted(noise)
     feats, targs = [], []
     while len(feats) < n_mix:
-        s = _excerpt(speech[spk[rng.integers(len(spk))]], n, rng, active=True)[1]
-        v = _excerpt(noise[noi[rng.integers(len(noi))]], n, rng, active=False)[1]
+        ks = spk[rng.integers(len(spk))]  # this order of draws: the shipped model's mixtures
+        s = _excerpt(speech[ks], n, rng, active=True)[1]
+        kn = noi[rng.integers(len(noi))]
+        v = _excerpt(noise[kn], n, rng, active=False)[1]
         if np.mean(s**2) < 1e-10 or np.mean(v**2) < 1e-12:
             continue
         snr = rng.uniform(-7, 12)
@@ -541,12 +548,12 @@ def refiner_data(
         if peak > 0.95:
             s, v = s * 0.95 / peak, v * 0.95 / peak
         mix = (s + v).astype(np.float32)[np.newaxis]
-        mask = separate(mix, SR, model, **sep).masks["speech"]
+        mask = separate(mix, SR, model_for(ks, kn), **sep).masks["speech"]
         X = stft(mix, config)[0]
         S = stft(s.astype(np.float32)[np.newaxis], config)[0]
         N = stft(v.astype(np.float32)[np.newaxis], config)[0]
         P = np.abs(X) ** 2
-        feats.append(refine.features(P, mask, fb, context=refine.CONTEXT, norm_frames=norm_frames))
+        feats.append(refine.features(P, mask, fb, context=context, norm_frames=norm_frames))
         targs.append(refine.targets(np.abs(S) ** 2, np.abs(N) ** 2, fb))
     return np.concatenate(feats), np.concatenate(targs)
 
@@ -562,11 +569,19 @@ class Refined(Generic):
     refine_hidden: tuple[int, ...] = (256, 256)
     #: 2: band means and the covered bins' level (rate-independent features), not band sums
     refine_features: int = 2
+    #: frames of context each side (:data:`nmfsep.refine.CONTEXT` = 2 until session 7)
+    refine_context: int = 2
+    refine_max_iter: int = 40
 
     def train_params(self) -> dict[str, Any]:
         d = super().train_params()
         d["kind"] = "refined"
         d["refine_hidden"] = list(self.refine_hidden)
+        # the cache keys of the recipes measured before these fields
+        if d["refine_context"] == 2:
+            d.pop("refine_context")
+        if d["refine_max_iter"] == 40:
+            d.pop("refine_max_iter")
         return d
 
     def train(self, speech, noise, categories):
@@ -574,8 +589,17 @@ class Refined(Generic):
 
         base = Generic.train(self, speech, noise, categories)
         sep0 = {**self.sep, "refine": 0.0}
-        F, Y = refiner_data(base, sep0, speech, noise, n_mix=self.refine_mixtures)
-        refiner = refine.fit_refiner(F, Y, hidden=self.refine_hidden, fmax=SR / 2)
+        F, Y = refiner_data(
+            base, sep0, speech, noise, n_mix=self.refine_mixtures, context=self.refine_context
+        )
+        refiner = refine.fit_refiner(
+            F,
+            Y,
+            hidden=self.refine_hidden,
+            fmax=SR / 2,
+            context=self.refine_context,
+            max_iter=self.refine_max_iter,
+        )
         return dataclasses.replace(base, refiner=refiner)
 
 
@@ -702,6 +726,13 @@ RECIPES: dict[str, Any] = {
     # shipped (session 6): a larger refiner, 3000 mixtures and 512 + 512 hidden units
     "nb_n64_bins7_refine_big": _refined(
         "nb_n64_bins7_refine_big", refine_mixtures=3000, refine_hidden=(512, 512)
+    ),
+    # session 7: more mixtures and a wider context (±4 frames, ±128 ms)
+    "nb_n64_bins7_refine_c4": _refined(
+        "nb_n64_bins7_refine_c4",
+        refine_mixtures=4000,
+        refine_hidden=(512, 512),
+        refine_context=4,
     ),
 }
 SHIPPED = "nb_n64_bins7_refine_big"

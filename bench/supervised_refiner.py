@@ -1,0 +1,144 @@
+"""A learned mask refiner for the per-case trained path (issue 12), measured on the folds.
+
+For every fold: per-case models (``generalise.per_case_model``: 32 bases per recording, learned
+on the first 20 s of its training part) for all the fold's *training* speakers and noises;
+``--mixtures`` synthetic 3 s mixtures of the *test parts* of those recordings (so the masks the
+refiner learns from are out of sample, as a user's are), each separated by its own pair of
+per-case models with the library's defaults; a refiner (:mod:`nmfsep.refine`) trained on their
+band masks. Then the fold's test mixtures (unseen speakers x unseen noises, the per-case models
+of the test recordings) are separated with it at weights ``--weights``, next to the supervised
+peer's cached score (weight 0). One BLAS thread::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/supervised_refiner.py --only-folds 0,1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def recording_bases(g, corpus, ident: str) -> np.ndarray:
+    """Per-case bases of one recording (cached like ``generalise.per_case_model``)."""
+    from nmfsep.model import load_model
+    from nmfsep.separation import train_model
+
+    path = g.CACHE / "per_case" / f"{ident}.npz"
+    if path.is_file():
+        return load_model(path).bases["x"]
+    y = corpus.split(ident)[0][: int(g.PER_CASE_TRAIN_SECONDS * g.SR)]
+    model = train_model({"x": [y[np.newaxis]]}, sr=g.SR, random_state=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model.bases["x"]
+
+
+def pair_models(g, bases: dict[str, np.ndarray], like: str):
+    """``model_for(speaker, noise)``: the two recordings' per-case bases side by side (the STFT
+    and settings of recording ``like``'s cached model), as ``generalise.per_case_model``."""
+    from nmfsep.model import NMFModel, load_model
+
+    ref = load_model(g.CACHE / "per_case" / f"{like}.npz")
+
+    def model_for(spk: str, noi: str):
+        return NMFModel(
+            bases={"speech": bases[spk], "noise": bases[noi]},
+            sr=g.SR,
+            stft=ref.stft,
+            beta=ref.beta,
+            context=ref.context,
+        )
+
+    return model_for
+
+
+def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...]):
+    from nmfsep import refine
+
+    path = g.CACHE / "sup_refiner" / f"{fold.key()}_{n_mix}_{'x'.join(map(str, hidden))}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            meta = json.loads(str(z["meta"]))
+            return refine.Refiner.from_arrays(meta, {k: z[k] for k in z.files if k != "meta"})
+    bases = {k: recording_bases(g, corpus, k) for k in fold.train_speakers + fold.train_noises}
+    model_for = pair_models(g, bases, fold.train_speakers[0])
+    speech = {k: corpus.split(k)[1] for k in fold.train_speakers}
+    noise = {k: corpus.split(k)[1] for k in fold.train_noises}
+    F, Y = gm.refiner_data(model_for, {}, speech, noise, n_mix=n_mix, seed=fold.index)
+    r = refine.fit_refiner(F, Y, hidden=hidden, fmax=g.SR / 2)
+    meta, arrays = r.to_arrays()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, meta=json.dumps(meta), **arrays)
+    return r
+
+
+def main() -> None:
+    import _generalise_methods as gm
+    import generalise as g
+
+    from nmfsep.separation import separate
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only-folds", default="0,1,2,3,4")
+    p.add_argument("--per-fold", type=int, default=16)
+    p.add_argument("--mixtures", type=int, default=2000)
+    p.add_argument("--hidden", default="256,256")
+    p.add_argument("--weights", default="0.3,0.5,0.7")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args()
+    hidden = tuple(int(x) for x in a.hidden.split(","))
+    weights = [float(x) for x in a.weights.split(",")]
+    corpus = g.Corpus()
+    folds = g.make_folds(corpus, 5, 0)
+    keep = {int(x) for x in a.only_folds.split(",")}
+    folds = [f for f in folds if f.index in keep]
+    mixtures = g.make_mixtures(corpus, folds, 16, 5.0, 0)
+    rows = []
+    for fold in folds:
+        t = time.process_time()
+        r = fold_refiner(g, gm, corpus, fold, a.mixtures, hidden)
+        print(f"fold {fold.index}: refiner {time.process_time() - t:.0f} CPU-s", flush=True)
+        for m in (x for x in mixtures if x.fold == fold.index):
+            if int(m.ident.split("_")[1]) >= a.per_fold:
+                continue
+            model = dataclasses.replace(g.per_case_model(corpus, m, True), refiner=r)
+            y = m.mix.astype(np.float32)[np.newaxis]
+            row = {"id": m.ident, "fold": m.fold, "snr": int(m.snr)}
+            row.update(g.peer_scores(corpus, m, True))
+            for w in weights:
+                est = separate(y, g.SR, model, refine=w).sources["speech"][0]
+                row[f"w{w:g}"] = g.score(m.speech, est, m.mix)
+            rows.append(row)
+            print(
+                f"  {m.ident:58s} sup {row['supervised']['sdri']:6.2f} "
+                + " ".join(f"w{w:g} {row[f'w{w:g}']['sdri']:6.2f}" for w in weights),
+                flush=True,
+            )
+    cols = ["supervised", *(f"w{w:g}" for w in weights), "oracle"]
+    print(f"\n{len(rows)} mixtures; SDRi / SI-SDRi / STOI")
+    for c in cols:
+        v = [np.mean([r[c][k] for r in rows]) for k in ("sdri", "si_sdri", "stoi")]
+        share = v[0] / np.mean([r["oracle"]["sdri"] for r in rows])
+        by_fold = " ".join(
+            f"{np.mean([r[c]['sdri'] for r in rows if r['fold'] == f.index]):.2f}" for f in folds
+        )
+        print(
+            f"{c:11s} {v[0]:6.2f} / {v[1]:6.2f} / {v[2]:.3f}  {100 * share:4.1f} % of oracle;"
+            f" folds {by_fold}"
+        )
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
