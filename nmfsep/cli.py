@@ -1137,6 +1137,17 @@ def train(
             show_default=True,
         ),
     ] = 0.0,
+    refiner: Annotated[
+        str | None,
+        typer.Option(
+            "--refiner",
+            metavar="SOURCE",
+            help="SOURCE is speech: attach the shipped learned mask refiner for speech "
+            "(trained on a corpus of many speakers and noises) to it; separations with the "
+            f"model then use --refine {defaults.TRAINED_REFINE:g} (on held-out speakers and "
+            "noises: +0.2 dB SDR, +0.4 dB SI-SDR, +0.012 STOI).",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -1168,12 +1179,17 @@ def train(
             seed=seed,
             discriminative=discriminative,
             hpss_prior=hpss_prior,
+            refiner=refiner,
         )
         if sr is not None:
             _limit(lambda: limits.check_sample_rate(sr, what="--sr"))
         spec = parse_sources(sources)
         if len(spec) < 1:
             raise _usage("name at least one source")
+        if options.refiner is not None:
+            from nmfsep.training import check_refiner_source
+
+            check_refiner_source(list(spec), options.refiner)
         training_files = [f for files in spec.values() for f in files]
         _check_target(output, "-o/--output", training_files)
         _check_train_size(spec, sr, options)

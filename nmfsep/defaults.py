@@ -177,3 +177,12 @@ TRACK_MASK_WEIGHT = 0.25
 #: The gain of the first source: "wiener" (the NMF masks) or "tracked" (nmfsep.tracking).
 GAIN = "wiener"
 GAINS = ("wiener", "tracked")
+
+# --------------------------------------------------------------------------- learned refiner
+
+#: ``refine`` recommended by a model trained with ``refiner=True`` (``train --refiner``): the
+#: weight of the shipped trained-path refiner. On the 80 held-out fold mixtures of
+#: bench/generalise.py (per-case models; bench/supervised_refiner.py) 0.3 / 0.5 / 0.7 gave
+#: SDRi 10.32 / 10.30 / 10.11 dB, SI-SDRi 8.71 / 8.81 / 8.80, STOI 0.844 / 0.847 / 0.846,
+#: against 10.12 / 8.41 / 0.835 without; 0.5 for the SI-SDR and STOI at the same SDR.
+TRAINED_REFINE = 0.5

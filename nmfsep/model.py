@@ -29,6 +29,11 @@ A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
   ``"refiner"`` object (``layers``, ``n_mels``, ``context``, ``fmax``, ``norm_seconds``).
   Readers that do not know it ignore it.
 
+A *refiner file* (``nmfsep/data/trained_refiner.npz``, :func:`trained_refiner`) is the same
+kind of archive holding only the ``refiner_*`` arrays, with ``metadata`` ``{"format":
+"nmfsep-refiner", "format_version": 1, "refiner": {...}, "metadata": {...credits...}}``; it is
+read with the same checks.
+
 Version 2 requires ``context`` (odd, 1..31) and source names that are safe file-name components;
 version 1 files (``context`` optional, default 1) are still read.
 
@@ -67,14 +72,21 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "REFINER_FORMAT_NAME",
+    "REFINER_FORMAT_VERSION",
     "NMFModel",
     "default_model",
     "describe_model",
     "load_model",
+    "load_refiner",
+    "save_refiner",
+    "trained_refiner",
 ]
 
 FORMAT_VERSION = 2
 FORMAT_NAME = "nmfsep-model"
+REFINER_FORMAT_NAME = "nmfsep-refiner"
+REFINER_FORMAT_VERSION = 1
 W_NORMS = ("l1", "l2", "none")
 
 # the limits live in nmfsep.limits (one table); these names are kept for old imports
@@ -481,7 +493,12 @@ def _require(meta: dict[str, Any], key: str, kinds: type | tuple[type, ...]) -> 
     return value
 
 
-def _parse_metadata(npz: Any, members: dict[str, Any]) -> dict[str, Any]:
+def _parse_metadata(
+    npz: Any,
+    members: dict[str, Any],
+    fmt_name: str = FORMAT_NAME,
+    fmt_version: int = FORMAT_VERSION,
+) -> dict[str, Any]:
     if "metadata" not in members:
         raise ModelError("not an nmfsep model file (no 'metadata' entry)")
     shape, dtype = members["metadata"]
@@ -497,15 +514,16 @@ def _parse_metadata(npz: Any, members: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ModelError("model metadata is not a JSON object")
     fmt = meta.get("format")
-    if fmt != FORMAT_NAME:
-        raise ModelError(f"not an nmfsep model file (format {fmt!r})")
+    if fmt != fmt_name:
+        what = "model" if fmt_name == FORMAT_NAME else "refiner"
+        raise ModelError(f"not an nmfsep {what} file (format {fmt!r})")
     version = meta.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ModelError(f"bad model format version {version!r}")
-    if version > FORMAT_VERSION:
+    if version > fmt_version:
         raise ModelError(
             f"model format version {version} is newer than this nmfsep supports "
-            f"({FORMAT_VERSION}); upgrade nmfsep"
+            f"({fmt_version}); upgrade nmfsep"
         )
     return meta
 
@@ -675,6 +693,17 @@ def load_model(path: str | os.PathLike[str]) -> NMFModel:
         keys, metadata not JSON, unknown format, newer format version, inconsistent shapes,
         NaN/Inf/negative or empty bases, bad sample rate or STFT settings. One-line message.
     """
+
+    def build(npz: Any, members: dict[str, Any]) -> NMFModel:
+        return _build_model(npz, members, _parse_metadata(npz, members))
+
+    result: NMFModel = _load_archive(path, build)
+    return result
+
+
+def _load_archive(path: str | os.PathLike[str], build: Any) -> Any:
+    """``build(npz, members)`` on the checked archive at ``path`` (every array header inspected
+    first, nothing unpickled); every failure one :class:`ModelError` line naming the file."""
     p = Path(path)
     try:
         st = p.stat()
@@ -708,9 +737,7 @@ def load_model(path: str | os.PathLike[str]) -> NMFModel:
             zf = getattr(npz, "zip", None)
             if not isinstance(zf, zipfile.ZipFile):  # pragma: no cover - magic checked
                 raise ModelError("not an nmfsep model file (not a .npz archive)")
-            members = _inspect_members(zf)
-            meta = _parse_metadata(npz, members)
-            return _build_model(npz, members, meta)
+            return build(npz, _inspect_members(zf))
     except ModelError as exc:
         raise ModelError(exc.message, path=p) from None
     except NmfsepError as exc:  # pragma: no cover - defensive
@@ -746,6 +773,74 @@ def default_model() -> NMFModel:
         )
     with resources.as_file(ref) as p:
         return load_model(p)
+
+
+def load_refiner(path: str | os.PathLike[str]) -> tuple[Refiner, dict[str, Any]]:
+    """Load a refiner file (see the module docstring): ``(refiner, metadata)``.
+
+    Raises
+    ------
+    ModelError
+        Everything :func:`load_model` refuses, and a file that is not a refiner file.
+    """
+
+    def build(npz: Any, members: dict[str, Any]) -> tuple[Refiner, dict[str, Any]]:
+        meta = _parse_metadata(npz, members, REFINER_FORMAT_NAME, REFINER_FORMAT_VERSION)
+        refiner = _load_refiner(npz, members, _require(meta, "refiner", dict))
+        if refiner is None:  # pragma: no cover - _require gave a dict
+            raise ModelError("refiner file without a refiner")
+        user = meta.get("metadata", {})
+        if not isinstance(user, dict):
+            raise ModelError("refiner metadata 'metadata' is not a JSON object")
+        return refiner, _sanitise(user)
+
+    result: tuple[Refiner, dict[str, Any]] = _load_archive(path, build)
+    return result
+
+
+def save_refiner(
+    path: str | os.PathLike[str], refiner: Refiner, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write ``refiner`` and free JSON ``metadata`` as a refiner file, atomically."""
+    from nmfsep.audio import atomic_open
+
+    meta = {
+        "format": REFINER_FORMAT_NAME,
+        "format_version": REFINER_FORMAT_VERSION,
+        "refiner": refiner.to_arrays()[0],
+        "metadata": _sanitise(dict(metadata or {})),
+    }
+    arrays: dict[str, np.ndarray] = {
+        "metadata": np.array(json.dumps(meta, ensure_ascii=False, allow_nan=False))
+    }
+    arrays.update(refiner.to_arrays()[1])
+    dest = Path(path)
+    with atomic_open(dest, error=ModelError) as fh:
+        np.savez(fh, allow_pickle=False, **arrays)
+    return dest
+
+
+def trained_refiner() -> tuple[Refiner, dict[str, Any]]:
+    """The refiner shipped for models trained by the user (``train --refiner``): learned on
+    synthetic mixtures of the training corpus, each separated by per-case models of its own
+    speaker and noise recording (``tools/make_trained_refiner.py``). ``(refiner, metadata)``;
+    the metadata holds the recipe and the credits of the recordings.
+
+    Raises
+    ------
+    ModelError
+        The file is missing from the installation, or invalid.
+    """
+    from importlib import resources
+
+    ref = resources.files("nmfsep").joinpath("data", "trained_refiner.npz")
+    if not ref.is_file():
+        raise ModelError(
+            "the trained-model refiner is missing from this installation "
+            "(nmfsep/data/trained_refiner.npz); reinstall nmfsep"
+        )
+    with resources.as_file(ref) as p:
+        return load_refiner(p)
 
 
 def describe_model(model: NMFModel) -> dict[str, Any]:

@@ -408,6 +408,12 @@ class TrainOptions:
         clips, FitzGerald 2010) in the model, which then recommends this strength of the
         harmonic/percussive prior to every separation (:mod:`nmfsep.hpss`; for music: drums
         vs pitched instruments; measured to cost a little SDR on speech).
+    refiner : str, optional
+        The name of the source that is speech: attach the shipped learned mask refiner for
+        trained speech models (:func:`nmfsep.model.trained_refiner`) to it (it becomes the
+        model's first source); the model then recommends ``refine``
+        :data:`~nmfsep.defaults.TRAINED_REFINE` to every separation. Needs two sources or
+        more.
     """
 
     n_components: int = defaults.COMPONENTS
@@ -423,6 +429,7 @@ class TrainOptions:
     seed: int | None = defaults.SEED
     discriminative: bool = False
     hpss_prior: float = 0.0
+    refiner: str | None = None
 
     def __post_init__(self) -> None:
         _set(self, "hpss_prior", _hpss_strength(self.hpss_prior))
@@ -430,7 +437,10 @@ class TrainOptions:
             raise ParameterError(
                 f"discriminative must be True or False, not {self.discriminative!r}"
             )
-        _set(self, "discriminative", bool(self.discriminative))
+        if self.refiner is not None and (not isinstance(self.refiner, str) or not self.refiner):
+            raise ParameterError(
+                f"refiner must be the name of the speech source, not {self.refiner!r}"
+            )
         _set(
             self,
             "n_components",

@@ -18,7 +18,7 @@ from nmfsep import defaults, hpss
 from nmfsep.engine import default_stft, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
-from nmfsep.model import NMFModel
+from nmfsep.model import NMFModel, trained_refiner
 from nmfsep.nmf import fit_nmf
 from nmfsep.options import TrainOptions, options_from
 from nmfsep.spectral import STFTConfig, stft
@@ -51,6 +51,14 @@ def train_config(sr: int, options: TrainOptions) -> STFTConfig:
         return default_stft(sr)
     n_fft = options.n_fft or default_stft(sr).n_fft
     return STFTConfig(n_fft=n_fft, hop_length=options.hop_length or n_fft // 4)
+
+
+def check_refiner_source(names: Sequence[str], refiner: str) -> None:
+    """Raise :class:`ParameterError` unless ``refiner`` names one of two sources or more."""
+    if refiner not in names:
+        raise ParameterError(f"refiner: no source named {refiner!r} (sources: {', '.join(names)})")
+    if len(names) < 2:
+        raise ParameterError("the refiner needs two sources or more (speech and the rest)")
 
 
 def train_model(
@@ -89,6 +97,12 @@ def train_model(
     o = options_from(TrainOptions, options, overrides)
     if not sources:
         raise ParameterError("at least one source is needed to train a model")
+    if o.refiner is not None:
+        check_refiner_source(list(sources), o.refiner)
+        # the refined source comes first in the model (the engine refines the first mask)
+        sources = {o.refiner: sources[o.refiner], **sources}
+    # read before the training: a broken installation fails before the work
+    shipped = trained_refiner() if o.refiner is not None else None
     config = stft_config or train_config(int(sr), o)
     rng = np.random.default_rng(o.seed)
     bases: dict[str, np.ndarray] = {}
@@ -155,6 +169,14 @@ def train_model(
         # the shares, and the strength every separation with this model takes by default
         meta[hpss.METADATA_KEY] = {"percussive_share": shares, "kernel": hpss.KERNEL}
         meta.setdefault("separation", {})["hpss_prior"] = o.hpss_prior
+    refiner = None
+    if shipped is not None:
+        # the shipped refiner of the trained path, for the first source (nmfsep.refine)
+        refiner, rmeta = shipped
+        meta["training"]["refiner"] = {"source": o.refiner, "recipe": rmeta.get("recipe")}
+        if "credits" in rmeta:
+            meta["refiner_credits"] = rmeta["credits"]
+        meta.setdefault("separation", {})["refine"] = defaults.TRAINED_REFINE
     model = NMFModel(
         bases=bases,
         sr=int(sr),
@@ -162,6 +184,7 @@ def train_model(
         beta=o.beta,
         metadata=meta,
         context=o.context,
+        refiner=refiner,
     )
     if not o.discriminative:
         return model
@@ -178,6 +201,7 @@ def train_model(
         metadata=meta,
         context=o.context,
         recon=recon,
+        refiner=refiner,
     )
 
 

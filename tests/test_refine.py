@@ -322,3 +322,122 @@ def test_cli_refine(model: NMFModel, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.stderr
         outs[label] = sf.read(out / "mix" / "voice.wav")[0]
     assert not np.allclose(outs["rec"], outs["off"])
+
+
+# ------------------------------------------------------------- the trained path (train --refiner)
+
+
+def test_the_shipped_trained_path_refiner_loads_with_its_credits() -> None:
+    from nmfsep.model import trained_refiner
+
+    r, meta = trained_refiner()
+    assert isinstance(r, refine.Refiner)
+    assert r.fmax == 8000.0 and r.n_mels == refine.N_MELS and r.context == refine.CONTEXT
+    assert len(meta["credits"]) > 100
+    assert all(c["license"] and c["credit"] for c in meta["credits"])
+
+
+def test_refiner_file_round_trip_and_refusals(model: NMFModel, tmp_path: Path) -> None:
+    from nmfsep.model import load_refiner, save_refiner
+
+    r = _random_refiner()
+    path = save_refiner(tmp_path / "r.npz", r, {"note": "x"})
+    back, meta = load_refiner(path)
+    assert meta == {"note": "x"}
+    for Wa, Wb in zip(r.weights, back.weights, strict=True):
+        np.testing.assert_array_equal(Wa, Wb)
+    # a model file is not a refiner file and the other way round: one line naming the file
+    for loader, wrong in ((load_refiner, model.save(tmp_path / "m.npz")), (load_model, path)):
+        with pytest.raises(ModelError) as info:
+            loader(wrong)
+        assert "\n" not in str(info.value) and str(wrong) in str(info.value)
+        assert "not an nmfsep" in str(info.value)
+    broken = _rewrite(path, tmp_path / "broken.npz", drop="refiner_b0")
+    with pytest.raises(ModelError, match="refiner_b0"):
+        load_refiner(broken)
+
+
+def _train(**kw: object) -> NMFModel:
+    from nmfsep.training import train_model
+
+    return train_model(
+        {"voice": [tones(3.0, seed=5)], "hiss": [hiss(3.0, seed=6)]},
+        sr=SR,
+        n_components=6,
+        context=3,
+        max_iter=40,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_train_with_the_refiner(tmp_path: Path) -> None:
+    """``refiner="voice"`` attaches the shipped refiner to that source and the model
+    recommends it: the same bases, separations use it, the sources still sum to the mixture,
+    and ``refine=0`` is the plain model's result."""
+    from nmfsep import defaults
+
+    plain, with_r = _train(), _train(refiner="voice")
+    for name in plain.bases:
+        np.testing.assert_array_equal(plain.bases[name], with_r.bases[name])
+    assert with_r.refiner is not None and plain.refiner is None
+    assert with_r.metadata["separation"]["refine"] == defaults.TRAINED_REFINE
+    assert with_r.metadata["training"]["refiner"]["source"] == "voice"
+    assert len(with_r.metadata["refiner_credits"]) > 100
+    back = load_model(with_r.save(tmp_path / "m.npz"))
+    y = (tones(2.0, seed=9) + hiss(2.0, seed=10))[np.newaxis]
+    used = separate(y, SR, back)
+    assert used.settings["refine"] == defaults.TRAINED_REFINE
+    np.testing.assert_allclose(sum(used.sources.values()), y, atol=1e-4)
+    off = separate(y, SR, back, refine=0)
+    np.testing.assert_array_equal(off.sources["voice"], separate(y, SR, plain).sources["voice"])
+    assert not np.allclose(used.sources["voice"], off.sources["voice"])
+
+
+def test_train_refiner_puts_speech_first_and_checks_its_source() -> None:
+    from nmfsep.options import TrainOptions
+    from nmfsep.training import train_model
+
+    flipped = train_model(
+        {"hiss": [hiss(2.0, seed=6)], "voice": [tones(2.0, seed=5)]},
+        sr=SR,
+        n_components=4,
+        max_iter=10,
+        refiner="voice",
+    )
+    assert list(flipped.bases) == ["voice", "hiss"]
+    with pytest.raises(ParameterError, match="two sources"):
+        train_model({"voice": [tones(1.0)]}, sr=SR, refiner="voice")
+    with pytest.raises(ParameterError, match="no source named 'speech'"):
+        train_model({"voice": [tones(1.0)], "hiss": [hiss(1.0)]}, sr=SR, refiner="speech")
+    for bad in (True, "", 3):
+        with pytest.raises(ParameterError, match="refiner"):
+            TrainOptions(refiner=bad)  # type: ignore[arg-type]
+
+
+def test_cli_train_refiner(tmp_path: Path) -> None:
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from nmfsep.cli import app
+
+    runner = CliRunner()
+    voice, noise = tmp_path / "voice.wav", tmp_path / "hiss.wav"
+    sf.write(voice, tones(3.0, seed=5), SR, subtype="FLOAT")
+    sf.write(noise, hiss(3.0, seed=6), SR, subtype="FLOAT")
+    out = tmp_path / "m.npz"
+    res = runner.invoke(
+        app,
+        ["train", str(noise), str(voice), "--refiner", "voice", "-k", "6", "-o", str(out), "-q"],
+    )
+    assert res.exit_code == 0, res.stderr
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    described = json.loads(info.stdout)
+    assert info.exit_code == 0 and described["refiner"]["n_mels"] == refine.N_MELS
+    assert described["sources"][0]["name"] == "voice"
+    assert described["metadata"]["separation"]["refine"] == 0.5
+    lone = tmp_path / "lone.npz"
+    cases = (([str(voice)], "voice", "two sources"), ([str(voice), str(noise)], "speech", "speech"))
+    for args, name, says in cases:
+        bad = runner.invoke(app, ["train", *args, "--refiner", name, "-o", str(lone)])
+        assert bad.exit_code == 2 and says in _one_error(bad)
+        assert not lone.exists()
