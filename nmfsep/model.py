@@ -763,16 +763,24 @@ def default_model() -> NMFModel:
     ModelError
         The file is missing from the installation, or invalid.
     """
+    result: NMFModel = _packaged(
+        "default_model.npz", "the built-in default model", load_model, " or pass a model with -m"
+    )
+    return result
+
+
+def _packaged(name: str, what: str, load: Any, advice: str = "") -> Any:
+    """``load(path)`` of the file ``name`` shipped in ``nmfsep/data``."""
     from importlib import resources
 
-    ref = resources.files("nmfsep").joinpath("data", "default_model.npz")
+    ref = resources.files("nmfsep").joinpath("data", name)
     if not ref.is_file():
         raise ModelError(
-            "the built-in default model is missing from this installation "
-            "(nmfsep/data/default_model.npz); reinstall nmfsep or pass a model with -m"
+            f"{what} is missing from this installation (nmfsep/data/{name}); "
+            f"reinstall nmfsep{advice}"
         )
     with resources.as_file(ref) as p:
-        return load_model(p)
+        return load(p)
 
 
 def load_refiner(path: str | os.PathLike[str]) -> tuple[Refiner, dict[str, Any]]:
@@ -831,16 +839,10 @@ def trained_refiner() -> tuple[Refiner, dict[str, Any]]:
     ModelError
         The file is missing from the installation, or invalid.
     """
-    from importlib import resources
-
-    ref = resources.files("nmfsep").joinpath("data", "trained_refiner.npz")
-    if not ref.is_file():
-        raise ModelError(
-            "the trained-model refiner is missing from this installation "
-            "(nmfsep/data/trained_refiner.npz); reinstall nmfsep"
-        )
-    with resources.as_file(ref) as p:
-        return load_refiner(p)
+    result: tuple[Refiner, dict[str, Any]] = _packaged(
+        "trained_refiner.npz", "the trained-model refiner", load_refiner
+    )
+    return result
 
 
 def describe_model(model: NMFModel) -> dict[str, Any]:

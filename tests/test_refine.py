@@ -441,3 +441,23 @@ def test_cli_train_refiner(tmp_path: Path) -> None:
         bad = runner.invoke(app, ["train", *args, "--refiner", name, "-o", str(lone)])
         assert bad.exit_code == 2 and says in _one_error(bad)
         assert not lone.exists()
+
+
+def test_a_missing_shipped_refiner_fails_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.resources
+
+    from nmfsep.training import train_model
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(importlib.resources, "files", lambda name: tmp_path)
+    calls = []
+    with pytest.raises(ModelError, match="refiner is missing") as info:
+        train_model(
+            {"voice": [tones(1.0)], "hiss": [hiss(1.0)]},
+            sr=SR,
+            refiner="voice",
+            callback=lambda *a: calls.append(a),
+        )
+    assert "\n" not in str(info.value) and not calls
