@@ -180,7 +180,7 @@ GAINS = ("wiener", "tracked")
 
 # --------------------------------------------------------------------------- learned refiner
 
-#: ``refine`` recommended by a model trained with ``refiner=True`` (``train --refiner``): the
+#: ``refine`` recommended by a model trained with ``refiner="speech"`` (``train --refiner``): the
 #: weight of the shipped trained-path refiner. On the 80 held-out fold mixtures of
 #: bench/generalise.py (per-case models; bench/supervised_refiner.py) 0.3 / 0.5 / 0.7 gave
 #: SDRi 10.32 / 10.30 / 10.11 dB, SI-SDRi 8.71 / 8.81 / 8.80, STOI 0.844 / 0.847 / 0.846,
