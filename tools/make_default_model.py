@@ -1,6 +1,10 @@
 """Rebuild the built-in default model ``nmfsep/data/default_model.npz`` and its credits.
 
     OMP_NUM_THREADS=1 .venv/bin/python tools/make_default_model.py [CORPUS_DIR] [--readme-only]
+        [--recipe NAME --out PATH]
+
+``--recipe``/``--out`` build a candidate recipe's model elsewhere (the README is not written);
+``--readme-only`` rewrites the README from the shipped model's metadata.
 
 CORPUS_DIR is the training corpus of real recordings (default ``../shared/corpus``: 34 speakers in
 24 languages, 99 noise recordings in 14 categories, with ``corpus.json`` holding each file's
@@ -154,14 +158,20 @@ def main() -> None:
     from nmfsep import __version__
 
     args = [a for a in sys.argv[1:] if a != "--readme-only"]
+    options = {}
+    for flag in ("--recipe", "--out"):  # a candidate recipe, written elsewhere
+        if flag in args:
+            i = args.index(flag)
+            options[flag] = args[i + 1]
+            del args[i : i + 2]
     corpus_dir = Path(args[0]) if args else ROOT.parent / "shared" / "corpus"
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
-    recipe = gm.RECIPES[gm.SHIPPED]
+    recipe = gm.RECIPES[options.get("--recipe", gm.SHIPPED)]
     # a recipe with a learned refiner trains it on every noise (the bases skip the excluded
     # categories themselves): all of them are used, and credited
     exclude = () if isinstance(recipe, gm.Refined) else recipe.exclude
     credits = credits_of(corpus, exclude)
-    out = ROOT / "nmfsep" / "data" / "default_model.npz"
+    out = Path(options.get("--out", ROOT / "nmfsep" / "data" / "default_model.npz"))
     if "--readme-only" in sys.argv:  # rewrite the README from the shipped model's metadata
         from nmfsep.model import load_model
 
@@ -206,7 +216,8 @@ def main() -> None:
     size = out.stat().st_size
     if size > MAX_BYTES:
         raise SystemExit(f"{out} is {size / 2**20:.1f} MiB, over the 10 MB limit")
-    write_readme(out.parent / "README.md", credits, recipe.name, recipe.builtin_settings())
+    if "--out" not in options:
+        write_readme(out.parent / "README.md", credits, recipe.name, recipe.builtin_settings())
     print(f"wrote {out} ({size / 2**20:.2f} MiB): {model.n_components}; credits: {len(credits)}")
 
 
