@@ -350,23 +350,31 @@ def oracle_peer(m: Mixture) -> np.ndarray:
     return oracle_wiener_estimates(np.stack([m.speech, m.noise_sig]), config=config)[0]
 
 
+def recording_bases(corpus: Corpus, ident: str, use_cache: bool = True) -> np.ndarray:
+    """Library-default bases of one recording, learned on the first 20 s of its training part
+    (cached per recording)."""
+    from nmfsep.model import load_model
+    from nmfsep.separation import train_model
+
+    path = CACHE / "per_case" / f"{ident}.npz"
+    if use_cache and path.is_file():
+        return load_model(path).bases["x"]
+    y = corpus.split(ident)[0][: int(PER_CASE_TRAIN_SECONDS * SR)]
+    model = train_model({"x": [y[np.newaxis]]}, sr=SR, random_state=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model.bases["x"]
+
+
 def per_case_model(corpus: Corpus, m: Mixture, use_cache: bool):
     """Library-default model trained on this speaker's and this noise's training parts
     (each source learned on its own, cached per recording, then put side by side)."""
     from nmfsep.model import NMFModel, load_model
-    from nmfsep.separation import train_model
 
-    bases = {}
-    for name, ident in (("speech", m.speaker), ("noise", m.noise)):
-        path = CACHE / "per_case" / f"{ident}.npz"
-        if use_cache and path.is_file():
-            bases[name] = load_model(path).bases["x"]
-            continue
-        y = corpus.split(ident)[0][: int(PER_CASE_TRAIN_SECONDS * SR)]
-        model = train_model({"x": [y[np.newaxis]]}, sr=SR, random_state=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-        bases[name] = model.bases["x"]
+    bases = {
+        name: recording_bases(corpus, ident, use_cache)
+        for name, ident in (("speech", m.speaker), ("noise", m.noise))
+    }
     ref = load_model(CACHE / "per_case" / f"{m.speaker}.npz")
     return NMFModel(bases=bases, sr=SR, stft=ref.stft, beta=ref.beta, context=ref.context)
 

@@ -27,21 +27,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def recording_bases(g, corpus, ident: str) -> np.ndarray:
-    """Per-case bases of one recording (cached like ``generalise.per_case_model``)."""
-    from nmfsep.model import load_model
-    from nmfsep.separation import train_model
-
-    path = g.CACHE / "per_case" / f"{ident}.npz"
-    if path.is_file():
-        return load_model(path).bases["x"]
-    y = corpus.split(ident)[0][: int(g.PER_CASE_TRAIN_SECONDS * g.SR)]
-    model = train_model({"x": [y[np.newaxis]]}, sr=g.SR, random_state=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return model.bases["x"]
-
-
 def pair_models(g, bases: dict[str, np.ndarray], like: str):
     """``model_for(speaker, noise)``: the two recordings' per-case bases side by side (the STFT
     and settings of recording ``like``'s cached model), as ``generalise.per_case_model``."""
@@ -69,7 +54,7 @@ def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...]):
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             return refine.Refiner.from_arrays(meta, {k: z[k] for k in z.files if k != "meta"})
-    bases = {k: recording_bases(g, corpus, k) for k in fold.train_speakers + fold.train_noises}
+    bases = {k: g.recording_bases(corpus, k) for k in fold.train_speakers + fold.train_noises}
     model_for = pair_models(g, bases, fold.train_speakers[0])
     speech = {k: corpus.split(k)[1] for k in fold.train_speakers}
     noise = {k: corpus.split(k)[1] for k in fold.train_noises}

@@ -97,12 +97,12 @@ def train_model(
     o = options_from(TrainOptions, options, overrides)
     if not sources:
         raise ParameterError("at least one source is needed to train a model")
+    shipped = None
     if o.refiner is not None:
         check_refiner_source(list(sources), o.refiner)
         # the refined source comes first in the model (the engine refines the first mask)
         sources = {o.refiner: sources[o.refiner], **sources}
-    # read before the training: a broken installation fails before the work
-    shipped = trained_refiner() if o.refiner is not None else None
+        shipped = trained_refiner()  # read first: a broken installation fails before the work
     config = stft_config or train_config(int(sr), o)
     rng = np.random.default_rng(o.seed)
     bases: dict[str, np.ndarray] = {}

@@ -29,7 +29,7 @@ def main() -> None:
     import _generalise_methods as gm
     import generalise as g
     from make_default_model import credits_of
-    from supervised_refiner import pair_models, recording_bases
+    from supervised_refiner import pair_models
 
     from nmfsep import __version__, refine
     from nmfsep.model import save_refiner
@@ -37,7 +37,7 @@ def main() -> None:
     corpus_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "corpus"
     corpus = g.Corpus(corpus_dir)
     speakers, noises = sorted(corpus.speech), sorted(corpus.noise)
-    bases = {k: recording_bases(g, corpus, k) for k in speakers + noises}
+    bases = {k: g.recording_bases(corpus, k) for k in speakers + noises}
     speech = {k: corpus.split(k)[1] for k in speakers}
     noise = {k: corpus.split(k)[1] for k in noises}
     F, Y = gm.refiner_data(pair_models(g, bases, speakers[0]), {}, speech, noise, n_mix=MIXTURES)
