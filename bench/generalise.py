@@ -350,33 +350,47 @@ def oracle_peer(m: Mixture) -> np.ndarray:
     return oracle_wiener_estimates(np.stack([m.speech, m.noise_sig]), config=config)[0]
 
 
-def recording_bases(corpus: Corpus, ident: str, use_cache: bool = True) -> np.ndarray:
-    """Library-default bases of one recording, learned on the first 20 s of its training part
-    (cached per recording)."""
+def recording_model(corpus: Corpus, ident: str, use_cache: bool = True, exemplars: int = 0):
+    """The library-default model of one recording (source ``"x"``), learned on the first 20 s of
+    its training part, with ``exemplars`` exemplar bases (``train --exemplars``) beside the
+    learned ones (cached per recording and count)."""
     from nmfsep.model import load_model
     from nmfsep.separation import train_model
 
-    path = CACHE / "per_case" / f"{ident}.npz"
+    path = CACHE / ("per_case" if not exemplars else f"per_case_ex{exemplars}") / f"{ident}.npz"
     if use_cache and path.is_file():
-        return load_model(path).bases["x"]
+        return load_model(path)
     y = corpus.split(ident)[0][: int(PER_CASE_TRAIN_SECONDS * SR)]
-    model = train_model({"x": [y[np.newaxis]]}, sr=SR, random_state=0)
+    model = train_model({"x": [y[np.newaxis]]}, sr=SR, random_state=0, exemplars=exemplars)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    return model.bases["x"]
+    return model
 
 
-def per_case_model(corpus: Corpus, m: Mixture, use_cache: bool):
+def recording_bases(corpus: Corpus, ident: str, use_cache: bool = True, exemplars: int = 0):
+    """The bases of :func:`recording_model`."""
+    return recording_model(corpus, ident, use_cache, exemplars).bases["x"]
+
+
+def per_case_model(corpus: Corpus, m: Mixture, use_cache: bool, exemplars: int = 0):
     """Library-default model trained on this speaker's and this noise's training parts
-    (each source learned on its own, cached per recording, then put side by side)."""
-    from nmfsep.model import NMFModel, load_model
+    (each source learned on its own, cached per recording, then put side by side; with
+    ``exemplars``, the separation settings that such a model recommends)."""
+    from nmfsep.model import NMFModel
 
-    bases = {
-        name: recording_bases(corpus, ident, use_cache)
+    models = {
+        name: recording_model(corpus, ident, use_cache, exemplars)
         for name, ident in (("speech", m.speaker), ("noise", m.noise))
     }
-    ref = load_model(CACHE / "per_case" / f"{m.speaker}.npz")
-    return NMFModel(bases=bases, sr=SR, stft=ref.stft, beta=ref.beta, context=ref.context)
+    ref = models["speech"]
+    return NMFModel(
+        bases={name: model.bases["x"] for name, model in models.items()},
+        sr=SR,
+        stft=ref.stft,
+        beta=ref.beta,
+        context=ref.context,
+        metadata={"separation": dict(ref.metadata.get("separation", {}))},
+    )
 
 
 # -- scoring ------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ of the test recordings) are separated with it at weights ``--weights``, next to 
 peer's cached score (weight 0). One BLAS thread::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/supervised_refiner.py --only-folds 0,1
+
+``--exemplars N``: the same with per-case models that carry N exemplar bases per source
+(``train --exemplars N``), separated with the settings they recommend.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pair_models(g, bases: dict[str, np.ndarray], like: str):
+def pair_models(g, corpus, bases: dict[str, np.ndarray], like: str, exemplars: int = 0):
     """``model_for(speaker, noise)``: the two recordings' per-case bases side by side (the STFT
     and settings of recording ``like``'s cached model), as ``generalise.per_case_model``."""
-    from nmfsep.model import NMFModel, load_model
+    from nmfsep.model import NMFModel
 
-    ref = load_model(g.CACHE / "per_case" / f"{like}.npz")
+    ref = g.recording_model(corpus, like, True, exemplars)
 
     def model_for(spk: str, noi: str):
         return NMFModel(
@@ -41,21 +44,24 @@ def pair_models(g, bases: dict[str, np.ndarray], like: str):
             stft=ref.stft,
             beta=ref.beta,
             context=ref.context,
+            metadata={"separation": dict(ref.metadata.get("separation", {}))},
         )
 
     return model_for
 
 
-def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...]):
+def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...], exemplars: int = 0):
     from nmfsep import refine
 
-    path = g.CACHE / "sup_refiner" / f"{fold.key()}_{n_mix}_{'x'.join(map(str, hidden))}.npz"
+    name = f"{fold.key()}_{n_mix}_{'x'.join(map(str, hidden))}"
+    path = g.CACHE / "sup_refiner" / (f"{name}_ex{exemplars}.npz" if exemplars else f"{name}.npz")
     if path.is_file():
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             return refine.Refiner.from_arrays(meta, {k: z[k] for k in z.files if k != "meta"})
-    bases = {k: g.recording_bases(corpus, k) for k in fold.train_speakers + fold.train_noises}
-    model_for = pair_models(g, bases, fold.train_speakers[0])
+    recordings = fold.train_speakers + fold.train_noises
+    bases = {k: g.recording_bases(corpus, k, True, exemplars) for k in recordings}
+    model_for = pair_models(g, corpus, bases, fold.train_speakers[0], exemplars)
     speech = {k: corpus.split(k)[1] for k in fold.train_speakers}
     noise = {k: corpus.split(k)[1] for k in fold.train_noises}
     F, Y = gm.refiner_data(model_for, {}, speech, noise, n_mix=n_mix, seed=fold.index)
@@ -78,6 +84,14 @@ def main() -> None:
     p.add_argument("--mixtures", type=int, default=2000)
     p.add_argument("--hidden", default="256,256")
     p.add_argument("--weights", default="0.3,0.5,0.7")
+    p.add_argument(
+        "--exemplars",
+        type=int,
+        default=0,
+        help="per-case models with this many exemplar bases per source (train --exemplars), "
+        "for the refiner's training mixtures and the test mixtures alike; column 'plain' then "
+        "gives the same models without the refiner",
+    )
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     hidden = tuple(int(x) for x in a.hidden.split(","))
@@ -90,15 +104,19 @@ def main() -> None:
     rows = []
     for fold in folds:
         t = time.process_time()
-        r = fold_refiner(g, gm, corpus, fold, a.mixtures, hidden)
+        r = fold_refiner(g, gm, corpus, fold, a.mixtures, hidden, a.exemplars)
         print(f"fold {fold.index}: refiner {time.process_time() - t:.0f} CPU-s", flush=True)
         for m in (x for x in mixtures if x.fold == fold.index):
             if int(m.ident.split("_")[1]) >= a.per_fold:
                 continue
-            model = dataclasses.replace(g.per_case_model(corpus, m, True), refiner=r)
+            model = g.per_case_model(corpus, m, True, a.exemplars)
+            model = dataclasses.replace(model, refiner=r)
             y = m.mix.astype(np.float32)[np.newaxis]
             row = {"id": m.ident, "fold": m.fold, "snr": int(m.snr)}
             row.update(g.peer_scores(corpus, m, True))
+            if a.exemplars:
+                est = separate(y, g.SR, model, refine=0).sources["speech"][0]
+                row["plain"] = g.score(m.speech, est, m.mix)
             for w in weights:
                 est = separate(y, g.SR, model, refine=w).sources["speech"][0]
                 row[f"w{w:g}"] = g.score(m.speech, est, m.mix)
@@ -108,7 +126,8 @@ def main() -> None:
                 + " ".join(f"w{w:g} {row[f'w{w:g}']['sdri']:6.2f}" for w in weights),
                 flush=True,
             )
-    cols = ["supervised", *(f"w{w:g}" for w in weights), "oracle"]
+    plain = ["plain"] if a.exemplars else []
+    cols = ["supervised", *plain, *(f"w{w:g}" for w in weights), "oracle"]
     print(f"\n{len(rows)} mixtures; SDRi / SI-SDRi / STOI")
     for c in cols:
         v = [np.mean([r[c][k] for r in rows]) for k in ("sdri", "si_sdri", "stoi")]

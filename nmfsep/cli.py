@@ -1137,6 +1137,17 @@ def train(
             show_default=True,
         ),
     ] = 0.0,
+    exemplars: Annotated[
+        int,
+        typer.Option(
+            "--exemplars",
+            metavar="N",
+            help="Also keep N of each source's training patches as exemplar bases beside the "
+            "learned ones (no training cost; separation does more work per basis). 0: off.",
+            min=0,
+            show_default=True,
+        ),
+    ] = defaults.EXEMPLARS,
     refiner: Annotated[
         str | None,
         typer.Option(
@@ -1179,6 +1190,7 @@ def train(
             seed=seed,
             discriminative=discriminative,
             hpss_prior=hpss_prior,
+            exemplars=exemplars,
             refiner=refiner,
         )
         if sr is not None:
@@ -1189,7 +1201,10 @@ def train(
         if options.refiner is not None:
             from nmfsep.training import check_refiner_source
 
-            check_refiner_source(list(spec), options.refiner)
+            try:
+                check_refiner_source(list(spec), options.refiner)
+            except ParameterError as exc:  # "refiner: ..." -> "--refiner: ..."
+                raise _usage("--" + exc.message) from None
         training_files = [f for files in spec.values() for f in files]
         _check_target(output, "-o/--output", training_files)
         _check_train_size(spec, sr, options)

@@ -408,6 +408,13 @@ class TrainOptions:
         clips, FitzGerald 2010) in the model, which then recommends this strength of the
         harmonic/percussive prior to every separation (:mod:`nmfsep.hpss`; for music: drums
         vs pitched instruments; measured to cost a little SDR on speech).
+    exemplars : int
+        Also keep this many of each source's training patches (a seeded sample of the audible
+        frames, each scaled to unit norm) as extra bases beside the learned ones: exemplar
+        bases (Gemmeke, Virtanen & Hurmalainen, "Exemplar-based sparse representations for
+        noise robust automatic speech recognition", IEEE TASLP 19(7), 2011) keep the detail a
+        few learned bases average away. No training cost; the separation does more work per
+        basis. 0: learned bases only.
     refiner : str, optional
         The name of the source that is speech: attach the shipped learned mask refiner for
         trained speech models (:func:`nmfsep.model.trained_refiner`) to it (it becomes the
@@ -429,6 +436,7 @@ class TrainOptions:
     seed: int | None = defaults.SEED
     discriminative: bool = False
     hpss_prior: float = 0.0
+    exemplars: int = defaults.EXEMPLARS
     refiner: str | None = None
 
     def __post_init__(self) -> None:
@@ -445,6 +453,11 @@ class TrainOptions:
             self,
             "n_components",
             check_int("n_components", self.n_components, low=1, high=MAX_COMPONENTS),
+        )
+        _set(
+            self,
+            "exemplars",
+            check_int("exemplars", self.exemplars, low=0, high=MAX_COMPONENTS - self.n_components),
         )
         _set(self, "beta", parse_beta(self.beta))
         _set(self, "l1", check_number("l1", self.l1, low=0))

@@ -44,6 +44,19 @@ def _unit_mean(V: np.ndarray) -> np.ndarray:
     return V if mean <= 0.0 else V * np.float32(1.0 / mean)
 
 
+def _exemplars(V: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` columns of the training patches ``V`` (a seeded sample, in time order), each
+    scaled to unit Euclidean norm as the learned bases are: exemplar bases (Gemmeke, Virtanen &
+    Hurmalainen, IEEE TASLP 19(7), 2011). They keep the detail (pitch, formant transitions,
+    the noise's own events) that a few learned bases average away; measured on the folds of
+    bench/generalise.py (bench/README.md, "Exemplar bases")."""
+    norms = np.linalg.norm(V, axis=0)
+    keep = np.flatnonzero(norms > 0)
+    if keep.size > n:
+        keep = np.sort(rng.choice(keep, size=n, replace=False))
+    return (V[:, keep] / norms[keep]).astype(np.float32)
+
+
 def train_config(sr: int, options: TrainOptions) -> STFTConfig:
     """The STFT of a model trained at ``sr`` with ``options`` (``n_fft``/``hop_length`` or the
     default window)."""
@@ -58,7 +71,7 @@ def check_refiner_source(names: Sequence[str], refiner: str) -> None:
     if refiner not in names:
         raise ParameterError(f"refiner: no source named {refiner!r} (sources: {', '.join(names)})")
     if len(names) < 2:
-        raise ParameterError("the refiner needs two sources or more (speech and the rest)")
+        raise ParameterError("refiner: needs two sources or more (speech and the rest)")
 
 
 def train_model(
@@ -105,6 +118,8 @@ def train_model(
         shipped = trained_refiner()  # read first: a broken installation fails before the work
     config = stft_config or train_config(int(sr), o)
     rng = np.random.default_rng(o.seed)
+    # a stream of its own, so that the learned bases are the same with and without exemplars
+    ex_rng = np.random.default_rng(None if o.seed is None else [o.seed, 1])
     bases: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"sources": {}}
     shares: dict[str, float] = {}
@@ -148,7 +163,10 @@ def train_model(
             random_state=int(rng.integers(2**31)),
             callback=None if callback is None else _stage(callback, name),
         )
-        bases[name] = result.W.astype(np.float32)
+        W = result.W.astype(np.float32)
+        if o.exemplars:
+            W = np.hstack([W, _exemplars(V, o.exemplars, ex_rng)])
+        bases[name] = W
         if o.hpss_prior:
             shares[name] = round(percussive / total, 4) if total > 0 else 0.5
         info["sources"][name] = {
@@ -159,12 +177,17 @@ def train_model(
             "n_iter": int(result.n_iter),
             "converged": bool(result.converged),
             "final_loss": float(result.losses[-1]) if len(result.losses) else None,
+            "exemplars": int(W.shape[1] - result.W.shape[1]),
         }
     meta = dict(metadata or {})
     meta.setdefault("training", {}).update(info)
     meta["training"].update(
         {"l1": o.l1, "l2": o.l2, "max_iter": o.max_iter, "tol": o.tol, "seed": o.seed}
     )
+    if o.exemplars:
+        # many more bases need more activation iterations to settle (measured on the folds)
+        meta["training"]["exemplars"] = o.exemplars
+        meta.setdefault("separation", {})["max_iter"] = defaults.EXEMPLAR_SEPARATE_ITER
     if o.hpss_prior:
         # the shares, and the strength every separation with this model takes by default
         meta[hpss.METADATA_KEY] = {"percussive_share": shares, "kernel": hpss.KERNEL}

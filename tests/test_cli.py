@@ -565,3 +565,19 @@ def test_analysis_bands_flag(audio_dir: Path, model_path: Path, tmp_path: Path) 
     )  # fmt: skip
     assert result.exit_code == 2
     assert "--analysis-bands" in result.stderr and not out.exists()
+
+
+def test_train_exemplars_option(audio_dir: Path, tmp_path: Path) -> None:
+    from nmfsep.model import load_model
+
+    out = tmp_path / "ex.npz"
+    args = ["train", str(audio_dir / "speech.wav"), str(audio_dir / "noise.wav"), "-o", str(out)]
+    args += ["-k", "4", "--n-fft", "256", "--max-iter", "20", "--quiet"]
+    result = runner.invoke(app, [*args, "--exemplars", "7"])
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    assert [w.shape[1] for w in model.bases.values()] == [11, 11]
+    assert model.metadata["training"]["exemplars"] == 7
+    bad = runner.invoke(app, [*args, "--overwrite", "--exemplars", "-3"])
+    assert bad.exit_code == 2 and "--exemplars" in bad.stderr
+    assert load_model(out).metadata["training"]["exemplars"] == 7  # the model is kept

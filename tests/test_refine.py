@@ -440,6 +440,7 @@ def test_cli_train_refiner(tmp_path: Path) -> None:
     for args, name, says in cases:
         bad = runner.invoke(app, ["train", *args, "--refiner", name, "-o", str(lone)])
         assert bad.exit_code == 2 and says in _one_error(bad)
+        assert _one_error(bad).startswith("error: --refiner")  # the flag, not the field
         assert not lone.exists()
 
 

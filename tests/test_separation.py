@@ -159,3 +159,63 @@ def test_stack_frames_of_selected_columns() -> None:
     V = np.random.default_rng(2).random((5, 9)).astype(np.float32)
     cols = np.array([0, 4, 8])
     np.testing.assert_array_equal(stack_frames(V, 3, cols), stack_frames(V, 3)[:, cols])
+
+
+def _exemplar_model(n: int, seconds: float = 2.0) -> NMFModel:
+    return train_model(
+        {"voice": [_voice(seconds, 1)[np.newaxis]], "hiss": [_hiss(seconds, 2)[np.newaxis]]},
+        sr=SR,
+        n_components=4,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        context=3,
+        max_iter=30,
+        exemplars=n,
+        seed=4,
+    )
+
+
+def test_exemplars_are_unit_norm_training_patches_beside_the_same_learned_bases() -> None:
+    from nmfsep.spectral import stft
+
+    plain, with_ex = _exemplar_model(0), _exemplar_model(10)
+    for name, y in (("voice", _voice(2.0, 1)), ("hiss", _hiss(2.0, 2))):
+        W = with_ex.bases[name]
+        assert W.shape == (3 * 129, 4 + 10)
+        # the learned bases do not depend on the exemplars (their own random stream)
+        np.testing.assert_array_equal(W[:, :4], plain.bases[name])
+        ex = W[:, 4:]
+        np.testing.assert_allclose(np.linalg.norm(ex, axis=0), 1.0, rtol=1e-5)
+        # each exemplar is one of the clip's own patches (up to scale), and no two are the same
+        S = np.abs(stft(y[np.newaxis], STFTConfig(n_fft=256, hop_length=64)))[0]
+        P = stack_frames(S.astype(np.float32), 3)
+        P = P / np.maximum(np.linalg.norm(P, axis=0), 1e-30)
+        best = (P.T @ ex).max(axis=0)
+        np.testing.assert_allclose(best, 1.0, atol=1e-4)
+        assert len({int(np.argmax(P.T @ ex[:, k])) for k in range(10)}) == 10
+        stats = with_ex.metadata["training"]["sources"][name]
+        assert (
+            stats["exemplars"] == 10
+            and plain.metadata["training"]["sources"][name]["exemplars"] == 0
+        )
+    assert with_ex.metadata["training"]["exemplars"] == 10
+    assert "exemplars" not in plain.metadata["training"]
+
+
+def test_exemplars_are_bounded_by_the_training_patches_and_help_separation() -> None:
+    model = _exemplar_model(1000, seconds=1.0)  # more than the clips have
+    used = model.metadata["training"]["sources"]["voice"]["frames_used"]
+    assert model.bases["voice"].shape[1] == 4 + used
+    voice, hiss = _voice(2.0, 3), _hiss(2.0, 4)
+    mix = voice + hiss
+    result = separate(mix[np.newaxis], SR, model)
+    est = result.sources["voice"][0]
+    np.testing.assert_allclose(est + result.sources["hiss"][0], mix, atol=1e-4)
+    assert np.isfinite(est).all()
+    assert _sdr(voice, est) > _sdr(voice, mix) + 6.0
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "ten", 2000])
+def test_exemplars_refuses_bad_counts(bad: object) -> None:
+    y = _voice(1.0, 0)[np.newaxis]
+    with pytest.raises(ParameterError, match="exemplars"):
+        train_model({"a": [y], "b": [y]}, sr=SR, exemplars=bad)

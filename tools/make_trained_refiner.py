@@ -40,7 +40,9 @@ def main() -> None:
     bases = {k: g.recording_bases(corpus, k) for k in speakers + noises}
     speech = {k: corpus.split(k)[1] for k in speakers}
     noise = {k: corpus.split(k)[1] for k in noises}
-    F, Y = gm.refiner_data(pair_models(g, bases, speakers[0]), {}, speech, noise, n_mix=MIXTURES)
+    F, Y = gm.refiner_data(
+        pair_models(g, corpus, bases, speakers[0]), {}, speech, noise, n_mix=MIXTURES
+    )
     r = refine.fit_refiner(F, Y, hidden=HIDDEN, fmax=g.SR / 2)
     entries = json.loads((corpus_dir / "corpus.json").read_text())
     meta = {
