@@ -50,10 +50,21 @@ def pair_models(g, corpus, bases: dict[str, np.ndarray], like: str, exemplars: i
     return model_for
 
 
-def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...], exemplars: int = 0):
+def fold_refiner(
+    g,
+    gm,
+    corpus,
+    fold,
+    n_mix: int,
+    hidden: tuple[int, ...],
+    exemplars: int = 0,
+    context: int | None = None,
+):
     from nmfsep import refine
 
     name = f"{fold.key()}_{n_mix}_{'x'.join(map(str, hidden))}"
+    if context is not None and context != refine.CONTEXT:
+        name += f"_c{context}"
     path = g.CACHE / "sup_refiner" / (f"{name}_ex{exemplars}.npz" if exemplars else f"{name}.npz")
     if path.is_file():
         with np.load(path) as z:
@@ -64,8 +75,11 @@ def fold_refiner(g, gm, corpus, fold, n_mix: int, hidden: tuple[int, ...], exemp
     model_for = pair_models(g, corpus, bases, fold.train_speakers[0], exemplars)
     speech = {k: corpus.split(k)[1] for k in fold.train_speakers}
     noise = {k: corpus.split(k)[1] for k in fold.train_noises}
-    F, Y = gm.refiner_data(model_for, {}, speech, noise, n_mix=n_mix, seed=fold.index)
-    r = refine.fit_refiner(F, Y, hidden=hidden, fmax=g.SR / 2)
+    F, Y = gm.refiner_data(
+        model_for, {}, speech, noise, n_mix=n_mix, seed=fold.index, context=context
+    )
+    kw = {} if context is None else {"context": context}
+    r = refine.fit_refiner(F, Y, hidden=hidden, fmax=g.SR / 2, **kw)
     meta, arrays = r.to_arrays()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, meta=json.dumps(meta), **arrays)
@@ -92,8 +106,18 @@ def main() -> None:
         "for the refiner's training mixtures and the test mixtures alike; column 'plain' then "
         "gives the same models without the refiner",
     )
+    p.add_argument(
+        "--test-exemplars",
+        type=int,
+        default=None,
+        help="exemplar bases of the *test* mixtures' models (default: --exemplars); e.g. a "
+        "refiner learned on plain models' masks applied to exemplar models, as `train "
+        "--exemplars 200 --refiner speech` does with the shipped network",
+    )
+    p.add_argument("--context", type=int, default=None, help="refiner frames of context each side")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
+    test_ex = a.exemplars if a.test_exemplars is None else a.test_exemplars
     hidden = tuple(int(x) for x in a.hidden.split(","))
     weights = [float(x) for x in a.weights.split(",")]
     corpus = g.Corpus()
@@ -104,17 +128,17 @@ def main() -> None:
     rows = []
     for fold in folds:
         t = time.process_time()
-        r = fold_refiner(g, gm, corpus, fold, a.mixtures, hidden, a.exemplars)
+        r = fold_refiner(g, gm, corpus, fold, a.mixtures, hidden, a.exemplars, a.context)
         print(f"fold {fold.index}: refiner {time.process_time() - t:.0f} CPU-s", flush=True)
         for m in (x for x in mixtures if x.fold == fold.index):
             if int(m.ident.split("_")[1]) >= a.per_fold:
                 continue
-            model = g.per_case_model(corpus, m, True, a.exemplars)
+            model = g.per_case_model(corpus, m, True, test_ex)
             model = dataclasses.replace(model, refiner=r)
             y = m.mix.astype(np.float32)[np.newaxis]
             row = {"id": m.ident, "fold": m.fold, "snr": int(m.snr)}
             row.update(g.peer_scores(corpus, m, True))
-            if a.exemplars:
+            if test_ex:
                 est = separate(y, g.SR, model, refine=0).sources["speech"][0]
                 row["plain"] = g.score(m.speech, est, m.mix)
             for w in weights:
@@ -126,7 +150,7 @@ def main() -> None:
                 + " ".join(f"w{w:g} {row[f'w{w:g}']['sdri']:6.2f}" for w in weights),
                 flush=True,
             )
-    plain = ["plain"] if a.exemplars else []
+    plain = ["plain"] if test_ex else []
     cols = ["supervised", *plain, *(f"w{w:g}" for w in weights), "oracle"]
     print(f"\n{len(rows)} mixtures; SDRi / SI-SDRi / STOI")
     for c in cols:
