@@ -62,8 +62,9 @@ def fold_refiner(
 ):
     from nmfsep import refine
 
+    context = refine.CONTEXT if context is None else context
     name = f"{fold.key()}_{n_mix}_{'x'.join(map(str, hidden))}"
-    if context is not None and context != refine.CONTEXT:
+    if context != refine.CONTEXT:
         name += f"_c{context}"
     path = g.CACHE / "sup_refiner" / (f"{name}_ex{exemplars}.npz" if exemplars else f"{name}.npz")
     if path.is_file():
@@ -78,8 +79,7 @@ def fold_refiner(
     F, Y = gm.refiner_data(
         model_for, {}, speech, noise, n_mix=n_mix, seed=fold.index, context=context
     )
-    kw = {} if context is None else {"context": context}
-    r = refine.fit_refiner(F, Y, hidden=hidden, fmax=g.SR / 2, **kw)
+    r = refine.fit_refiner(F, Y, hidden=hidden, fmax=g.SR / 2, context=context)
     meta, arrays = r.to_arrays()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, meta=json.dumps(meta), **arrays)
