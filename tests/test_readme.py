@@ -79,3 +79,12 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             timeout=300,
         )  # fmt: skip
         assert r.returncode == 0, f"README: $ {command}\n{r.stderr[-2000:]}"
+
+
+def test_readme_model_size_is_true() -> None:
+    """The size the README's first paragraph gives for the built-in model is the shipped file's."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"ships inside the package \((\d+\.\d) MB\)", text)
+    assert match is not None
+    size = (ROOT / "nmfsep" / "data" / "default_model.npz").stat().st_size / 1e6
+    assert float(match.group(1)) == pytest.approx(size, abs=0.05)
