@@ -1643,8 +1643,12 @@ def _n_sources_arg(value: str) -> int | str:
         n = int(value)
     except ValueError:
         n = 0
-    if n < 1:
-        raise _usage(f"--n-sources must be a number >= 1 or 'auto', got {value!r}")
+    from nmfsep.limits import MAX_CLUSTER_SOURCES
+
+    if not 1 <= n <= MAX_CLUSTER_SOURCES:
+        raise _usage(
+            f"--n-sources must be a number from 1 to {MAX_CLUSTER_SOURCES} or 'auto', got {value!r}"
+        )
     return n
 
 

@@ -34,6 +34,7 @@ from nmfsep.errors import NmfsepError, ParameterError
 __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_CHANNELS",
+    "MAX_CLUSTER_SOURCES",
     "MAX_COMPONENTS",
     "MAX_COMPONENTS_TOTAL",
     "MAX_CONTEXT",
@@ -86,6 +87,8 @@ MAX_COMPONENTS_TOTAL = 8192
 MAX_FREE_COMPONENTS = 1024
 #: Most sources in one model (each becomes an output file per input).
 MAX_SOURCES = 256
+#: Most sources ``cluster`` splits a mixture into (``-n/--n-sources``).
+MAX_CLUSTER_SOURCES = 64
 #: Largest frame context (odd): 31 frames is about 1 s at the default STFT; rows of W grow
 #: linearly with it.
 MAX_CONTEXT = 31

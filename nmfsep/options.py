@@ -318,7 +318,11 @@ class ClusterOptions:
     def __post_init__(self) -> None:
         if self.n_sources == "auto":
             _set(self, "n_sources", 0)
-        _set(self, "n_sources", check_int("n_sources", self.n_sources, low=0, high=64))
+        _set(
+            self,
+            "n_sources",
+            check_int("n_sources", self.n_sources, low=0, high=limits.MAX_CLUSTER_SOURCES),
+        )
         _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
         _set(
             self,

@@ -48,8 +48,9 @@ def test_factoriser_vb_writes_sources_and_reports_the_bound(tmp_path: Path) -> N
     [
         (["--factoriser", "ard"], "--factoriser must be one of mu, vb"),
         (["--factoriser", "vb", "--beta", "is"], "needs beta 1"),
-        (["-n", "zero"], "--n-sources must be a number >= 1 or 'auto'"),
-        (["-n", "0"], "--n-sources must be a number >= 1 or 'auto'"),
+        (["-n", "zero"], "--n-sources must be a number from 1 to 64 or 'auto'"),
+        (["-n", "0"], "--n-sources must be a number from 1 to 64 or 'auto'"),
+        (["-n", "65"], "--n-sources must be a number from 1 to 64 or 'auto', got '65'"),
         (["-n", "auto", "--sources", "source5"], "--sources: no source 'source5'"),
     ],
 )
