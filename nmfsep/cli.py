@@ -1652,6 +1652,19 @@ def _n_sources_arg(value: str) -> int | str:
     return n
 
 
+def _shown(value: Any) -> Any:
+    """A score for the table or CSV: NaN is missing (None); +-inf stays."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and abs(value) == float("inf"):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.2f}"
+
+
 def _finite(value: Any) -> Any:
     """JSON has no inf/nan: report them as null."""
     if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
@@ -1761,13 +1774,13 @@ def evaluate(
     family = {"sdr": "sdr", "sir": "sir", "sar": "sar", "si_sdr": "si-sdr"}
     family.update({f"{k}_improvement": m for k, m in list(family.items())})
     family.update({f"oracle_{k}": m for k, m in list(family.items())})
-    rows = [
-        {k: _finite(v) for k, v in row.items() if family.get(k, chosen[0]) in chosen}
-        for row in rows
-    ]
+    raw = [{k: v for k, v in row.items() if family.get(k, chosen[0]) in chosen} for row in rows]
     if json_out:
+        rows = [{k: _finite(v) for k, v in row.items()} for row in raw]
         print(json.dumps({"command": "evaluate", "sr": sr, "sources": rows}, indent=2))
         return
+    # the table and CSV say "inf" (an estimate equal to its reference), JSON has no such value
+    rows = [{k: _shown(v) for k, v in row.items()} for row in raw]
     columns = [
         ("sdr", "SDR", "sdr"),
         ("sir", "SIR", "sir"),
@@ -1804,7 +1817,7 @@ def evaluate(
     for _, label in shown:
         table.add_column(label, justify="right")
     for row in rows:
-        cells = ["-" if row.get(k) is None else f"{row[k]:.2f}" for k, _ in shown]
+        cells = [_cell(row.get(k)) for k, _ in shown]
         table.add_row(
             escape(_printable(row["name"])), escape(_printable(Path(row["estimate"]).name)), *cells
         )

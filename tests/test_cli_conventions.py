@@ -60,6 +60,21 @@ def test_evaluate_table_shows_only_the_asked_metrics(separated: Path) -> None:
     assert "STOI" in r.stdout and "SDR" not in r.stdout.replace("SDR/SIR/SAR", "")
 
 
+def test_evaluate_a_perfect_estimate_says_inf() -> None:
+    """An estimate equal to its reference scores +inf dB: the table and CSV say so, JSON (which
+    has no infinity) gives null; the columns are not dropped as if nothing was measured."""
+    ref = str(AUDIO / "speech.wav")
+    r = nmfsep("evaluate", ref, "--reference", ref, "--metrics", "si-sdr")
+    assert r.returncode == 0, r.stderr
+    assert "SI-SDR" in r.stdout and "inf" in r.stdout
+    r = nmfsep("evaluate", ref, "--reference", ref, "--metrics", "si-sdr", "--csv")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].endswith(",inf")
+    r = nmfsep("evaluate", ref, "--reference", ref, "--metrics", "si-sdr", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["sources"][0]["si_sdr"] is None
+
+
 def test_evaluate_bad_metric_is_usage_error(separated: Path) -> None:
     r = nmfsep("evaluate", str(separated / "speech.wav"), "--reference",
                str(AUDIO / "speech.wav"), "--metrics", "mos")  # fmt: skip
