@@ -1973,6 +1973,14 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(143)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A click usage error (typer >= 0.2x vendors click as ``typer._click``, older ones use
+    click itself: both exception classes are named ``ClickException`` in the MRO)."""
+    return any(c.__name__ == "ClickException" for c in type(exc).__mro__) and hasattr(
+        exc, "format_message"
+    )
+
+
 def main() -> None:
     """Console-script entry point: Ctrl-C exits with 130 and no traceback, SIGTERM with 143."""
     import signal
@@ -1980,11 +1988,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     _numba_cache_dir()
     try:
-        app()
+        # not standalone: a usage error click finds itself (a value out of an option's range,
+        # an unknown option) reaches us, to be said in one line like every other error, not in
+        # a framed panel of several
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # a bug, not a user error: one line unless asked for the traceback
+    except Exception as exc:
+        if _is_usage_error(exc):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+            message = exc.format_message()  # type: ignore[attr-defined]
+            print(_one_line(f"error: {message}{hint}"), file=sys.stderr)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
+        # a bug, not a user error: one line unless asked for the traceback
         if os.environ.get("NMFSEP_DEBUG"):
             raise
         print(
@@ -1993,6 +2014,7 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -195,3 +195,24 @@ def test_evaluate_without_reference_gives_dnsmos(tmp_path: Path) -> None:
     rows = json.loads(result.stdout)["files"]
     assert 1.0 <= rows[0]["ovrl_mos"] <= 5.0 and 1.0 <= rows[0]["sig_mos"] <= 5.0
     assert rows[1]["ovrl_mos"] is None  # under one second: no score
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "speech=x.wav", "-k", "0"], "'--components' / '-k'"),
+        (["separate", "x.wav", "--jobs", "0"], "'--jobs' / '-j'"),
+        (["separate", "x.wav", "--no-such-option"], "No such option: --no-such-option"),
+        (["separate", "x.wav", "--channels"], "'--channels' requires an argument"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+)
+def test_parser_errors_are_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    """Errors the option parser finds itself (a value out of an option's range, an unknown
+    option or command) are one ``error:`` line and exit 2, like every other usage error: not a
+    framed panel of several lines."""
+    r = nmfsep(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert needle in r.stderr and r.stdout == ""
+    assert list(tmp_path.iterdir()) == []
