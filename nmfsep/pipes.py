@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -292,6 +292,9 @@ class _PipeOut(io.RawIOBase):
         self.raw = raw
         self.pos = 0
         self.refused = False
+        #: the first write error (a closed pipe, a full disk): raised from here it would reach
+        #: only cffi's callback, which prints it and lets libsndfile fail on the short write
+        self.error: OSError | None = None
 
     def writable(self) -> bool:
         return True
@@ -310,9 +313,12 @@ class _PipeOut(io.RawIOBase):
 
     def write(self, b: Any) -> int:
         n = len(b)
-        if n:
-            self.raw.write(bytes(b))
-            self.pos += n
+        if n and self.error is None:
+            try:
+                self.raw.write(bytes(b))
+            except OSError as exc:
+                self.error = exc
+        self.pos += n
         self.refused = False
         return n
 
@@ -355,9 +361,16 @@ class OutputStream:
 
     fh: IO[bytes]
     format: str
+    _pipe: _PipeOut | None = field(default=None, init=False, repr=False)
+
+    def check(self) -> None:
+        """Raise the write error (``OSError``) the pipe met, if any: call after each write."""
+        if self._pipe is not None and self._pipe.error is not None:
+            raise self._pipe.error
 
     def open(self, sr: int, channels: int, subtype: str) -> Any:
-        """A writer with ``write(frames_by_channels)`` and ``close()``."""
+        """A writer with ``write(frames_by_channels)`` and ``close()``; write errors are
+        raised by :meth:`check`."""
         seekable = False
         with contextlib.suppress(OSError, ValueError, AttributeError):
             seekable = os.lseek(self.fh.fileno(), 0, os.SEEK_CUR) >= 0 and not _is_pipe(self.fh)
@@ -370,10 +383,11 @@ class OutputStream:
                 format=self.format,
                 subtype=subtype,
             )
+        self._pipe = _PipeOut(self.fh)
         if self.format == "WAV":
             self.fh.write(_wav_header(sr, channels, subtype))
             return sf.SoundFile(
-                _PipeOut(self.fh),
+                self._pipe,
                 "w",
                 samplerate=sr,
                 channels=channels,
@@ -383,7 +397,7 @@ class OutputStream:
             )
         return _Quiet(
             sf.SoundFile(
-                _PipeOut(self.fh),
+                self._pipe,
                 "w",
                 samplerate=sr,
                 channels=channels,
@@ -391,6 +405,15 @@ class OutputStream:
                 subtype=subtype,
             )
         )
+
+
+def detach_stdout() -> None:
+    """Point standard output at the null device, so that nothing later (the interpreter's
+    final flush) writes to a pipe the reader has closed."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _is_pipe(fh: IO[bytes]) -> bool:

@@ -161,6 +161,7 @@ class _StreamWriters:
         from nmfsep.audio import _FLOAT_SUBTYPES, _sf_detail
 
         self.files: list[Any] = []
+        self.targets: list[Any] = []
         self.clip: list[bool] = []
         for name, target in outputs.items():
             subtype = (subtypes.get(name) or sf.default_subtype(target.format)).upper()
@@ -168,11 +169,23 @@ class _StreamWriters:
                 raise ParameterError(f"subtype {subtype} cannot be written as {target.format}")
             try:
                 out = target.open(sr, channels, subtype)
+            except OSError as exc:
+                raise _write_error(exc) from None
             except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
                 raise AudioError(f"cannot write audio to stdout ({_sf_detail(exc)})") from None
+            # last in, first out: the check runs after the close (its final writes)
+            stack.callback(self._checked, target)
             stack.callback(out.close)
             self.files.append(out)
+            self.targets.append(target)
             self.clip.append(subtype not in _FLOAT_SUBTYPES)
+
+    @staticmethod
+    def _checked(target: Any) -> None:
+        try:
+            target.check()
+        except OSError as exc:
+            raise _write_error(exc) from None
 
     def write(self, y: np.ndarray) -> None:
         for i, out in enumerate(self.files):
@@ -181,8 +194,20 @@ class _StreamWriters:
                 np.clip(block, -1.0, 1.0, out=block)
             try:
                 out.write(block)
-            except BrokenPipeError:
-                raise AudioError("standard output was closed by the reader") from None
+            except OSError as exc:
+                raise _write_error(exc) from None
+            self._checked(self.targets[i])
+
+
+def _write_error(exc: OSError) -> AudioError:
+    """The error of a failed write to standard output (a closed pipe: stdout is detached, so
+    that the interpreter's last flush does not fail again)."""
+    from nmfsep.pipes import detach_stdout
+
+    if isinstance(exc, BrokenPipeError):
+        detach_stdout()
+        return AudioError("standard output was closed by the reader")
+    return AudioError(f"cannot write audio to stdout ({exc.strerror or exc})")
 
 
 # ------------------------------------------------------------------------------ writing

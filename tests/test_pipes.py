@@ -253,3 +253,42 @@ def test_nothing_but_audio_on_stdout_and_messages_on_stderr(tmp_path: Path) -> N
 
 
 _ = (resource, threading)  # used by the helper process's code
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_reader_that_closes_early_is_one_line_exit_1(tmp_path: Path, fmt: str) -> None:
+    """``nmfsep ... --stdout speech | head -c 100``: the closed pipe is said in one line, exit 1,
+    with no traceback (the error used to surface inside libsndfile's write callback)."""
+    long = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    sf.write(long, (0.1 * rng.standard_normal(16000 * 30)).astype(np.float32), 16000)
+    args = [sys.executable, "-m", "nmfsep", "separate", str(long), "--stdout", "speech"]
+    with subprocess.Popen(
+        [*args, "--format", fmt, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        head = proc.stdout.read(100)
+        proc.stdout.close()  # the reader goes away; 30 s of audio do not fit a pipe's buffer
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=300)
+    assert code == 1, err
+    assert len(head) == 100
+    assert err == f"error: {long}: standard output was closed by the reader\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_is_one_line_exit_1() -> None:
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "nmfsep", "separate", str(MIX), "--stdout", "speech", "-q"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            timeout=300,
+        )
+    err = r.stderr.decode()
+    assert r.returncode == 1
+    assert err.startswith(f"error: {MIX}: cannot write audio to stdout (") and err.count("\n") == 1
