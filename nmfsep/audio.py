@@ -206,7 +206,8 @@ def _one_line(text: object) -> str:
 def _sf_detail(exc: BaseException) -> str:
     """The useful part of a libsndfile error message (without "Error opening 'path': ")."""
     msg = _one_line(exc)
-    m = re.match(r"Error opening .*?': (.*)$", msg)
+    # the name is a quoted path, or the repr of a file object ("<_io.FileIO name=5 ...>")
+    m = re.match(r"Error opening (?:'.*?'|<.*?>): (.*)$", msg)
     if m:
         msg = m.group(1)
     for prefix in ("Error : ", "Internal error : "):

@@ -605,3 +605,17 @@ def test_tiny_and_silent_files_are_valid(write_wav: Callable[..., Path]) -> None
     assert y.shape == (1, 10)
     y, _ = load_audio(write_wav("silent.wav", np.zeros((2, 8000), np.float32), 8000))
     assert y.shape == (2, 8000) and not y.any()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Error opening 'x/y.opus': Error : Opus only supports sample rates of 8000",
+        "Error opening <_io.FileIO name=5 mode='rb+' closefd=True>: Error : Opus only supports"
+        " sample rates of 8000",
+    ],
+)
+def test_libsndfile_detail_drops_the_file_prefix(raw: str) -> None:
+    from nmfsep.audio import _sf_detail
+
+    assert _sf_detail(RuntimeError(raw)).startswith("Opus only supports sample rates")
