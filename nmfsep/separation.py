@@ -10,12 +10,14 @@ Reading and writing files is the job of :mod:`nmfsep.streaming` and :mod:`nmfsep
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from nmfsep.engine import Separator
+from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.options import ClusterOptions, SeparateOptions, options_from
 from nmfsep.training import train_model
@@ -71,7 +73,7 @@ def _run(separator: Separator, y: np.ndarray) -> SeparationResult:
 def separate(
     y: np.ndarray,
     sr: int,
-    model: NMFModel | None = None,
+    model: NMFModel | str | os.PathLike[str] | None = None,
     *,
     options: SeparateOptions | None = None,
     n_threads: int = 1,
@@ -90,8 +92,9 @@ def separate(
         The mixture.
     sr : int
         Its sample rate (need not be the model's: see :mod:`nmfsep.engine`).
-    model : NMFModel, optional
-        Default: the built-in speech/noise model.
+    model : NMFModel, str or path-like, optional
+        A model, a model file's path, or ``"default"``; default: the built-in speech/noise
+        model.
     options : SeparateOptions, optional
         Or its fields as keyword arguments: ``mask_power``, ``free_components``, ``beta``,
         ``l1``, ``max_iter``, ``tol``, ``seed``, ``block_seconds``.
@@ -104,7 +107,7 @@ def separate(
     """
     y = check_audio(y, sr)
     separator = Separator(
-        model,
+        _as_model(model),
         sr=int(sr),
         channels=y.shape[0],
         options=options_from(SeparateOptions, options, overrides),
@@ -112,6 +115,19 @@ def separate(
         keep_masks=True,
     )
     return _run(separator, y)
+
+
+def _as_model(model: NMFModel | str | os.PathLike[str] | None) -> NMFModel | None:
+    """A model given as itself, a file path or ``"default"`` (as ``separate -m`` takes it)."""
+    if model is None or isinstance(model, NMFModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from nmfsep.model import default_model, load_model
+
+        return default_model() if str(model) == "default" else load_model(model)
+    raise ParameterError(
+        f"model must be an NMFModel, a model file's path or 'default', not {type(model).__name__}"
+    )
 
 
 def cluster_separate(

@@ -89,8 +89,8 @@ def train_model(
     Parameters
     ----------
     sources : mapping of str to sequence of np.ndarray, each shape (n_channels, n_samples)
-        Clean examples of each source, all at rate ``sr`` (channels are averaged). Order is
-        kept in the model.
+        Clean examples of each source (or one array per source), all at rate ``sr`` (channels
+        are averaged). Order is kept in the model.
     sr : int
         Sample rate of the examples, and of the model.
     options : TrainOptions, optional
@@ -110,6 +110,8 @@ def train_model(
     o = options_from(TrainOptions, options, overrides)
     if not sources:
         raise ParameterError("at least one source is needed to train a model")
+    # one array is one example, not a sequence of them (its rows)
+    sources = {k: [v] if isinstance(v, np.ndarray) else v for k, v in sources.items()}
     shipped = None
     if o.refiner is not None:
         check_refiner_source(list(sources), o.refiner)

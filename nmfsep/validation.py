@@ -142,6 +142,13 @@ def check_audio(y: Any, sr: Any) -> Any:
         raise ParameterError(f"audio must be real numbers, got dtype {a.dtype}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ParameterError(f"audio has no samples (shape {a.shape})")
+    from nmfsep.limits import MAX_CHANNELS
+
+    if a.shape[0] > MAX_CHANNELS and a.shape[1] <= MAX_CHANNELS:
+        raise ParameterError(
+            f"audio must have shape (n_channels, n_samples), got {a.shape}: samples by channels"
+            " (soundfile's layout)? pass its transpose, y.T"
+        )
     a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ParameterError("audio contains NaN or infinite samples")

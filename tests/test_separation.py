@@ -219,3 +219,30 @@ def test_exemplars_refuses_bad_counts(bad: object) -> None:
     y = _voice(1.0, 0)[np.newaxis]
     with pytest.raises(ParameterError, match="exemplars"):
         train_model({"a": [y], "b": [y]}, sr=SR, exemplars=bad)
+
+
+def test_model_by_path_or_default_and_one_array_per_source(model: NMFModel, tmp_path) -> None:
+    """The array API takes a model as a file path or "default" (as ``separate -m`` does), and
+    one array per source in place of a list of examples; a wrong type is a ParameterError."""
+    mix = (_voice(1.0, 5) + _hiss(1.0, 6))[np.newaxis]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    a = separate(mix, SR, model)
+    for given in (path, str(path)):
+        b = separate(mix, SR, given)
+        np.testing.assert_array_equal(a.sources["voice"], b.sources["voice"])
+    assert list(separate(mix, SR, "default").sources) == ["speech", "noise"]
+    with pytest.raises(ParameterError, match="model must be an NMFModel"):
+        separate(mix, SR, 3)  # type: ignore[arg-type]
+    one = {"voice": _voice(1.0, 1)[np.newaxis], "hiss": _hiss(1.0, 2)[np.newaxis]}
+    listed = {k: [v] for k, v in one.items()}
+    kw = dict(sr=SR, n_components=4, stft_config=STFTConfig(n_fft=256, hop_length=64))
+    m1, m2 = train_model(one, **kw), train_model(listed, **kw)  # type: ignore[arg-type]
+    for k in one:
+        np.testing.assert_array_equal(m1.bases[k], m2.bases[k])
+
+
+def test_samples_by_channels_layout_is_named() -> None:
+    y = np.zeros((SR, 2), np.float32)
+    with pytest.raises(ParameterError, match=r"samples by channels.*y\.T"):
+        separate(y, SR)
