@@ -324,14 +324,14 @@ class SeparationPlan:
         ParameterError
             Bad options, or a model that separates nothing.
         """
-        from nmfsep.validation import check_int, check_sr
+        from nmfsep.validation import MAX_ARRAY_CHANNELS, check_int, check_sr
 
         opts = (options if options is not None else SeparateOptions()).resolved(
             model.metadata.get("separation") if isinstance(model.metadata, dict) else None
         )
         assert opts.free_components is not None and opts.mask_power is not None
         sr = check_sr(sr)
-        channels = check_int("channels", channels, low=1, high=1024)
+        channels = check_int("channels", channels, low=1, high=MAX_ARRAY_CHANNELS)
         names = output_sources(model, opts.free_components, opts.free_source)
         if opts.continuity_source is not None and opts.continuity_source not in names:
             raise ParameterError(

@@ -123,6 +123,10 @@ def check_sr(sr: Any, *, name: str = "sr") -> int:
     return check_int(name, sr, low=1)
 
 
+#: Most channels of an array given to the array API (separate, cluster_separate)
+MAX_ARRAY_CHANNELS = 1024
+
+
 def check_audio(y: Any, sr: Any) -> Any:
     """Audio as float32 ``(n_channels, n_samples)`` (1-D input is one channel); finite, non-empty.
 
@@ -142,9 +146,7 @@ def check_audio(y: Any, sr: Any) -> Any:
         raise ParameterError(f"audio must be real numbers, got dtype {a.dtype}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ParameterError(f"audio has no samples (shape {a.shape})")
-    from nmfsep.limits import MAX_CHANNELS
-
-    if a.shape[0] > MAX_CHANNELS and a.shape[1] <= MAX_CHANNELS:
+    if a.shape[0] > MAX_ARRAY_CHANNELS >= a.shape[1]:
         raise ParameterError(
             f"audio must have shape (n_channels, n_samples), got {a.shape}: samples by channels"
             " (soundfile's layout)? pass its transpose, y.T"
