@@ -1024,6 +1024,12 @@ class Separator:
             raise ParameterError(f"samples must have shape (n,) or (n, channels), got {a.shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise ParameterError(f"samples must be real numbers, got dtype {a.dtype}")
+        if a.shape[1] != self.plan.channels:  # said in the caller's layout, not push()'s
+            c = self.plan.channels
+            shapes = "(n,) or (n, 1)" if c == 1 else f"(n, {c})"
+            raise ParameterError(
+                f"expected samples of {c} channel(s), shape {shapes}; got {np.shape(samples)}"
+            )
         return np.ascontiguousarray(a.T, dtype=np.float32)
 
     def _as_user(self, y: np.ndarray) -> dict[str, np.ndarray]:
