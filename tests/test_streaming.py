@@ -259,14 +259,3 @@ def test_flac_of_unknown_length_is_streamed_fully(model: NMFModel, tmp_path: Pat
     assert result.n_samples == y.size
     total = sum(_read(p) for p in outs.values())
     assert total.shape == (1, y.size) and np.abs(total[0] - y).max() < 1e-4  # FLAC is 16-bit
-
-
-def test_chunk_of_the_wrong_channel_count_is_named_in_the_callers_layout() -> None:
-    from nmfsep.engine import Separator
-
-    sep = Separator(None, sr=16000)
-    with pytest.raises(ParameterError, match=r"shape \(n,\) or \(n, 1\); got \(100, 2\)"):
-        sep.process(np.zeros((100, 2), np.float32))
-    stereo = Separator(None, sr=16000, channels=2)
-    with pytest.raises(ParameterError, match=r"shape \(n, 2\); got \(100,\)"):
-        stereo.process(np.zeros(100, np.float32))
