@@ -268,8 +268,6 @@ def test_a_model_recommends_its_separation_settings(model: NMFModel) -> None:
 
 
 def test_chunk_of_the_wrong_channel_count_is_named_in_the_callers_layout() -> None:
-    from nmfsep.engine import Separator
-
     sep = Separator(None, sr=16000)
     with pytest.raises(ParameterError, match=r"shape \(n,\) or \(n, 1\); got \(100, 2\)"):
         sep.process(np.zeros((100, 2), np.float32))
