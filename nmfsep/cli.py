@@ -1741,6 +1741,8 @@ def evaluate(
     """
     from nmfsep.evaluation import METRICS, evaluate_files, match_references, require_metrics
 
+    if json_out and csv_out:
+        raise _usage("--json and --csv both write to stdout: give one")
     if no_reference:
         _evaluate_without_reference(estimates, json_out=json_out, csv_out=csv_out)
         return

@@ -53,6 +53,8 @@ def match_references(
         from nmfsep.audio import find_audio_files
 
         available = {p.stem: p for p in find_audio_files(directory)}
+        if not available:
+            raise NmfsepError("no audio files in the reference directory", path=directory)
         matched = [available[Path(e).stem] for e in estimates if Path(e).stem in available]
         refs += matched or list(available.values())
     if not refs:
@@ -145,6 +147,10 @@ def evaluate_files(
         {"estimate": str(ests[s.estimate_index]), "reference": str(refs[i]), **s.to_dict()}
         for i, s in enumerate(scores)
     ]
+    if warn is not None:
+        for i, path in enumerate(refs):
+            if not np.any(ref[i, :n]):
+                warn(f"{path}: the reference is silent: SDR and SI-SDR are undefined against it")
     if perceptual:
         for i, (row, s) in enumerate(zip(rows, scores, strict=True)):
             row.update(perceptual_scores(ref[i, :n], est[s.estimate_index, :n], sr, perceptual))

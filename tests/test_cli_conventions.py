@@ -216,3 +216,26 @@ def test_parser_errors_are_one_line(args: list[str], needle: str, tmp_path: Path
     assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
     assert needle in r.stderr and r.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_says_what_it_cannot_score(separated: Path, tmp_path: Path) -> None:
+    """A silent reference is a warning line (the scores are undefined, not missing by
+    accident); an empty reference directory and --json with --csv are errors."""
+    silent = tmp_path / "silent.wav"
+    est = str(separated / "speech.wav")
+    sf.write(silent, np.zeros(sf.info(est).frames, np.float32), sf.info(est).samplerate)
+    r = nmfsep("evaluate", est, "--reference", str(silent), "--metrics", "si-sdr")
+    assert r.returncode == 0, r.stderr
+    assert (
+        r.stderr
+        == f"warning: {silent}: the reference is silent: SDR and SI-SDR are undefined against it\n"
+    )
+    empty = tmp_path / "refs"
+    empty.mkdir()
+    r = nmfsep("evaluate", est, "--reference-dir", str(empty))
+    assert (
+        r.returncode == 1
+        and r.stderr == f"error: {empty}: no audio files in the reference directory\n"
+    )
+    r = nmfsep("evaluate", est, "--reference", str(silent), "--json", "--csv")
+    assert r.returncode == 2 and "--json and --csv" in r.stderr
