@@ -1643,12 +1643,9 @@ def _n_sources_arg(value: str) -> int | str:
         n = int(value)
     except ValueError:
         n = 0
-    from nmfsep.limits import MAX_CLUSTER_SOURCES
-
-    if not 1 <= n <= MAX_CLUSTER_SOURCES:
-        raise _usage(
-            f"--n-sources must be a number from 1 to {MAX_CLUSTER_SOURCES} or 'auto', got {value!r}"
-        )
+    top = limits.MAX_CLUSTER_SOURCES
+    if not 1 <= n <= top:
+        raise _usage(f"--n-sources must be a number from 1 to {top} or 'auto', got {value!r}")
     return n
 
 
