@@ -920,12 +920,20 @@ class _GuardedFile(io.FileIO):
     def write(self, data: Any) -> int:
         if self.failure is not None:
             return 0
+        view = memoryview(data).cast("B")
+        done = 0
         try:
-            n = self._raw_write(data)
+            # all of it: a nearly full disk writes part of a block and only the next write
+            # says ENOSPC (libsndfile would take the part as a failure with no reason given)
+            while done < len(view):
+                n = self._raw_write(view[done:])
+                if not n:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
         except OSError as exc:
             self.failure = exc
             return 0
-        return 0 if n is None else n
+        return done
 
     def _raw_write(self, data: Any) -> int | None:
         """The actual write (a seam for tests that simulate a full disk)."""

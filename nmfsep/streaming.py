@@ -378,17 +378,20 @@ class _Writers:
             block = np.ascontiguousarray(y[i].T)
             if self.clip[i] and self.spools[i] is None:
                 np.clip(block, -1.0, 1.0, out=block)
+            spool = self.spools[i]
+            target = self.handles[i] if spool is None else spool[0]
             try:
                 out.write(block)
             except OSError as exc:
                 raise write_error(exc, self.paths[i], AudioError) from None
-            except (sf.SoundFileError, RuntimeError, ValueError) as exc:
+            except (sf.SoundFileError, RuntimeError, ValueError, AssertionError) as exc:
+                # a write the guarded file refused (a full disk) is a short write, which
+                # soundfile asserts against: the remembered OSError says what happened
+                self._check(target, self.paths[i])
                 raise AudioError(
                     f"cannot write audio ({_sf_detail(exc)})", path=self.paths[i]
                 ) from None
-            spool = self.spools[i]
-            if spool is not None:
-                self._check(spool[0], self.paths[i])
+            self._check(target, self.paths[i])
         self.frames += y.shape[-1]
 
     def finish(self) -> None:

@@ -362,6 +362,34 @@ def test_disk_full_leaves_no_output_of_that_input(
     assert not [p for p in (work / "out").rglob("*") if p.is_file()]
 
 
+@pytest.mark.parametrize("command", ["separate", "cluster"])
+def test_a_nearly_full_disk_is_named_not_an_internal_error(
+    command: str, work: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real full disk first writes *part* of a block, and only the next write says ENOSPC;
+    libsndfile took the part for a failure with no reason (soundfile asserted: "internal
+    error"). The outputs are a long input's, so that blocks are written during the separation,
+    not only at the end."""
+    from nmfsep import audio
+
+    sf.write(work / "in" / "long.wav", _signal(20.0, 5), SR, subtype="PCM_16")
+    budget = {"left": 30_000}
+
+    def nearly_full(self: io.FileIO, data: bytes) -> int | None:
+        if budget["left"] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        part = bytes(data)[: budget["left"]]
+        budget["left"] -= len(part)
+        return os.write(self.fileno(), part)
+
+    monkeypatch.setattr(audio._GuardedFile, "_raw_write", nearly_full)
+    extra = ["-m", str(model)] if command == "separate" else ["-k", "4", "--max-iter", "20"]
+    result = cli(command, "in/long.wav", "-o", "out", *extra)
+    err = assert_refused(result, 1, "no space left on device")
+    assert "internal error" not in err
+    assert not [p for p in (work / "out").rglob("*") if p.is_file()]
+
+
 # ---------------------------------------------------------------------------------- re-runs, claims
 
 

@@ -657,3 +657,32 @@ def test_no_special_file_kind_is_unnamed() -> None:
     for mode in (stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK, stat.S_IFDIR):
         assert audio._file_kind(mode)
     assert audio._file_kind(stat.S_IFREG) is None
+
+
+def test_guarded_file_writes_all_of_a_partly_written_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nearly full disk writes part of a block (write(2) returns fewer bytes) and says ENOSPC
+    only on the next write: the guarded file goes on with the rest, so the failure is
+    remembered and named, not a short write libsndfile fails on without a reason."""
+    calls: list[int] = []
+
+    def nearly_full(self: io.FileIO, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return os.write(self.fileno(), bytes(data)[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(audio._GuardedFile, "_raw_write", nearly_full)
+    fh = audio._GuardedFile(os.open(tmp_path / "x", os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    try:
+        assert fh.write(b"x" * 8192) == 0
+        assert calls == [8192, 8092]
+        assert isinstance(fh.failure, OSError) and fh.failure.errno == errno.ENOSPC
+    finally:
+        fh.close()
+    monkeypatch.undo()
+    whole = audio._GuardedFile(os.open(tmp_path / "y", os.O_RDWR | os.O_CREAT, 0o600), "r+")
+    with whole:
+        assert whole.write(memoryview(b"abc" * 1000)) == 3000 and whole.failure is None
+    assert (tmp_path / "y").read_bytes() == b"abc" * 1000
