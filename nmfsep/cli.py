@@ -652,8 +652,10 @@ def _dispatch(
         extra_summary=extra_summary,
     )
     if (inputs and "-" in inputs) or stdout is not None:
+        if files_from == "-" and inputs and "-" in inputs:
+            raise _usage("'-' and --files-from - both read standard input: give one")
         if len(inputs or []) != 1 or files_from is not None:
-            raise _usage("'-' (stdin) and --stdout take exactly one input")
+            raise _usage("'-' (stdin) and --stdout take exactly one input (no --files-from)")
         if plot:
             raise _usage("--plot cannot be used with '-' or --stdout")
         assert inputs is not None

@@ -144,11 +144,14 @@ def test_usage_errors_exit_2() -> None:
         ["separate", str(MIX), "--int16", "--int24"],
         ["separate", str(MIX), "--atten-lim", "-3"],
         ["separate", str(MIX), "-0"],
+        ["separate", "-", "--files-from", "-"],
     ]
     for args in cases:
-        r = nmfsep(*args)
+        r = nmfsep(*args, stdin=b"")
         assert r.returncode == 2, (args, r.stderr)
-        assert r.stderr.count(b"\n") <= 6, (args, r.stderr)
+        assert r.stderr.startswith(b"error: ") and r.stderr.count(b"\n") == 1, (args, r.stderr)
+    r = nmfsep("separate", "-", "--files-from", "-", stdin=b"")
+    assert b"both read standard input" in r.stderr
 
 
 def test_mp3_and_empty_stdin_are_refused_in_one_line(tmp_path: Path) -> None:
