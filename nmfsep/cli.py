@@ -80,8 +80,8 @@ Duration = Annotated[
     float | None,
     typer.Option(
         "--duration",
-        help="Separate this many seconds (default: to the end); outputs are exactly this long "
-        "unless the input ends first.",
+        help="Separate this many seconds, > 0 (default: to the end); outputs are exactly this "
+        "long unless the input ends first.",
         min=0,
     ),
 ]
@@ -634,6 +634,8 @@ def _dispatch(
 ) -> None:
     """``separate`` and ``cluster`` after their options are parsed: one stream (stdin and/or
     --stdout) or a batch of files."""
+    if duration is not None and duration <= 0:
+        raise _usage(f"--duration must be a positive number of seconds, got {duration:g}")
     wanted = _selected(names, sources, stdout)
     common: dict[str, Any] = dict(
         command=command,

@@ -145,6 +145,7 @@ def test_usage_errors_exit_2() -> None:
         ["separate", str(MIX), "--atten-lim", "-3"],
         ["separate", str(MIX), "-0"],
         ["separate", "-", "--files-from", "-"],
+        ["separate", str(MIX), "--duration", "0"],
     ]
     for args in cases:
         r = nmfsep(*args, stdin=b"")
