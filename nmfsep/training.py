@@ -286,6 +286,18 @@ def train_from_files(
             f"{name}: {model.n_components[name]} bases, {stats['n_iter']} iterations"
             f"{'' if stats['converged'] else ' (not converged)'}{subset}"
         )
+        learned = model.n_components[name] - stats["exemplars"]
+        if stats["frames_used"] < learned:
+            say(
+                f"warning: {name}: only {stats['frames_used']} audible frame(s) for {learned} "
+                "bases: the model cannot describe this source well; give it a few seconds of "
+                "audio"
+            )
+        if o.exemplars and stats["exemplars"] < o.exemplars:
+            say(
+                f"warning: {name}: {stats['exemplars']} exemplar(s), not {o.exemplars}: its "
+                "audio has no more patches"
+            )
     return model
 
 

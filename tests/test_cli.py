@@ -581,3 +581,20 @@ def test_train_exemplars_option(audio_dir: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, [*args, "--overwrite", "--exemplars", "-3"])
     assert bad.exit_code == 2 and "--exemplars" in bad.stderr
     assert load_model(out).metadata["training"]["exemplars"] == 7  # the model is kept
+
+
+def test_train_warns_when_a_source_has_too_little_audio(audio_dir: Path, tmp_path: Path) -> None:
+    """A source with fewer audible frames than bases (or exemplars asked) trains, and says so."""
+    import soundfile as sf
+
+    y, sr = sf.read(audio_dir / "speech.wav", dtype="float32")
+    short = tmp_path / "short.wav"
+    sf.write(short, y[sr : sr + 300], sr)  # a few frames of voice
+    out = tmp_path / "m.npz"
+    args = ["train", f"speech={short}", f"noise={audio_dir / 'noise.wav'}", "-o", str(out)]
+    result = runner.invoke(app, [*args, "-k", "8", "--n-fft", "256", "--exemplars", "50"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert any(w.startswith("warning: speech: only ") and "for 8 bases" in w for w in warnings)
+    assert any(w.startswith("warning: speech: ") and "not 50" in w for w in warnings)
+    assert not any("noise: only" in w for w in warnings), warnings
