@@ -1072,6 +1072,10 @@ def _run_distributed(jobs: Sequence[Job], address: str) -> Iterator[tuple[int, J
         client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as exc:
         raise NmfsepError(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # distributed's parse of the address
+        raise NmfsepError(
+            f"--scheduler {address!r} is not a scheduler address like tcp://host:8786 ({exc})"
+        ) from None
     with client:
         futures = client.map(_run_job_dask, [_absolute(j) for j in jobs], pure=False)
         index = {f.key: i for i, f in enumerate(futures)}

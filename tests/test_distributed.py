@@ -87,3 +87,15 @@ def test_dask_cluster_gives_the_local_outputs(batch: tuple[Path, Path, list[str]
             x, _ = sf.read(path, dtype="float32")
             y, _ = sf.read(other, dtype="float32")
             np.testing.assert_allclose(x, y, atol=1e-6)
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://"])
+def test_a_malformed_scheduler_address_is_named(
+    batch: tuple[Path, Path, list[str]], address: str
+) -> None:
+    from nmfsep.errors import NmfsepError
+
+    d, model, inputs = batch
+    with pytest.raises(NmfsepError, match=r"is not a scheduler address like tcp://host:8786"):
+        _run(d, model, inputs[:1], "bad", scheduler=address)
+    assert not (d / "bad").exists()
