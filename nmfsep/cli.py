@@ -1653,6 +1653,11 @@ def _n_sources_arg(value: str) -> int | str:
     return n
 
 
+def _warn(line: str) -> None:
+    """A ``warning:`` line on stderr (shown with --quiet too: it concerns the result)."""
+    print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True)
+
+
 def _shown(value: Any) -> Any:
     """A score for the table or CSV: NaN is missing (None); +-inf stays."""
     return None if isinstance(value, float) and value != value else value
@@ -1768,7 +1773,7 @@ def evaluate(
             model=_model_arg(model),
             bss=bss,
             perceptual=perceptual,
-            warn=lambda line: print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True),
+            warn=_warn,
         )
     except ParameterError as exc:
         raise _usage(exc.message) from None
@@ -1833,7 +1838,10 @@ def _evaluate_without_reference(estimates: list[Path], *, json_out: bool, csv_ou
 
     try:
         require_mos()  # a missing extra is a usage error, before any work
-        rows = dnsmos_files(estimates)
+        rows = dnsmos_files(
+            estimates,
+            warn=_warn,
+        )
     except ParameterError as exc:
         raise _usage(exc.message) from None
     except NmfsepError as exc:

@@ -9,7 +9,7 @@ masking method at the model's STFT). Multichannel files are scored on their chan
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,9 @@ def require_mos() -> None:
         raise ParameterError(MOS_EXTRA_MESSAGE)
 
 
-def dnsmos_files(paths: Sequence[PathLike]) -> list[dict[str, Any]]:
+def dnsmos_files(
+    paths: Sequence[PathLike], *, warn: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
     """No-reference quality of each file: DNSMOS P.835 (SIG, BAK, OVRL) and P.808, 1-5.
 
     The models are the ONNX files shipped inside the ``speechmos`` wheel (nothing is
@@ -286,6 +288,8 @@ def dnsmos_files(paths: Sequence[PathLike]) -> list[dict[str, Any]]:
         y, _ = load_audio(path, sr=16000, mono=True)
         x = np.asarray(y[0], dtype=np.float32)
         if x.size < 16000:  # the models score windows of about 9 s; under 1 s say nothing
+            if warn is not None:
+                warn(f"{path}: shorter than 1 s: no DNSMOS score")
             rows.append({"estimate": str(path), **dict.fromkeys(DNSMOS_KEYS)})
             continue
         peak = float(np.abs(x).max(initial=0.0))

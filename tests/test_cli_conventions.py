@@ -194,7 +194,10 @@ def test_evaluate_without_reference_gives_dnsmos(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["files"]
     assert 1.0 <= rows[0]["ovrl_mos"] <= 5.0 and 1.0 <= rows[0]["sig_mos"] <= 5.0
-    assert rows[1]["ovrl_mos"] is None  # under one second: no score
+    assert rows[1]["ovrl_mos"] is None  # under one second: no score, and a line saying so
+    assert (
+        result.stderr == f"warning: {tmp_path / 'short.wav'}: shorter than 1 s: no DNSMOS score\n"
+    )
 
 
 @pytest.mark.parametrize(
