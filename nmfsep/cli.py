@@ -1654,7 +1654,7 @@ def _n_sources_arg(value: str) -> int | str:
 
 
 def _warn(line: str) -> None:
-    """A ``warning:`` line on stderr (shown with --quiet too: it concerns the result)."""
+    """A ``warning:`` line on stderr (about the scores ``evaluate`` prints)."""
     print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True)
 
 
