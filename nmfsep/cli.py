@@ -1244,6 +1244,7 @@ def train(
                 sr=sr,
                 options=options,
                 progress=None if quiet else report.notice,
+                warn=_warn,
                 callback=on_check,
             )
         model.save(output, protect=training_files)
@@ -1654,7 +1655,7 @@ def _n_sources_arg(value: str) -> int | str:
 
 
 def _warn(line: str) -> None:
-    """A ``warning:`` line on stderr (about the scores ``evaluate`` prints)."""
+    """A ``warning:`` line on stderr, shown with --quiet too (it concerns the result)."""
     print(_one_line(f"warning: {line}"), file=sys.stderr, flush=True)
 
 

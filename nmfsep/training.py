@@ -240,19 +240,23 @@ def train_from_files(
     sr: int | None = None,
     options: TrainOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
     callback: ProgressCallback | None = None,
 ) -> NMFModel:
     """Read each source's files (resampled to ``sr``) and train a model on them.
 
     ``sr`` defaults to the first file's rate. A source with more than
     :data:`~nmfsep.defaults.TRAIN_SECONDS` of audio is read as the same share of each file
-    (from its start). ``progress(message)`` receives one line per step.
+    (from its start). ``progress(message)`` receives one line per step, ``warn(message)``
+    what the user should know about the model (too little audio for its bases); without
+    ``warn`` those go to ``progress`` as ``"warning: ..."``.
     """
     from nmfsep import __version__
     from nmfsep.audio import audio_info, load_audio
 
     o = options or TrainOptions()
     say = progress or (lambda message: None)
+    caution = warn or (lambda message: say(f"warning: {message}"))
     first = next(iter(sources.values()))[0]
     rate = int(sr or audio_info(first).sr)
     audio: dict[str, list[Any]] = {}
@@ -288,15 +292,14 @@ def train_from_files(
         )
         learned = model.n_components[name] - stats["exemplars"]
         if stats["frames_used"] < learned:
-            say(
-                f"warning: {name}: only {stats['frames_used']} audible frame(s) for {learned} "
-                "bases: the model cannot describe this source well; give it a few seconds of "
-                "audio"
+            caution(
+                f"{name}: only {stats['frames_used']} audible frame(s) for {learned} bases: "
+                "the model cannot describe this source well; give it a few seconds of audio"
             )
         if o.exemplars and stats["exemplars"] < o.exemplars:
-            say(
-                f"warning: {name}: {stats['exemplars']} exemplar(s), not {o.exemplars}: its "
-                "audio has no more patches"
+            caution(
+                f"{name}: {stats['exemplars']} exemplar(s), not {o.exemplars}: its audio has "
+                "no more patches"
             )
     return model
 

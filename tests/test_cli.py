@@ -584,7 +584,8 @@ def test_train_exemplars_option(audio_dir: Path, tmp_path: Path) -> None:
 
 
 def test_train_warns_when_a_source_has_too_little_audio(audio_dir: Path, tmp_path: Path) -> None:
-    """A source with fewer audible frames than bases (or exemplars asked) trains, and says so."""
+    """A source with fewer audible frames than bases (or exemplars asked) trains, and says so
+    (with --quiet too)."""
     import soundfile as sf
 
     y, sr = sf.read(audio_dir / "speech.wav", dtype="float32")
@@ -592,7 +593,7 @@ def test_train_warns_when_a_source_has_too_little_audio(audio_dir: Path, tmp_pat
     sf.write(short, y[sr : sr + 300], sr)  # a few frames of voice
     out = tmp_path / "m.npz"
     args = ["train", f"speech={short}", f"noise={audio_dir / 'noise.wav'}", "-o", str(out)]
-    result = runner.invoke(app, [*args, "-k", "8", "--n-fft", "256", "--exemplars", "50"])
+    result = runner.invoke(app, [*args, "-k", "8", "--n-fft", "256", "--exemplars", "50", "-q"])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert any(w.startswith("warning: speech: only ") and "for 8 bases" in w for w in warnings)
