@@ -1839,10 +1839,7 @@ def _evaluate_without_reference(estimates: list[Path], *, json_out: bool, csv_ou
 
     try:
         require_mos()  # a missing extra is a usage error, before any work
-        rows = dnsmos_files(
-            estimates,
-            warn=_warn,
-        )
+        rows = dnsmos_files(estimates, warn=_warn)
     except ParameterError as exc:
         raise _usage(exc.message) from None
     except NmfsepError as exc:

@@ -292,9 +292,10 @@ class _PipeOut(io.RawIOBase):
         self.raw = raw
         self.pos = 0
         self.refused = False
-        #: the first write error (a closed pipe, a full disk): raised from here it would reach
-        #: only cffi's callback, which prints it and lets libsndfile fail on the short write
-        self.error: OSError | None = None
+        #: the first write error (a closed pipe, a full disk), as ``audio._GuardedFile`` keeps
+        #: it: raised from here it would reach only cffi's callback, which prints it and lets
+        #: libsndfile fail on the short write
+        self.failure: OSError | None = None
 
     def writable(self) -> bool:
         return True
@@ -313,11 +314,11 @@ class _PipeOut(io.RawIOBase):
 
     def write(self, b: Any) -> int:
         n = len(b)
-        if n and self.error is None:
+        if n and self.failure is None:
             try:
                 self.raw.write(bytes(b))
             except OSError as exc:
-                self.error = exc
+                self.failure = exc
         self.pos += n
         self.refused = False
         return n
@@ -365,8 +366,8 @@ class OutputStream:
 
     def check(self) -> None:
         """Raise the write error (``OSError``) the pipe met, if any: call after each write."""
-        if self._pipe is not None and self._pipe.error is not None:
-            raise self._pipe.error
+        if self._pipe is not None and self._pipe.failure is not None:
+            raise self._pipe.failure
 
     def open(self, sr: int, channels: int, subtype: str) -> Any:
         """A writer with ``write(frames_by_channels)`` and ``close()``; write errors are
