@@ -69,6 +69,8 @@ class _Features:
 
 
 def fit(F: np.ndarray, Y: np.ndarray, hidden: tuple[int, ...]):
+    """``nmfsep.refine.fit_refiner``'s network and training settings, returned as a predict
+    function: its ``Refiner`` checks the input layout, which the extra columns break."""
     from sklearn.neural_network import MLPRegressor
 
     mean = F.mean(axis=0)
