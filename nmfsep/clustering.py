@@ -323,6 +323,7 @@ def _order_by_centroid(W: np.ndarray, labels: np.ndarray, n_clusters: int, sr: f
 
 GROUPINGS: tuple[str, ...] = (
     "act", "hpss", "modulation", "mfcc0", "logspec+mod", "logspec+hpss", "mfcc0-or-mod",
+    "guided",
 )  # fmt: skip
 """Groupings that look at more than a basis's spectral shape (issue 12):
 
@@ -344,6 +345,13 @@ GROUPINGS: tuple[str, ...] = (
     Both the ``"mfcc0"`` and the ``"modulation"`` partitions, then the one whose sources are
     the more independent in time: the lower mean correlation between the sources' activation
     envelopes (:func:`envelope_correlation`); ties keep ``"mfcc0"``.
+``"guided"``
+    Speech against the rest, by a speech/noise model's view of the mixture: each basis's share
+    of its part ``W_k H_k`` that falls on the model's speech mask of the same frames
+    (``speech``, from :class:`nmfsep.unsupervised.SpeechGuide`: the built-in model's Wiener
+    share); two sources: 1-D two-means of the shares; more: the low-share bases are split
+    further by ``"mfcc0"``. The model is only a guide: the output is still made of the bases
+    learned on the mixture (the supervised path, ``separate``, uses the model's own bases).
 """
 
 ALL_KINDS: tuple[str, ...] = FEATURES + GROUPINGS
@@ -445,6 +453,7 @@ def group_bases(
     H: np.ndarray | None = None,
     V: np.ndarray | None = None,
     percussive: np.ndarray | None = None,
+    speech: np.ndarray | None = None,
     sr: float,
     n_fft: int,
     frame_rate: float = 62.5,
@@ -453,7 +462,9 @@ def group_bases(
     """Source label of each basis by one of :data:`ALL_KINDS` (ordered by spectral centroid).
 
     ``H`` (activations) is needed by every method but ``mfcc0`` and the plain k-means kinds;
-    ``hpss`` needs the percussive mask of the frames (``percussive``) or the frames ``V``.
+    ``hpss`` needs the percussive mask of the frames (``percussive``) or the frames ``V``;
+    ``guided`` the speech share of the frames (``speech``, shape of ``H``'s frames:
+    (n_freq, n_frames), values in [0, 1]).
     """
     if method in FEATURES:
         return cluster_bases(
@@ -484,6 +495,8 @@ def group_bases(
         if envelope_correlation(W, Hc, by_modulation) < envelope_correlation(W, Hc, by_timbre):
             return by_modulation
         return by_timbre
+    if method == "guided":
+        return _guided_labels(W, Hc, speech, n_clusters, seed, sr, int(n_fft))
     if method == "act":
         A = activation_affinity(Hc)
         return _order_by_centroid(W, _spectral(A, n_clusters, seed), n_clusters, sr)
@@ -503,6 +516,40 @@ def group_bases(
         labels = _kmeans_raw(
             np.concatenate([spec, score / np.sqrt(score.shape[1])], 1), n_clusters, seed
         )
+    return _order_by_centroid(W, labels, n_clusters, sr)
+
+
+def speech_shares(W: np.ndarray, H: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """Share of each basis's part ``W_k H_k`` that falls on the speech mask ``speech``
+    (n_freq, n_frames, values in [0, 1]); 0.5 for a basis that is never active."""
+    return percussive_share(W, H, speech)
+
+
+def _guided_labels(
+    W: np.ndarray,
+    H: np.ndarray,
+    speech: np.ndarray | None,
+    n_clusters: int,
+    seed: int | None,
+    sr: float,
+    n_fft: int,
+) -> np.ndarray:
+    if speech is None:
+        raise ParameterError("features 'guided' need the speech share of the frames")
+    P = _nonnegative(np.asarray(speech), "speech")
+    if P.shape != (W.shape[0], H.shape[1]):
+        raise ParameterError(
+            f"speech must have shape {(W.shape[0], H.shape[1])} (n_freq, n_frames), got {P.shape}"
+        )
+    speechy = _split_1d(speech_shares(W, H, np.minimum(P, 1.0))).astype(bool)
+    rest = np.flatnonzero(~speechy)
+    labels = np.full(W.shape[1], n_clusters - 1, np.int64)  # the speech bases
+    if n_clusters == 2:
+        labels[rest] = 0
+    elif rest.size >= n_clusters - 1:  # the others, split by timbre
+        labels[rest] = _mfcc0_labels(W[:, rest], n_clusters - 1, seed, sr, n_fft)
+    else:  # fewer other bases than the sources asked for
+        return _mfcc0_labels(W, n_clusters, seed, sr, n_fft)
     return _order_by_centroid(W, labels, n_clusters, sr)
 
 

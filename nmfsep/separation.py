@@ -154,13 +154,12 @@ def cluster_separate(
     model : NMFModel
         The clustered bases as a model usable by :func:`separate` on other files.
     """
-    from nmfsep.unsupervised import FrameSampler, cluster_model
+    from nmfsep.unsupervised import cluster_model, sample_frames
 
     y = check_audio(y, sr)
     opts = options_from(ClusterOptions, options, overrides)
-    sampler = FrameSampler(sr=int(sr), channels=y.shape[0], options=opts)
-    sampler.push(y)
-    model = cluster_model(sampler.finish(), sr=int(sr), config=sampler.config, options=opts)
+    V, speech, config, _ = sample_frames([y], sr=int(sr), channels=y.shape[0], options=opts)
+    model = cluster_model(V, sr=int(sr), config=config, options=opts, speech=speech)
     separator = Separator(
         model, sr=int(sr), channels=y.shape[0], options=opts.separate_options(), keep_masks=True
     )

@@ -729,22 +729,20 @@ def _cluster(
     start: float,
     duration: float | None,
 ) -> tuple[StreamResult, NMFModel]:
-    from nmfsep.unsupervised import FrameSampler, cluster_model
+    from nmfsep.unsupervised import cluster_model, sample_frames
 
     protect = [src, *(protect or ())]
     opts = options_from(ClusterOptions, *opts_from)
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
-        sampler = FrameSampler(sr=sr, channels=channels, options=opts)
         ended = src.reader.at_end if isinstance(src, InputStream) else _AT_END.get(f)
         span = _span(sr, start, duration)
-        for x in _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended):
-            sampler.push(x)
-        if sampler.samples_in == 0:
+        chunks = _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended)
+        frames, speech, config, n = sample_frames(chunks, sr=sr, channels=channels, options=opts)
+        if n == 0:
             raise AudioError("contains no audio samples (0 frames)", path=label)
-        frames = sampler.finish()
-    model = cluster_model(frames, sr=sr, config=sampler.config, options=opts)
-    del frames
+    model = cluster_model(frames, sr=sr, config=config, options=opts, speech=speech)
+    del frames, speech
     if opts.n_sources == 0:  # auto: ``outputs`` may name more sources than were found
         names = model.source_names
         piped = [n for n in outputs if n not in names and _is_stream(outputs[n])]

@@ -12,21 +12,30 @@ with the file's length.
 The sample is a uniform random subset of the non-silent frames (each frame gets a seeded random
 key; the ``max_frames`` smallest keys are kept), so it spreads over the whole file and does not
 depend on how the stream is chunked. Files shorter than ``max_frames`` frames use every frame.
+
+With ``features="guided"`` the stream also goes through the built-in speech/noise model
+(:class:`SpeechGuide`, a :class:`~nmfsep.engine.Separator` in step with the stream), and the
+sampler keeps, for every frame it keeps, the model's speech share of that frame: the bases are
+then grouped by how much of each one's part falls on speech
+(:func:`nmfsep.clustering.group_bases`). Bench: ``bench/README.md``, "Speech-guided grouping".
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 
 from nmfsep import defaults
 from nmfsep.bayes import VBNMFResult, candidate_components, select_vb_nmf
 from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
+from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.nmf import NMFResult, fit_nmf
 from nmfsep.options import ClusterOptions
 from nmfsep.spectral import STFTConfig, frames_stft, windows
 
-__all__ = ["FrameSampler", "cluster_model", "factorise"]
+__all__ = ["FrameSampler", "SpeechGuide", "cluster_model", "factorise", "sample_frames"]
 
 
 class FrameSampler:
@@ -38,16 +47,25 @@ class FrameSampler:
         Of the stream.
     options : ClusterOptions
         ``max_frames``, ``seed`` and ``window_seconds`` are used.
+    guided : bool
+        Every :meth:`push` also gives a speech estimate of the same samples; the sampler then
+        keeps the speech power share of each kept frame (:meth:`speech_share`).
     """
 
-    def __init__(self, *, sr: int, channels: int, options: ClusterOptions) -> None:
+    def __init__(
+        self, *, sr: int, channels: int, options: ClusterOptions, guided: bool = False
+    ) -> None:
         self.options = options
         self.config: STFTConfig = default_stft(sr, window_seconds=options.window_seconds)
-        block = auto_block_frames(self.config, sr, channels)
-        self._framer = Framer(self.config, channels, block, 0)
+        self.channels = channels
+        self.guided = guided
+        width = 2 * channels if guided else channels  # the estimate rides as extra channels
+        block = auto_block_frames(self.config, sr, width)
+        self._framer = Framer(self.config, width, block, 0)
         self._window = windows(self.config)[0]
         self._rng = np.random.default_rng(options.seed)
         self._frames = np.zeros((self.config.n_freq, 0), np.float32)
+        self._share = np.zeros((self.config.n_freq, 0), np.float32)
         self._keys = np.zeros(0)
         self._index = np.zeros(0, np.int64)
         self.n_frames = 0  # frames seen
@@ -57,8 +75,13 @@ class FrameSampler:
         """Input samples pushed so far (per channel)."""
         return self._framer.n_in
 
-    def push(self, x: np.ndarray) -> None:
-        """Add samples (channels, n)."""
+    def push(self, x: np.ndarray, speech: np.ndarray | None = None) -> None:
+        """Add samples (channels, n); ``guided``: and the speech estimate of the same samples
+        (channels, n)."""
+        if self.guided:
+            if speech is None or speech.shape != x.shape:
+                raise ParameterError("a guided sampler needs the speech estimate of every sample")
+            x = np.concatenate([x, speech], axis=0)
         self._framer.push(np.ascontiguousarray(x, dtype=np.float32))
         self._take()
 
@@ -70,23 +93,127 @@ class FrameSampler:
         order = np.argsort(self._index, kind="stable")
         return np.ascontiguousarray(self._frames[:, order])
 
+    def speech_share(self) -> np.ndarray:
+        """``guided``, after :meth:`finish`: the speech power share of the kept frames
+        ``|S|^2 / (|S|^2 + |X - S|^2)`` (S the estimate's STFT, X the mixture's; summed over
+        channels), in time order: shape (n_freq, n_kept), values in [0, 1]."""
+        if not self.guided:
+            raise ParameterError("this sampler was not given a speech estimate")
+        order = np.argsort(self._index, kind="stable")
+        return np.ascontiguousarray(self._share[:, order])
+
     def _take(self) -> None:
+        c = self.channels
         for j0, j1, _, x in self._framer.blocks():
             # level does not matter to the factorisation: spectra of a scaled copy are finite
             gain = safe_gain(x)
-            V = np.abs(frames_stft(x * np.float32(gain), self.config, self._window))
-            V = V.mean(axis=0, dtype=np.float32)
+            S = frames_stft(x * np.float32(gain), self.config, self._window)
+            V = np.abs(S[:c]).mean(axis=0, dtype=np.float32)
             keys = self._rng.random(j1 - j0)
             audible = V.sum(axis=0) > 0.0
             self.n_frames += j1 - j0
             frames = np.concatenate([self._frames, V[:, audible]], axis=1)
             all_keys = np.concatenate([self._keys, keys[audible]])
             index = np.concatenate([self._index, np.arange(j0, j1)[audible]])
+            share = self._share
+            if self.guided:
+                p_speech = (np.abs(S[c:]) ** 2).sum(axis=0)
+                p_rest = (np.abs(S[:c] - S[c:]) ** 2).sum(axis=0)
+                total = p_speech + p_rest
+                ratio = np.divide(p_speech, total, out=np.full_like(total, 0.5), where=total > 0)
+                share = np.concatenate([share, ratio[:, audible].astype(np.float32)], axis=1)
             k = self.options.max_frames
             if all_keys.size > k:
                 keep = np.argpartition(all_keys, k - 1)[:k]
                 frames, all_keys, index = frames[:, keep], all_keys[keep], index[keep]
+                if self.guided:
+                    share = share[:, keep]
             self._frames, self._keys, self._index = frames, all_keys, index
+            self._share = share
+
+
+class SpeechGuide:
+    """The built-in model's speech estimate of a stream, in step with it.
+
+    A :class:`~nmfsep.engine.Separator` with the built-in speech/noise model (its default
+    settings); :meth:`push` returns the mixture samples whose estimate is final so far, with
+    that estimate (the separator's latency is absorbed by holding the mixture back).
+
+    Parameters
+    ----------
+    sr, channels : int
+        Of the stream.
+    seed : int, optional
+        Of the separation (free bases).
+    """
+
+    def __init__(self, *, sr: int, channels: int, seed: int | None = defaults.SEED) -> None:
+        from nmfsep.engine import Separator
+        from nmfsep.model import default_model
+
+        self._sep = Separator(default_model(), sr=sr, channels=channels, seed=seed)
+        self._speech = [i for i, n in enumerate(self._sep.names) if n.startswith("speech")]
+        self._held: list[np.ndarray] = []
+
+    def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add samples (channels, n); return ``(mixture, speech)``, each (channels, m): the
+        samples whose estimate is final, oldest first."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self._held.append(x)
+        return self._match(self._sep.push(x))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """End of the stream: the remaining samples and their estimate."""
+        return self._match(self._sep.finish())
+
+    def _match(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        speech = out[self._speech].sum(axis=0, dtype=np.float32)
+        m = speech.shape[1]
+        held = np.concatenate(self._held, axis=1) if len(self._held) > 1 else self._held[0]
+        mix, rest = held[:, :m], held[:, m:]
+        self._held = [rest]
+        return mix, speech
+
+
+def sample_frames(
+    chunks: Iterable[np.ndarray], *, sr: int, channels: int, options: ClusterOptions
+) -> tuple[np.ndarray, np.ndarray | None, STFTConfig, int]:
+    """Sample a stream's frames for :func:`cluster_model` (with ``features="guided"``, through
+    a :class:`SpeechGuide` too).
+
+    Parameters
+    ----------
+    chunks : iterable of np.ndarray, each shape (channels, n)
+    sr, channels : int
+    options : ClusterOptions
+
+    Returns
+    -------
+    V : np.ndarray, shape (n_freq, n_kept)
+        The sampled magnitude frames (:meth:`FrameSampler.finish`).
+    speech : np.ndarray, shape (n_freq, n_kept), or None
+        Their speech share (guided only).
+    config : STFTConfig
+        The frames' STFT.
+    n_samples : int
+        Samples read (per channel); 0: nothing was sampled.
+    """
+    guided = options.features == "guided"
+    sampler = FrameSampler(sr=sr, channels=channels, options=options, guided=guided)
+    guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed) if guided else None
+    n = 0
+    for x in chunks:
+        n += x.shape[1]
+        if guide is None:
+            sampler.push(x)
+        elif x.shape[1]:
+            sampler.push(*guide.push(x))
+    if n == 0:
+        return np.zeros((sampler.config.n_freq, 0), np.float32), None, sampler.config, 0
+    if guide is not None:
+        sampler.push(*guide.finish())
+    V = sampler.finish()
+    return V, sampler.speech_share() if guided else None, sampler.config, n
 
 
 def factorise(V: np.ndarray, *, options: ClusterOptions) -> NMFResult | VBNMFResult:
@@ -129,7 +256,12 @@ def factorise(V: np.ndarray, *, options: ClusterOptions) -> NMFResult | VBNMFRes
 
 
 def cluster_model(
-    V: np.ndarray, *, sr: int, config: STFTConfig, options: ClusterOptions
+    V: np.ndarray,
+    *,
+    sr: int,
+    config: STFTConfig,
+    options: ClusterOptions,
+    speech: np.ndarray | None = None,
 ) -> NMFModel:
     """Factorise sampled mixture frames, cluster the bases, and make a model of the clusters.
 
@@ -141,6 +273,9 @@ def cluster_model(
     config : STFTConfig
         STFT the frames were taken with.
     options : ClusterOptions
+    speech : np.ndarray, shape (n_freq, n_frames), optional
+        Speech share of the same frames (:meth:`FrameSampler.speech_share`); needed by
+        ``features="guided"``.
 
     Returns
     -------
@@ -168,6 +303,7 @@ def cluster_model(
         n_clusters=n_sources,
         method=o.features,
         percussive=hpss_mask(V) if o.features.endswith("hpss") else None,
+        speech=speech,
         sr=sr,
         n_fft=config.n_fft,
         frame_rate=sr / config.hop_length,
@@ -186,6 +322,12 @@ def cluster_model(
         "components": {names[i]: int(np.sum(labels == i)) for i in range(n_sources)},
         "factoriser": o.factoriser,
     }
+    if speech is not None and o.features == "guided":  # which output holds the speech bases
+        from nmfsep.clustering import speech_shares
+
+        shares = speech_shares(result.W, result.H, speech)
+        means = [float(shares[labels == i].mean()) for i in range(n_sources)]
+        record["speech_source"] = names[int(np.argmax(means))]
     bounds = getattr(result, "candidates", None)
     if bounds:  # vb: the lower bound of each number of bases tried
         record["vb_bounds"] = {str(n): round(b, 1) for n, b in bounds.items()}

@@ -154,7 +154,10 @@ def test_hpss_grouping_splits_by_percussive_share() -> None:
 def test_every_grouping_gives_valid_labels(method: str) -> None:
     W, H = _same_band_model(seed=2)
     V = W @ H
-    labels = clustering.group_bases(W, n_clusters=3, method=method, H=H, V=V, sr=SR, n_fft=N_FFT)
+    speech = np.random.default_rng(3).random(V.shape)  # guided: any speech share of the frames
+    labels = clustering.group_bases(
+        W, n_clusters=3, method=method, H=H, V=V, speech=speech, sr=SR, n_fft=N_FFT
+    )
     assert labels.dtype == np.int64 and sorted(set(labels.tolist())) == [0, 1, 2]
 
 
@@ -185,3 +188,36 @@ def test_cluster_with_auto_sources_on_a_two_source_mix() -> None:
     total = sum(result.sources.values())
     np.testing.assert_allclose(np.ravel(total), mix, atol=2e-5)
     assert ClusterOptions(n_sources="auto").n_sources == 0  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ guided grouping
+
+
+def test_guided_grouping_splits_by_speech_share() -> None:
+    W, H = _same_band_model()
+    S = np.zeros((N_FREQ, H.shape[1]))
+    S[:, ::2] = 1.0  # the guide calls the even frames speech: the bases active there are speech
+    H[:6, 1::2] = 0.0
+    H[6:, ::2] = 0.0
+    labels = clustering.group_bases(
+        W, n_clusters=2, method="guided", H=H, speech=S, sr=SR, n_fft=N_FFT
+    )
+    assert _same_partition(labels, np.array([0] * 6 + [1] * 6))
+    shares = clustering.speech_shares(W, H, S)
+    np.testing.assert_allclose(shares, [1.0] * 6 + [0.0] * 6, atol=1e-12)
+    # three sources: the speech bases stay together, the others are split in two
+    three = clustering.group_bases(
+        W, n_clusters=3, method="guided", H=H, speech=S, sr=SR, n_fft=N_FFT
+    )
+    assert np.unique(three[:6]).size == 1 and set(three[6:].tolist()).isdisjoint({three[0]})
+    assert sorted(set(three.tolist())) == [0, 1, 2]
+
+
+def test_guided_grouping_needs_a_speech_share_of_the_frames() -> None:
+    W, H = _same_band_model()
+    with pytest.raises(ParameterError, match="speech share"):
+        clustering.group_bases(W, n_clusters=2, method="guided", H=H, sr=SR, n_fft=N_FFT)
+    with pytest.raises(ParameterError, match="shape"):
+        clustering.group_bases(
+            W, n_clusters=2, method="guided", H=H, speech=np.ones((N_FREQ, 3)), sr=SR, n_fft=N_FFT
+        )

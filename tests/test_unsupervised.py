@@ -1,0 +1,129 @@
+"""The frame sample of ``cluster`` and its speech guide (``features="guided"``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from nmfsep.cli import app
+from nmfsep.errors import ParameterError
+from nmfsep.metrics import si_sdr
+from nmfsep.options import ClusterOptions
+from nmfsep.separation import cluster_separate
+from nmfsep.unsupervised import FrameSampler, SpeechGuide, sample_frames
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_audio"
+SR = 16000
+
+
+def _noise(n: int, seed: int = 0, channels: int = 1) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((channels, n))).astype(np.float32)
+
+
+@pytest.mark.parametrize("max_frames", [10_000, 40])  # every frame / a sample of them
+def test_guided_sampler_keeps_the_same_frames_and_their_speech_share(max_frames: int) -> None:
+    x = _noise(3 * SR)
+    x[:, SR : SR + 4000] = 0.0  # silent frames are left out of both samples
+    opts = ClusterOptions(max_frames=max_frames)
+    plain = FrameSampler(sr=SR, channels=1, options=opts)
+    guided = FrameSampler(sr=SR, channels=1, options=opts, guided=True)
+    half = np.zeros_like(x)
+    half[:, : x.shape[1] // 2] = x[:, : x.shape[1] // 2]  # "speech" = the first half
+    for a in range(0, x.shape[1], 7000):  # chunked
+        plain.push(x[:, a : a + 7000])
+        guided.push(x[:, a : a + 7000], speech=half[:, a : a + 7000])
+    V = plain.finish()
+    np.testing.assert_array_equal(guided.finish(), V)
+    share = guided.speech_share()
+    assert share.shape == V.shape and share.dtype == np.float32
+    assert np.all((share >= 0) & (share <= 1))
+    # frames well inside the first half are all speech, inside the second half none
+    cols = np.mean(share, axis=0)
+    assert cols[0] > 0.99 and cols[-1] < 0.01
+    assert len(set(np.round(cols, 6).tolist()) - {0.0, 1.0}) <= 8  # only the frames at the cut
+
+
+def test_guided_sampler_needs_the_estimate() -> None:
+    guided = FrameSampler(sr=SR, channels=1, options=ClusterOptions(), guided=True)
+    with pytest.raises(ParameterError):
+        guided.push(_noise(SR))
+    plain = FrameSampler(sr=SR, channels=1, options=ClusterOptions())
+    plain.push(_noise(SR))
+    plain.finish()
+    with pytest.raises(ParameterError):
+        plain.speech_share()
+
+
+def test_speech_guide_keeps_the_mixture_in_step_whatever_the_chunking() -> None:
+    x = _noise(2 * SR + 123, channels=2)
+
+    def run(step: int) -> tuple[np.ndarray, np.ndarray]:
+        guide = SpeechGuide(sr=SR, channels=2)
+        mixes, speeches = [], []
+        for a in range(0, x.shape[1], step):
+            m, s = guide.push(x[:, a : a + step])
+            mixes.append(m)
+            speeches.append(s)
+        m, s = guide.finish()
+        return np.concatenate([*mixes, m], axis=1), np.concatenate([*speeches, s], axis=1)
+
+    mix, speech = run(x.shape[1])
+    np.testing.assert_array_equal(mix, x)  # every sample comes back once, in order
+    assert speech.shape == x.shape and np.isfinite(speech).all()
+    mix2, speech2 = run(3001)
+    np.testing.assert_array_equal(mix2, x)
+    np.testing.assert_allclose(speech2, speech, atol=1e-6)
+
+
+def test_sample_frames_of_an_empty_stream() -> None:
+    V, speech, config, n = sample_frames(
+        iter([]), sr=SR, channels=1, options=ClusterOptions(features="guided")
+    )
+    assert n == 0 and V.shape == (config.n_freq, 0) and speech is None
+
+
+def _speech_in_noise(seconds: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    s, sr = sf.read(SAMPLES / "speech.wav", dtype="float32")
+    n, _ = sf.read(SAMPLES / "noise.wav", dtype="float32")
+    assert sr == SR
+    k = int(seconds * SR)
+    return s[:k], s[:k] + n[:k]
+
+
+def test_guided_cluster_finds_the_speech_of_a_real_recording() -> None:
+    speech, mix = _speech_in_noise()
+    result, model = cluster_separate(mix, SR, features="guided")
+    record = model.metadata["training"]["cluster"]
+    assert record["features"] == "guided"
+    named = record["speech_source"]
+    gains = {
+        k: float(si_sdr(speech, v[0])) - float(si_sdr(speech, mix))
+        for k, v in result.sources.items()
+    }
+    assert max(gains, key=gains.get) == named  # the source it calls speech is the speech
+    assert gains[named] > 2.0, gains
+    total = sum(result.sources.values())
+    np.testing.assert_allclose(np.ravel(total), mix, atol=2e-5)
+    again, _ = cluster_separate(mix, SR, features="guided")
+    for k in result.sources:
+        np.testing.assert_array_equal(again.sources[k], result.sources[k])
+
+
+def test_cluster_command_with_guided_features(tmp_path: Path) -> None:
+    _, mix = _speech_in_noise(2.0)
+    src = tmp_path / "mix.wav"
+    sf.write(src, mix, SR, subtype="FLOAT")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        app, ["cluster", str(src), "--features", "guided", "-o", str(out), "--json", "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    entry = json.loads(r.stdout)["files"][0]
+    assert entry["settings"]["features"] == "guided"
+    assert entry["settings"]["speech_source"] in entry["outputs"]
+    assert sorted(p.name for p in (out / "mix").iterdir()) == ["source1.wav", "source2.wav"]
