@@ -213,7 +213,103 @@ def hpss_harmonic(mix: np.ndarray) -> np.ndarray:
     return h
 
 
-def variant_labels(m: str, W, H, perc, sr: int, n_fft: int, fr: float, seed: int) -> np.ndarray:
+GUIDE_RECIPE = "nb_n64_free2n_tracked_bins7"
+
+
+def guide_mask(c: dict, config) -> tuple[np.ndarray, np.ndarray]:
+    """(n_freq, n_frames) speech power share of the mixture by a speech/noise model, in the
+    cluster path's frames: for fold mixtures the fold's model (recipe :data:`GUIDE_RECIPE`,
+    ``bench/generalise.py``; it has heard neither the test speaker nor the test noise), else
+    the built-in model; and the model's speech estimate."""
+    from nmfsep.separation import separate
+    from nmfsep.spectral import stft
+
+    if "mixture" in c:
+        import _generalise_methods as gm
+        import generalise as gen
+
+        recipe = gm.RECIPES[GUIDE_RECIPE]
+        fold = gen.make_folds(c["corpus"], 5, 0)[c["mixture"].fold]
+        model, sep = gen.fold_model(c["corpus"], recipe, fold, True), recipe.sep
+    else:
+        model, sep = "default", {}
+    mix = c["mix"].astype(np.float32)
+    res = separate(mix, c["sr"], model, **sep)
+    s = sum(v for k, v in res.sources.items() if k.startswith("speech"))[0]
+    S = np.abs(stft(s, config)) ** 2
+    N = np.abs(stft(mix - s, config)) ** 2
+    return S / np.maximum(S + N, 1e-20), s
+
+
+def guide_model_of(c: dict):
+    if "mixture" in c:
+        import _generalise_methods as gm
+        import generalise as gen
+
+        recipe = gm.RECIPES[GUIDE_RECIPE]
+        fold = gen.make_folds(c["corpus"], 5, 0)[c["mixture"].fold]
+        return gen.fold_model(c["corpus"], recipe, fold, True)
+    from nmfsep.model import default_model
+
+    return default_model()
+
+
+def frame_guide(c: dict, V: np.ndarray, sr: int, config, free: int = 0, it: int = 50):
+    """Speech power share of the sampled frames ``V`` by the model's bases mapped onto the
+    cluster grid (the centre frame of each stacked basis; no context, no gain tracking): KL
+    activations with the bases fixed (plus ``free`` free bases, counted as noise)."""
+    from nmfsep.engine import map_bases
+    from nmfsep.nmf import fit_nmf
+
+    model = guide_model_of(c)
+    ctx = model.context
+    parts = {}
+    for name, W in model.bases.items():
+        Wm, n_mod = map_bases(W, model.sr, model.stft, sr, config, context=ctx)
+        Wc = Wm.reshape(ctx, n_mod, -1)[ctx // 2]
+        full = np.full((V.shape[0], Wc.shape[1]), 1e-9, np.float32)
+        full[:n_mod] = Wc
+        parts[name] = full
+    speech = np.concatenate([w for k, w in parts.items() if k.startswith("speech")], 1)
+    noise = np.concatenate([w for k, w in parts.items() if not k.startswith("speech")], 1)
+    rng = np.random.default_rng(0)
+    Wf = rng.uniform(0.1, 1.0, (V.shape[0], free)).astype(np.float32)
+    W = np.concatenate([speech, noise, Wf], 1)
+    W = W / np.maximum(np.linalg.norm(W, axis=0), 1e-12)
+    fixed = np.arange(speech.shape[1] + noise.shape[1])
+    res = fit_nmf(V, W=W, beta=1.0, fixed_W=fixed if free else True, max_iter=it, tol=0.0,
+                  random_state=0, compute_loss=False)  # fmt: skip
+    ks = speech.shape[1]
+    S = res.W[:, :ks] @ res.H[:ks]
+    return S / np.maximum(res.W @ res.H, 1e-20)
+
+
+def library_guided(c: dict) -> list[np.ndarray]:
+    """``cluster --features guided`` through the library (:func:`nmfsep.cluster_separate`),
+    with the built-in model replaced by the fold's model (and its separation settings) for
+    fold mixtures, so that the guide has heard neither the test speaker nor the test noise."""
+    import dataclasses
+    from unittest import mock
+
+    from nmfsep.separation import cluster_separate
+
+    mix = c["mix"].astype(np.float32)
+    if "mixture" not in c:
+        res, _ = cluster_separate(mix, c["sr"], features="guided")
+    else:
+        import _generalise_methods as gm
+
+        model = guide_model_of(c)
+        sep = gm.RECIPES[GUIDE_RECIPE].sep
+        model = dataclasses.replace(model, metadata={**model.metadata, "separation": sep})
+        with mock.patch("nmfsep.model.default_model", return_value=model):
+            res, _ = cluster_separate(mix, c["sr"], features="guided")
+    return [v[0] for v in res.sources.values()]
+
+
+def variant_labels(
+    m: str, W, H, perc, sr: int, n_fft: int, fr: float, seed: int, guide=None
+) -> np.ndarray:
     """Two-source labels of the bases by ``m``: a :data:`nmfsep.clustering.ALL_KINDS` method,
     or a bench-only variant (issue 12, item 5; not in the library):
 
@@ -235,13 +331,21 @@ def variant_labels(m: str, W, H, perc, sr: int, n_fft: int, fr: float, seed: int
     from nmfsep import clustering as cl
 
     head, _, rest = m.partition(":")
+    if head == "guidef":
+        share = cl.percussive_share(W, H, guide)
+        return cl._split_1d(share)
+    if head == "guide":  # each basis's share of its part W_k H_k on the guide's speech mask
+        share = cl.percussive_share(W, H, guide[:, : H.shape[1]])
+        t = rest or "split"
+        labels = (share > float(t)).astype(np.int64) if t != "split" else None
+        return cl._split_1d(share) if labels is None or labels.min() == labels.max() else labels
     if not rest:
         return cl.group_bases(
             W, n_clusters=2, method=m, H=H, percussive=perc, sr=sr, n_fft=n_fft,
             frame_rate=fr, random_state=seed,
         )  # fmt: skip
     if head in ("min-corr", "agree"):
-        parts = [variant_labels(x, W, H, perc, sr, n_fft, fr, seed) for x in rest.split("/")]
+        parts = [variant_labels(x, W, H, perc, sr, n_fft, fr, seed, guide) for x in rest.split("/")]
         if head == "min-corr":
             return min(parts, key=lambda lab: cl.envelope_correlation(W, H, lab))
         together = np.mean([(p[:, None] == p[None, :]).astype(float) for p in parts], axis=0)
@@ -297,9 +401,38 @@ def run_cluster(
             res.W, candidates=tuple(n for n in (2, 3, 4) if n < k) or (2,), sr=c["sr"],
             n_fft=config.n_fft, random_state=o.seed,
         )  # fmt: skip
+        guide, fguide = None, {}
         for m in methods:
+            if m.startswith("guidef"):
+                opts = dict(x.partition("=")[::2] for x in m.split(":")[1:])
+                fguide[m] = frame_guide(c, V, c["sr"], config, int(opts.get("free", 0)))
+        if any(m.startswith("guide") and not m.startswith("guidef") for m in methods):
+            guide, speech = guide_mask(c, config)
+            row["guide_model"] = score(c["ref"], speech, c["mix"], c["sr"])
+            row["guide_share"] = float(np.sum(speech**2) / np.sum(c["mix"] ** 2))
+            row["guide_mean"] = float(np.sum(guide * V**2) / np.sum(V**2))
+            assert guide.shape[1] == res.H.shape[1], "frames of the guide and the sample differ"
+        for m in methods:
+            if m == "lib-guided":
+                outs = library_guided(c)
+                row[m] = score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"])
+                continue
+            if m.startswith("ens"):  # the guided cluster's speech and the model's, averaged
+                w = float(m.partition(":")[2] or 0.5)
+                labels = variant_labels("guide", res.W, res.H, perc, c["sr"], config.n_fft, fr,
+                                        o.seed, guide)  # fmt: skip
+                outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
+                shares = __import__("nmfsep.clustering").clustering.speech_shares(
+                    res.W, res.H, guide
+                )
+                lab = int(np.argmax([shares[labels == i].mean() for i in range(2)]))
+                n = min(len(outs[lab]), len(speech))
+                est = w * outs[lab][:n] + (1 - w) * speech[:n]
+                row[m] = score(c["ref"], est, c["mix"], c["sr"])
+                continue
             labels = variant_labels(
-                m, res.W, res.H, perc, c["sr"], config.n_fft, fr, o.seed
+                m, res.W, res.H, perc, c["sr"], config.n_fft, fr, o.seed,
+                fguide.get(m, guide),
             )  # fmt: skip
             outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
             row[m] = score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"])
@@ -382,7 +515,9 @@ def main() -> None:
     )
     p.add_argument("--components", type=int, default=32, help="-k (vb: the nominal K)")
     p.add_argument("--vb-fixed", action="store_true", help="vb with -k bases only (no choice)")
+    p.add_argument("--guide-recipe", default=GUIDE_RECIPE, help="guided: the fold models' recipe")
     a = p.parse_args()
+    globals()["GUIDE_RECIPE"] = a.guide_recipe
     only = set(a.only.split(","))
     cases = []
     if "dev" in only or "music" in only:
