@@ -224,13 +224,12 @@ def guide_mask(c: dict, config) -> tuple[np.ndarray, np.ndarray]:
     from nmfsep.separation import separate
     from nmfsep.spectral import stft
 
-    if "mixture" in c:
+    if "mixture" in c and GUIDE_RECIPE != "per-case":
         import _generalise_methods as gm
-        import generalise as gen
 
-        recipe = gm.RECIPES[GUIDE_RECIPE]
-        fold = gen.make_folds(c["corpus"], 5, 0)[c["mixture"].fold]
-        model, sep = gen.fold_model(c["corpus"], recipe, fold, True), recipe.sep
+        model, sep = guide_model_of(c), gm.RECIPES[GUIDE_RECIPE].sep
+    elif "mixture" in c:
+        model, sep = guide_model_of(c), {}
     else:
         model, sep = "default", {}
     mix = c["mix"].astype(np.float32)
@@ -242,6 +241,10 @@ def guide_mask(c: dict, config) -> tuple[np.ndarray, np.ndarray]:
 
 
 def guide_model_of(c: dict):
+    if "mixture" in c and GUIDE_RECIPE == "per-case":  # the per-case trained model
+        import generalise as gen
+
+        return gen.per_case_model(c["corpus"], c["mixture"], True)
     if "mixture" in c:
         import _generalise_methods as gm
         import generalise as gen
