@@ -1387,6 +1387,18 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    cluster_blend: Annotated[
+        float,
+        typer.Option(
+            "--cluster-blend",
+            help="Blend the first source with weight W (0..1) of a second estimate made from "
+            "the mixture's own NMF bases, grouped by this separation (as cluster --features "
+            "guided); two passes over each file, about 3x the CPU. Measured on unseen "
+            "recordings: see bench/README.md. Default: 0 (off).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.0,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1423,6 +1435,7 @@ def separate(
             gain=gain,
             analysis_bands=analysis_bands,
             refine=refine,
+            cluster_blend=cluster_blend,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
@@ -1446,6 +1459,11 @@ def separate(
                 raise ParameterError(
                     f"--continuity-source {used.continuity_source!r} is not one of the "
                     f"sources ({', '.join(names)})"
+                )
+            if used.cluster_blend and len(names) != 2:
+                raise ParameterError(
+                    "--cluster-blend needs a separation into two sources, this one gives "
+                    f"{len(names)} ({', '.join(names)})"
                 )
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None

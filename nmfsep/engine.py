@@ -865,6 +865,11 @@ class Separator:
 
             model = default_model()
         opts = options_from(SeparateOptions, options, overrides)
+        if opts.cluster_blend:
+            raise ParameterError(
+                "cluster_blend needs the whole mixture before the first output: use "
+                "nmfsep.separate or nmfsep.separate_file (two passes), not a live Separator"
+            )
         self.plan = SeparationPlan.create(model, sr=sr, channels=channels, options=opts)
         from nmfsep.validation import check_int
 

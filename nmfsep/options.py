@@ -138,6 +138,14 @@ class SeparateOptions:
         first source's mask, ``M_mlp^w M_nmf^(1-w)``; 0: off. None: the model's
         recommendation (the built-in model recommends 0.5, measured on held-out folds), else
         0. Needs a model that carries a refiner (the built-in model does).
+    cluster_blend : float
+        Weight ``w`` (0..1) of a second estimate of the first source, made without the model's
+        bases: the mixture's own bases (the ``cluster`` path's factorisation) grouped by this
+        separation's first-source share (``features="guided"``); the output is
+        ``(1 - w) model + w cluster`` (:class:`nmfsep.unsupervised.BlendSeparator`), the other
+        source the rest of the mixture. It needs the whole mixture before the first output
+        (two passes over a file: :func:`nmfsep.separate`, :func:`nmfsep.separate_file`, not
+        the live :class:`~nmfsep.engine.Separator`) and a separation into two sources; 0: off.
     """
 
     mask_power: float | None = None
@@ -157,8 +165,12 @@ class SeparateOptions:
     hpss_prior: float | None = None
     gain: str | None = None
     refine: float | None = None
+    cluster_blend: float = 0.0
 
     def __post_init__(self) -> None:
+        _set(
+            self, "cluster_blend", check_number("cluster_blend", self.cluster_blend, low=0, high=1)
+        )
         if self.refine is not None:
             _set(self, "refine", check_number("refine", self.refine, low=0, high=1))
         if self.gain is not None:

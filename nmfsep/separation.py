@@ -106,11 +106,22 @@ def separate(
     SeparationResult
     """
     y = check_audio(y, sr)
+    opts = options_from(SeparateOptions, options, overrides)
+    if opts.cluster_blend:
+        from nmfsep.model import default_model
+        from nmfsep.unsupervised import blend_separator
+
+        blend, _ = blend_separator(
+            [y], _as_model(model) or default_model(), sr=int(sr), channels=y.shape[0],
+            options=opts, n_threads=n_threads,
+        )  # fmt: skip
+        assert blend is not None  # check_audio refuses empty audio
+        return _run(blend, y)  # type: ignore[arg-type]
     separator = Separator(
         _as_model(model),
         sr=int(sr),
         channels=y.shape[0],
-        options=options_from(SeparateOptions, options, overrides),
+        options=opts,
         n_threads=n_threads,
         keep_masks=True,
     )

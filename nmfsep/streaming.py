@@ -596,6 +596,7 @@ def separate_file(
     on_clip: Callable[[Any], Any] | None = None,
     start: float = 0.0,
     duration: float | None = None,
+    spool_dir: PathLike | None = None,
     **overrides: Any,
 ) -> StreamResult:
     """Separate an audio file with a model, streaming it block by block to the output files.
@@ -633,6 +634,9 @@ def separate_file(
         Separate only this time range of the input (seconds; duration None: to the end). The
         input is read from ``start`` on (a seek, or skipped when it is a stream), so memory stays
         bounded; the outputs are ``duration`` long (shorter only where the input ends).
+    spool_dir : path-like, optional
+        With ``cluster_blend`` (two passes over the input): where a stream is first copied
+        (default: the system's temporary directory; removed at the end).
 
     Raises
     ------
@@ -644,6 +648,12 @@ def separate_file(
     src = _source(path)
     protect = [_name(src), *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
+    if opts.cluster_blend:
+        return _blend_file(
+            src, outputs, model, opts=opts, mono=mono, subtypes=subtypes, n_threads=n_threads,
+            progress=progress, clip_mode=clip_mode, protect=protect, on_clip=on_clip,
+            start=start, duration=duration, spool_dir=spool_dir,
+        )  # fmt: skip
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
         separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
@@ -661,6 +671,68 @@ def separate_file(
             start=start,
             duration=duration,
         )
+
+
+def _blend_file(
+    source: Source,
+    outputs: Mapping[str, PathLike | OutputStream],
+    model: NMFModel | None,
+    *,
+    opts: SeparateOptions,
+    mono: bool,
+    subtypes: Mapping[str, str | None] | None,
+    n_threads: int,
+    progress: Progress | None,
+    clip_mode: str,
+    protect: Any,
+    on_clip: Callable[[Any], Any] | None,
+    start: float,
+    duration: float | None,
+    spool_dir: PathLike | None,
+) -> StreamResult:
+    """``separate_file`` with ``cluster_blend``: a first pass learns the clustered model
+    (:func:`nmfsep.unsupervised.blend_separator`), a second separates with the blend. A stream
+    is spooled to a temporary file first (it cannot be read twice)."""
+    from nmfsep.model import default_model
+    from nmfsep.unsupervised import blend_separator
+
+    with contextlib.ExitStack() as stack:
+        src: Path
+        if isinstance(source, InputStream):
+            src = spool(source, spool_dir)
+            stack.callback(src.unlink, missing_ok=True)
+            label = source.name
+        else:
+            src, label = source, str(source)
+        the_model = default_model() if model is None else model
+        with contextlib.ExitStack() as first:
+            f, sr, channels = _open(src, first, mono)
+            ended = _AT_END.get(f)
+            span = _span(sr, start, duration)
+            chunks = _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended)
+            blend, clustered = blend_separator(
+                chunks, the_model, sr=sr, channels=channels, options=opts, n_threads=n_threads
+            )
+        if blend is None:
+            what = "the time range holds" if start or duration is not None else "contains"
+            raise AudioError(f"{what} no audio samples (0 frames)", path=label)
+        result = _through(
+            blend,  # type: ignore[arg-type]
+            src,
+            outputs,
+            mono=mono,
+            subtypes=subtypes,
+            progress=progress,
+            clip_mode=clip_mode,
+            protect=protect,
+            on_clip=on_clip,
+            start=start,
+            duration=duration,
+        )
+        if clustered is not None:
+            record = clustered.metadata["training"]["cluster"]
+            result.settings["cluster"] = {k: record[k] for k in ("components", "speech_source")}
+        return result
 
 
 def cluster_file(

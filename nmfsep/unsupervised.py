@@ -22,7 +22,9 @@ then grouped by how much of each one's part falls on speech
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +34,19 @@ from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.nmf import NMFResult, fit_nmf
-from nmfsep.options import ClusterOptions
+from nmfsep.options import ClusterOptions, SeparateOptions
 from nmfsep.spectral import STFTConfig, frames_stft, windows
 
-__all__ = ["FrameSampler", "SpeechGuide", "cluster_model", "factorise", "sample_frames"]
+__all__ = [
+    "BlendSeparator",
+    "FrameSampler",
+    "SpeechGuide",
+    "blend_cluster_options",
+    "blend_separator",
+    "cluster_model",
+    "factorise",
+    "sample_frames",
+]
 
 
 class FrameSampler:
@@ -133,26 +144,48 @@ class FrameSampler:
 
 
 class SpeechGuide:
-    """The built-in model's speech estimate of a stream, in step with it.
+    """A model's estimate of its first source (speech, for the built-in model) of a stream,
+    in step with it.
 
-    A :class:`~nmfsep.engine.Separator` with the built-in speech/noise model (its default
-    settings); :meth:`push` returns the mixture samples whose estimate is final so far, with
-    that estimate (the separator's latency is absorbed by holding the mixture back).
+    A :class:`~nmfsep.engine.Separator`; :meth:`push` returns the mixture samples whose
+    estimate is final so far, with that estimate (the separator's latency is absorbed by
+    holding the mixture back).
 
     Parameters
     ----------
     sr, channels : int
         Of the stream.
     seed : int, optional
-        Of the separation (free bases).
+        Of the separation (free bases), when ``options`` is not given.
+    model : NMFModel, optional
+        Default: the built-in model. Its sources named ``speech*`` are the estimate, or, when
+        none is, its first source.
+    options : SeparateOptions, optional
+        Of the separation (``cluster_blend`` is ignored).
+    sources : list of int, optional
+        The separator's outputs that make the estimate, instead of the ``speech*`` ones.
     """
 
-    def __init__(self, *, sr: int, channels: int, seed: int | None = defaults.SEED) -> None:
+    def __init__(
+        self,
+        *,
+        sr: int,
+        channels: int,
+        seed: int | None = defaults.SEED,
+        model: NMFModel | None = None,
+        options: SeparateOptions | None = None,
+        sources: list[int] | None = None,
+    ) -> None:
         from nmfsep.engine import Separator
         from nmfsep.model import default_model
 
-        self._sep = Separator(default_model(), sr=sr, channels=channels, seed=seed)
-        self._speech = [i for i, n in enumerate(self._sep.names) if n.startswith("speech")]
+        opts = SeparateOptions(seed=seed) if options is None else options
+        opts = dataclasses.replace(opts, cluster_blend=0.0)
+        model = default_model() if model is None else model
+        self._sep = Separator(model, sr=sr, channels=channels, options=opts)
+        names = self._sep.names
+        speech = [i for i, n in enumerate(names) if n.startswith("speech")] or [0]
+        self.sources = speech if sources is None else list(sources)
         self._held: list[np.ndarray] = []
 
     def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +200,7 @@ class SpeechGuide:
         return self._match(self._sep.finish())
 
     def _match(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        speech = out[self._speech].sum(axis=0, dtype=np.float32)
+        speech = out[self.sources].sum(axis=0, dtype=np.float32)
         m = speech.shape[1]
         held = np.concatenate(self._held, axis=1) if len(self._held) > 1 else self._held[0]
         mix, rest = held[:, :m], held[:, m:]
@@ -175,8 +208,157 @@ class SpeechGuide:
         return mix, speech
 
 
+class BlendSeparator:
+    """A model's separation into two sources, its first source blended with the first-source
+    part of a clustered model of the same mixture (``SeparateOptions.cluster_blend``).
+
+    Both separators see the same samples; the output of the first source is
+    ``(1 - w) a + w b`` (``a`` the model's estimate, ``b`` the clustered model's estimate of
+    it), the second source the rest of the mixture, so the sources still sum to it. Averaging
+    two estimates whose errors differ (bases trained elsewhere; bases learned on this mixture)
+    beats either alone on unseen recordings (bench/README.md, "Speech-guided grouping").
+    The interface is the :class:`~nmfsep.engine.Separator`'s that the file path uses.
+
+    Parameters
+    ----------
+    model : Separator
+        The model's separation (two output sources).
+    clustered : Separator
+        The clustered model's.
+    target : int
+        The source of ``clustered`` that estimates the model's first source.
+    weight : float
+        ``w``.
+    """
+
+    def __init__(self, model: Any, clustered: Any, *, target: int, weight: float) -> None:
+        if len(model.names) != 2:
+            raise ParameterError(
+                "cluster_blend needs a separation into two sources, got "
+                f"{len(model.names)} ({', '.join(model.names)})"
+            )
+        self._a, self._b = model, clustered
+        self._target, self._w = int(target), float(weight)
+        self.names = list(model.names)
+        self.plan = model.plan
+        self.n_threads = model.n_threads
+        self._pending: list[list[np.ndarray]] = [[], []]
+
+    @property
+    def samples_in(self) -> int:
+        return int(self._a.samples_in)
+
+    @property
+    def n_iter(self) -> int:
+        return int(self._a.n_iter)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self._a.converged)
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """Empty: a blend of two separations is no mask of the mixture."""
+        return {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**self._a.settings, "cluster_blend": self._w}
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """As :meth:`nmfsep.engine.Separator.push`."""
+        return self._emit(self._a.push(x), self._b.push(x))
+
+    def finish(self) -> np.ndarray:
+        """As :meth:`nmfsep.engine.Separator.finish`."""
+        return self._emit(self._a.finish(), self._b.finish())
+
+    def _emit(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        self._pending[0].append(a)
+        self._pending[1].append(b[self._target])
+        A = np.concatenate(self._pending[0], axis=-1)
+        B = np.concatenate(self._pending[1], axis=-1)
+        m = min(A.shape[-1], B.shape[-1])
+        self._pending = [[A[..., m:]], [B[..., m:]]]
+        A, B = A[..., :m], B[..., :m]
+        out = np.empty_like(A)
+        out[0] = (1.0 - self._w) * A[0] + self._w * B
+        out[1] = A.sum(axis=0) - out[0]  # the model's sources sum to the mixture
+        return out
+
+
+def blend_separator(
+    chunks: Iterable[np.ndarray],
+    model: NMFModel,
+    *,
+    sr: int,
+    channels: int,
+    options: SeparateOptions,
+    n_threads: int = 1,
+) -> tuple[BlendSeparator | Any, NMFModel | None]:
+    """First pass of a ``cluster_blend`` separation: the mixture's frames sampled with the
+    model's estimate of its first source, the clustered model learned, and the separator of
+    the second pass (None, None when the stream held no samples; the model's own separator
+    and None when it is silent).
+
+    Parameters
+    ----------
+    chunks : iterable of np.ndarray, each shape (channels, n)
+        The mixture (read once).
+    model : NMFModel
+    sr, channels : int
+    options : SeparateOptions
+        With ``cluster_blend`` > 0.
+    n_threads : int
+        Of the model's separation.
+
+    Returns
+    -------
+    separator : BlendSeparator or Separator
+        Push the mixture again through it.
+    clustered : NMFModel or None
+        The clustered model.
+    """
+    from nmfsep.engine import Separator
+
+    plain = dataclasses.replace(options, cluster_blend=0.0)
+    first = Separator(model, sr=sr, channels=channels, options=plain, n_threads=n_threads)
+    copts = blend_cluster_options(options)
+    guide = SpeechGuide(sr=sr, channels=channels, model=model, options=plain, sources=[0])
+    V, share, config, n = sample_frames(
+        chunks, sr=sr, channels=channels, options=copts, guide=guide
+    )
+    if n == 0:
+        return None, None
+    if V.shape[1] == 0:  # silent: nothing to cluster, the model's separation alone
+        return first, None
+    clustered = cluster_model(V, sr=sr, config=config, options=copts, speech=share)
+    target = clustered.source_names.index(
+        clustered.metadata["training"]["cluster"]["speech_source"]
+    )
+    second = Separator(clustered, sr=sr, channels=channels, options=copts.separate_options())
+    return BlendSeparator(first, second, target=target, weight=options.cluster_blend), clustered
+
+
+def blend_cluster_options(options: SeparateOptions) -> ClusterOptions:
+    """The clustered model's settings of a ``cluster_blend`` separation: the ``cluster``
+    defaults with the guided grouping into two sources, and this separation's seed and
+    blocks."""
+    return ClusterOptions(
+        n_sources=2,
+        features="guided",
+        seed=options.seed,
+        block_seconds=options.block_seconds,
+    )
+
+
 def sample_frames(
-    chunks: Iterable[np.ndarray], *, sr: int, channels: int, options: ClusterOptions
+    chunks: Iterable[np.ndarray],
+    *,
+    sr: int,
+    channels: int,
+    options: ClusterOptions,
+    guide: SpeechGuide | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, STFTConfig, int]:
     """Sample a stream's frames for :func:`cluster_model` (with ``features="guided"``, through
     a :class:`SpeechGuide` too).
@@ -186,6 +368,8 @@ def sample_frames(
     chunks : iterable of np.ndarray, each shape (channels, n)
     sr, channels : int
     options : ClusterOptions
+    guide : SpeechGuide, optional
+        With ``features="guided"``: the guide (default: the built-in model's).
 
     Returns
     -------
@@ -200,7 +384,10 @@ def sample_frames(
     """
     guided = options.features == "guided"
     sampler = FrameSampler(sr=sr, channels=channels, options=options, guided=guided)
-    guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed) if guided else None
+    if guided and guide is None:
+        guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed)
+    elif not guided:
+        guide = None
     n = 0
     for x in chunks:
         n += x.shape[1]

@@ -127,3 +127,82 @@ def test_cluster_command_with_guided_features(tmp_path: Path) -> None:
     assert entry["settings"]["features"] == "guided"
     assert entry["settings"]["speech_source"] in entry["outputs"]
     assert sorted(p.name for p in (out / "mix").iterdir()) == ["source1.wav", "source2.wav"]
+
+
+# ------------------------------------------------------------------------------ cluster_blend
+
+
+def _sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    from nmfsep.metrics import bss_eval
+
+    return float(bss_eval(ref, est)["sdr"][0])
+
+
+def test_cluster_blend_weights_two_estimates_and_keeps_the_sum() -> None:
+    from nmfsep.separation import separate
+
+    speech, mix = _speech_in_noise(6.8)  # the whole file
+    plain = separate(mix, SR)
+    off = separate(mix, SR, cluster_blend=0.0)
+    np.testing.assert_array_equal(off.sources["speech"], plain.sources["speech"])
+    half = separate(mix, SR, cluster_blend=0.5)
+    full = separate(mix, SR, cluster_blend=1.0)
+    for r in (half, full):
+        assert list(r.sources) == ["speech", "noise"] and r.settings["cluster_blend"] > 0
+        np.testing.assert_allclose(r.sources["speech"] + r.sources["noise"], mix[None], atol=2e-5)
+    # the blend is the weighted mean of the model's and the clustered estimate
+    np.testing.assert_allclose(
+        half.sources["speech"], 0.5 * (plain.sources["speech"] + full.sources["speech"]), atol=2e-5
+    )
+    assert not np.allclose(full.sources["speech"], plain.sources["speech"], atol=1e-3)
+    # on this real recording the blend beats the model alone (measured 9.1 -> 11.0 dB SDRi on
+    # the whole 6.8 s file)
+    assert _sdr(speech, half.sources["speech"][0]) > _sdr(speech, plain.sources["speech"][0]) + 0.5
+
+
+def test_cluster_blend_file_path_equals_memory_and_is_refused_live(tmp_path: Path) -> None:
+    from nmfsep.engine import Separator
+    from nmfsep.separation import separate
+    from nmfsep.streaming import separate_file
+
+    _, mix = _speech_in_noise(2.5)
+    stereo = np.stack([mix, 0.7 * mix[::-1].copy()])
+    src = tmp_path / "mix.wav"
+    sf.write(src, stereo.T, SR, subtype="FLOAT")
+    outs = {"speech": tmp_path / "s.wav", "noise": tmp_path / "n.wav"}
+    float32 = {"speech": "FLOAT", "noise": "FLOAT"}
+    result = separate_file(src, outs, cluster_blend=0.4, block_seconds=1.0, subtypes=float32)
+    assert result.settings["cluster_blend"] == 0.4
+    assert result.settings["cluster"]["speech_source"] in ("source1", "source2")
+    memory = separate(stereo, SR, cluster_blend=0.4, block_seconds=1.0)
+    for name, path in outs.items():
+        y, _ = sf.read(path, dtype="float32", always_2d=True)
+        np.testing.assert_allclose(y.T, memory.sources[name], atol=1e-5)
+    with pytest.raises(ParameterError, match="cluster_blend"):
+        Separator(sr=SR, cluster_blend=0.5)
+    with pytest.raises(ParameterError, match="cluster_blend"):
+        separate(mix, SR, cluster_blend=1.5)
+
+
+def test_cluster_blend_of_silence_is_the_model_alone() -> None:
+    from nmfsep.separation import separate
+
+    r = separate(np.zeros(SR, np.float32), SR, cluster_blend=0.5)
+    assert all(not np.any(v) for v in r.sources.values())
+
+
+def test_separate_command_with_cluster_blend(tmp_path: Path) -> None:
+    _, mix = _speech_in_noise(2.0)
+    src = tmp_path / "mix.wav"
+    sf.write(src, mix, SR, subtype="FLOAT")
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["separate", str(src), "--cluster-blend", "0.5", "-o", str(tmp_path / "o"), "--json", "-q"],
+    )
+    assert r.exit_code == 0, r.output
+    entry = json.loads(r.stdout)["files"][0]
+    assert entry["settings"]["cluster_blend"] == 0.5
+    three = ["separate", str(src), "--cluster-blend", "0.5", "--free-components", "2"]
+    r = runner.invoke(app, [*three, "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "two sources" in r.output
