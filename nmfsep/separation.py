@@ -111,9 +111,10 @@ def separate(
         from nmfsep.model import default_model
         from nmfsep.unsupervised import blend_separator
 
+        kept = _Kept()
         blend, _ = blend_separator(
             [y], _as_model(model) or default_model(), sr=int(sr), channels=y.shape[0],
-            options=opts, n_threads=n_threads,
+            options=opts, n_threads=n_threads, store=kept.store, load=kept.load,
         )  # fmt: skip
         assert blend is not None  # check_audio refuses empty audio
         return _run(blend, y)  # type: ignore[arg-type]
@@ -126,6 +127,26 @@ def separate(
         keep_masks=True,
     )
     return _run(separator, y)
+
+
+class _Kept:
+    """The first pass's estimate of a blend, kept in memory and read back in order."""
+
+    def __init__(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self._all: np.ndarray | None = None
+        self._pos = 0
+
+    def store(self, piece: np.ndarray) -> None:
+        self._pieces.append(piece)
+
+    def load(self, m: int) -> np.ndarray:
+        if self._all is None:
+            self._all = np.concatenate(self._pieces, axis=-1)
+            self._pieces = []
+        out = self._all[:, self._pos : self._pos + m]
+        self._pos += m
+        return out
 
 
 def _as_model(model: NMFModel | str | os.PathLike[str] | None) -> NMFModel | None:

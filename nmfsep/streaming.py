@@ -673,6 +673,49 @@ def separate_file(
         )
 
 
+class _EstimateSpool:
+    """The first pass's estimate of a blend (float32 samples), in a temporary file of
+    ``directory`` (default: the system's), read back in order; removed on exit."""
+
+    def __init__(self, directory: PathLike | None, label: str) -> None:
+        self._dir, self._label = directory, label
+        self._fh: Any = None
+        self._channels = 0
+        self._reading = False
+
+    def __enter__(self) -> _EstimateSpool:
+        import tempfile
+
+        try:
+            self._fh = tempfile.TemporaryFile(prefix="nmfsep-blend-", dir=self._dir)
+        except OSError as exc:
+            raise AudioError(
+                f"cannot make a temporary file ({exc.strerror or exc})", path=self._label
+            ) from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._fh.close()
+
+    def store(self, piece: np.ndarray) -> None:
+        self._channels = piece.shape[0]
+        try:
+            self._fh.write(np.ascontiguousarray(piece.T, dtype=np.float32).tobytes())
+        except OSError as exc:
+            raise AudioError(
+                f"cannot keep the first pass in a temporary file ({exc.strerror or exc})",
+                path=self._label,
+            ) from None
+
+    def load(self, m: int) -> np.ndarray:
+        if not self._reading:
+            self._fh.flush()
+            self._fh.seek(0)
+            self._reading = True
+        data = np.frombuffer(self._fh.read(4 * m * self._channels), np.float32)
+        return data.reshape(-1, self._channels).T
+
+
 def _blend_file(
     source: Source,
     outputs: Mapping[str, PathLike | OutputStream],
@@ -705,14 +748,16 @@ def _blend_file(
         else:
             src, label = source, str(source)
         the_model = default_model() if model is None else model
+        kept = stack.enter_context(_EstimateSpool(spool_dir, label))
         with contextlib.ExitStack() as first:
             f, sr, channels = _open(src, first, mono)
             ended = _AT_END.get(f)
             span = _span(sr, start, duration)
             chunks = _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended)
             blend, clustered = blend_separator(
-                chunks, the_model, sr=sr, channels=channels, options=opts, n_threads=n_threads
-            )
+                chunks, the_model, sr=sr, channels=channels, options=opts,
+                n_threads=n_threads, store=kept.store, load=kept.load,
+            )  # fmt: skip
         if blend is None:
             what = "the time range holds" if start or duration is not None else "contains"
             raise AudioError(f"{what} no audio samples (0 frames)", path=label)

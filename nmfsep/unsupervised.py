@@ -23,7 +23,7 @@ then grouped by how much of each one's part falls on speech
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ from nmfsep.spectral import STFTConfig, frames_stft, windows
 __all__ = [
     "BlendSeparator",
     "FrameSampler",
+    "Replay",
     "SpeechGuide",
     "blend_cluster_options",
     "blend_separator",
@@ -164,6 +165,10 @@ class SpeechGuide:
         Of the separation (``cluster_blend`` is ignored).
     sources : list of int, optional
         The separator's outputs that make the estimate, instead of the ``speech*`` ones.
+    keep : callable, optional
+        Called with each piece of the estimate as it is returned (channels, m), in order.
+    n_threads : int
+        Blocks separated in parallel.
     """
 
     def __init__(
@@ -175,6 +180,8 @@ class SpeechGuide:
         model: NMFModel | None = None,
         options: SeparateOptions | None = None,
         sources: list[int] | None = None,
+        keep: Callable[[np.ndarray], Any] | None = None,
+        n_threads: int = 1,
     ) -> None:
         from nmfsep.engine import Separator
         from nmfsep.model import default_model
@@ -182,8 +189,11 @@ class SpeechGuide:
         opts = SeparateOptions(seed=seed) if options is None else options
         opts = dataclasses.replace(opts, cluster_blend=0.0)
         model = default_model() if model is None else model
-        self._sep = Separator(model, sr=sr, channels=channels, options=opts)
-        names = self._sep.names
+        self.separator = Separator(
+            model, sr=sr, channels=channels, options=opts, n_threads=n_threads
+        )
+        self._keep = keep
+        names = self.separator.names
         speech = [i for i, n in enumerate(names) if n.startswith("speech")] or [0]
         self.sources = speech if sources is None else list(sources)
         self._held: list[np.ndarray] = []
@@ -193,11 +203,11 @@ class SpeechGuide:
         samples whose estimate is final, oldest first."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         self._held.append(x)
-        return self._match(self._sep.push(x))
+        return self._match(self.separator.push(x))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """End of the stream: the remaining samples and their estimate."""
-        return self._match(self._sep.finish())
+        return self._match(self.separator.finish())
 
     def _match(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         speech = out[self.sources].sum(axis=0, dtype=np.float32)
@@ -205,7 +215,42 @@ class SpeechGuide:
         held = np.concatenate(self._held, axis=1) if len(self._held) > 1 else self._held[0]
         mix, rest = held[:, :m], held[:, m:]
         self._held = [rest]
+        if self._keep is not None and m:
+            self._keep(speech)
         return mix, speech
+
+
+class Replay:
+    """A first-source estimate kept from an earlier pass, read back in step with the mixture:
+    the :class:`~nmfsep.engine.Separator` interface of the file path, with no latency (the
+    second source is the rest of the mixture).
+
+    Parameters
+    ----------
+    read : callable
+        ``read(m)``: the next ``m`` samples of the estimate, (channels, m).
+    separator : Separator
+        The separator that made it (its names, plan and settings).
+    """
+
+    def __init__(self, read: Callable[[int], np.ndarray], separator: Any) -> None:
+        self._read = read
+        self.names = list(separator.names)
+        self.plan = separator.plan
+        self.n_threads = separator.n_threads
+        self.n_iter = separator.n_iter
+        self.converged = separator.converged
+        self.settings = separator.settings
+        self.masks: dict[str, np.ndarray] = {}  # as a blend: no mask of its own kept
+        self.samples_in = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        first = np.asarray(self._read(x.shape[1]), np.float32).reshape(x.shape)
+        self.samples_in += x.shape[1]
+        return np.stack([first, x - first])
+
+    def finish(self) -> np.ndarray:
+        return np.zeros((2, self.plan.channels, 0), np.float32)
 
 
 class BlendSeparator:
@@ -295,6 +340,8 @@ def blend_separator(
     channels: int,
     options: SeparateOptions,
     n_threads: int = 1,
+    store: Callable[[np.ndarray], Any] | None = None,
+    load: Callable[[int], np.ndarray] | None = None,
 ) -> tuple[BlendSeparator | Any, NMFModel | None]:
     """First pass of a ``cluster_blend`` separation: the mixture's frames sampled with the
     model's estimate of its first source, the clustered model learned, and the separator of
@@ -311,6 +358,10 @@ def blend_separator(
         With ``cluster_blend`` > 0.
     n_threads : int
         Of the model's separation.
+    store, load : callable, optional
+        Keep the first pass's estimate of the first source (``store(piece)``, in order) and
+        read it back in the second (``load(m)``: the next ``m`` samples), instead of
+        separating with the model again (which doubles its cost).
 
     Returns
     -------
@@ -322,14 +373,20 @@ def blend_separator(
     from nmfsep.engine import Separator
 
     plain = dataclasses.replace(options, cluster_blend=0.0)
-    first = Separator(model, sr=sr, channels=channels, options=plain, n_threads=n_threads)
     copts = blend_cluster_options(options)
-    guide = SpeechGuide(sr=sr, channels=channels, model=model, options=plain, sources=[0])
+    guide = SpeechGuide(
+        sr=sr, channels=channels, model=model, options=plain, sources=[0], keep=store,
+        n_threads=n_threads,
+    )  # fmt: skip
     V, share, config, n = sample_frames(
         chunks, sr=sr, channels=channels, options=copts, guide=guide
     )
     if n == 0:
         return None, None
+    if load is not None:
+        first: Any = Replay(load, guide.separator)
+    else:
+        first = Separator(model, sr=sr, channels=channels, options=plain, n_threads=n_threads)
     if V.shape[1] == 0:  # silent: nothing to cluster, the model's separation alone
         return first, None
     clustered = cluster_model(V, sr=sr, config=config, options=copts, speech=share)
