@@ -296,3 +296,16 @@ def test_a_full_stdout_is_one_line_exit_1() -> None:
     err = r.stderr.decode()
     assert r.returncode == 1
     assert err.startswith(f"error: {MIX}: cannot write audio to stdout (") and err.count("\n") == 1
+
+
+def test_cluster_blend_reads_a_stream_twice_through_a_spool(tmp_path: Path) -> None:
+    piped = nmfsep(
+        "separate", "-", "--cluster-blend", "0.3", "--stdout", "speech", stdin=MIX.read_bytes()
+    )
+    assert piped.returncode == 0, piped.stderr
+    y, _ = read_bytes(piped.stdout, tmp_path)
+    files = nmfsep("separate", str(MIX), "--cluster-blend", "0.3", "-o", str(tmp_path / "o"), "-q")
+    assert files.returncode == 0, files.stderr
+    ref, _ = sf.read(tmp_path / "o" / "mix" / "speech.wav", dtype="float32", always_2d=True)
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, atol=1e-4)  # 16-bit file output against float stdout
