@@ -404,6 +404,7 @@ def blend_cluster_options(options: SeparateOptions) -> ClusterOptions:
     return ClusterOptions(
         n_sources=2,
         features="guided",
+        max_iter=defaults.CLUSTER_BLEND_ITER,
         seed=options.seed,
         block_seconds=options.block_seconds,
     )
