@@ -214,6 +214,8 @@ def hpss_harmonic(mix: np.ndarray) -> np.ndarray:
 
 
 GUIDE_RECIPE = "nb_n64_free2n_tracked_bins7"
+#: more ClusterOptions fields of the cluster runs (``--cluster-option name=value``)
+CLUSTER_EXTRA: dict = {}
 
 
 def guide_mask(c: dict, config) -> tuple[np.ndarray, np.ndarray]:
@@ -392,7 +394,7 @@ def run_cluster(
     rows = []
     for c in cases:
         t0 = time.process_time()
-        o = ClusterOptions(factoriser=factoriser, n_components=components)
+        o = ClusterOptions(factoriser=factoriser, n_components=components, **CLUSTER_EXTRA)
         V, res, config = factorise(c["mix"], c["sr"], o, vb_level, vb_fixed)
         cpu = time.process_time() - t0
         k = int(res.W.shape[1])
@@ -518,9 +520,13 @@ def main() -> None:
     )
     p.add_argument("--components", type=int, default=32, help="-k (vb: the nominal K)")
     p.add_argument("--vb-fixed", action="store_true", help="vb with -k bases only (no choice)")
+    p.add_argument("--cluster-option", action="append", default=[], help="name=value")
     p.add_argument("--guide-recipe", default=GUIDE_RECIPE, help="guided: the fold models' recipe")
     a = p.parse_args()
     globals()["GUIDE_RECIPE"] = a.guide_recipe
+    for item in a.cluster_option:
+        k, _, v = item.partition("=")
+        CLUSTER_EXTRA[k] = float(v) if "." in v else int(v)
     only = set(a.only.split(","))
     cases = []
     if "dev" in only or "music" in only:
