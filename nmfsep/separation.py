@@ -3,8 +3,9 @@
 Separation runs as thin loops over the engine (:mod:`nmfsep.engine`).
 
 ``separate`` runs a :class:`~nmfsep.engine.Separator` over the whole array, so it gives exactly
-what the file command writes for the same samples; ``cluster_separate`` learns a model from the
-mixture itself (:func:`nmfsep.clustering.cluster_model`) and separates with it the same way.
+what the file command writes for the same samples (with ``cluster_blend``, the two passes of
+:func:`nmfsep.unsupervised.blend_separator`); ``cluster_separate`` learns a model from the
+mixture itself (:func:`nmfsep.unsupervised.cluster_model`) and separates with it the same way.
 Reading and writing files is the job of :mod:`nmfsep.streaming` and :mod:`nmfsep.batch`.
 """
 

@@ -18,6 +18,12 @@ With ``features="guided"`` the stream also goes through the built-in speech/nois
 sampler keeps, for every frame it keeps, the model's speech share of that frame: the bases are
 then grouped by how much of each one's part falls on speech
 (:func:`nmfsep.clustering.group_bases`). Bench: ``bench/README.md``, "Speech-guided grouping".
+
+The same guided model serves ``separate --cluster-blend W`` (:func:`blend_separator`): the
+model's own separation of a mixture is blended with the separation by the clustered model of
+that mixture, grouped by the model's first-source share (:class:`BlendSeparator`; the first
+pass's estimate is kept and replayed by :class:`Replay`). Bench: ``bench/README.md``, "Cluster
+blend".
 """
 
 from __future__ import annotations
@@ -261,7 +267,7 @@ class BlendSeparator:
     ``(1 - w) a + w b`` (``a`` the model's estimate, ``b`` the clustered model's estimate of
     it), the second source the rest of the mixture, so the sources still sum to it. Averaging
     two estimates whose errors differ (bases trained elsewhere; bases learned on this mixture)
-    beats either alone on unseen recordings (bench/README.md, "Speech-guided grouping").
+    beats either alone on unseen recordings (bench/README.md, "Cluster blend").
     The interface is the :class:`~nmfsep.engine.Separator`'s that the file path uses.
 
     Parameters
@@ -378,6 +384,12 @@ def blend_separator(
         sr=sr, channels=channels, model=model, options=plain, sources=[0], keep=store,
         n_threads=n_threads,
     )  # fmt: skip
+    names = guide.separator.names
+    if len(names) != 2:  # before the first pass, not after it
+        raise ParameterError(
+            f"cluster_blend needs a separation into two sources, got {len(names)} "
+            f"({', '.join(names)})"
+        )
     V, share, config, n = sample_frames(
         chunks, sr=sr, channels=channels, options=copts, guide=guide
     )
