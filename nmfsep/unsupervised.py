@@ -417,6 +417,7 @@ def blend_cluster_options(options: SeparateOptions) -> ClusterOptions:
         n_sources=2,
         features="guided",
         max_iter=defaults.CLUSTER_BLEND_ITER,
+        separate_iter=defaults.CLUSTER_BLEND_SEPARATE_ITER,
         seed=options.seed,
         block_seconds=options.block_seconds,
     )
