@@ -345,13 +345,13 @@ def blend_separator(
     sr: int,
     channels: int,
     options: SeparateOptions,
+    store: Callable[[np.ndarray], Any],
+    load: Callable[[int], np.ndarray],
     n_threads: int = 1,
-    store: Callable[[np.ndarray], Any] | None = None,
-    load: Callable[[int], np.ndarray] | None = None,
-) -> tuple[BlendSeparator | Any, NMFModel | None]:
+) -> tuple[BlendSeparator | Replay | None, NMFModel | None]:
     """First pass of a ``cluster_blend`` separation: the mixture's frames sampled with the
     model's estimate of its first source, the clustered model learned, and the separator of
-    the second pass (None, None when the stream held no samples; the model's own separator
+    the second pass (None, None when the stream held no samples; the model's estimate alone
     and None when it is silent).
 
     Parameters
@@ -362,16 +362,16 @@ def blend_separator(
     sr, channels : int
     options : SeparateOptions
         With ``cluster_blend`` > 0.
+    store, load : callable
+        Keep the first pass's estimate of the first source (``store(piece)``, in order) and
+        read it back in the second (``load(m)``: the next ``m`` samples), so that the model
+        separates the mixture once.
     n_threads : int
         Of the model's separation.
-    store, load : callable, optional
-        Keep the first pass's estimate of the first source (``store(piece)``, in order) and
-        read it back in the second (``load(m)``: the next ``m`` samples), instead of
-        separating with the model again (which doubles its cost).
 
     Returns
     -------
-    separator : BlendSeparator or Separator
+    separator : BlendSeparator or Replay
         Push the mixture again through it.
     clustered : NMFModel or None
         The clustered model.
@@ -395,10 +395,7 @@ def blend_separator(
     )
     if n == 0:
         return None, None
-    if load is not None:
-        first: Any = Replay(load, guide.separator)
-    else:
-        first = Separator(model, sr=sr, channels=channels, options=plain, n_threads=n_threads)
+    first = Replay(load, guide.separator)
     if V.shape[1] == 0:  # silent: nothing to cluster, the model's separation alone
         return first, None
     clustered = cluster_model(V, sr=sr, config=config, options=copts, speech=share)
