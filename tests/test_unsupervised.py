@@ -206,3 +206,47 @@ def test_separate_command_with_cluster_blend(tmp_path: Path) -> None:
     three = ["separate", str(src), "--cluster-blend", "0.5", "--free-components", "2"]
     r = runner.invoke(app, [*three, "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "two sources" in r.output
+
+
+class _Delayed:
+    """A stand-in separator: two sources (0.25 x, 0.75 x) returned ``delay`` samples late."""
+
+    def __init__(self, delay: int, share: float = 0.25) -> None:
+        self.names = ["a", "b"]
+        self.plan = None
+        self.n_threads = 1
+        self.n_iter, self.converged, self.settings = 1, True, {}
+        self.samples_in = 0
+        self._delay, self._share = delay, share
+        self._buf = np.zeros((1, 0), np.float32)
+
+    def _out(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([self._share * x, (1 - self._share) * x])
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.samples_in += x.shape[1]
+        self._buf = np.concatenate([self._buf, x], axis=1)
+        ready = max(0, self._buf.shape[1] - self._delay)
+        out, self._buf = self._buf[:, :ready], self._buf[:, ready:]
+        return self._out(out)
+
+    def finish(self) -> np.ndarray:
+        out, self._buf = self._buf, self._buf[:, :0]
+        return self._out(out)
+
+
+def test_blend_separator_aligns_two_separators_of_different_latency() -> None:
+    from nmfsep.unsupervised import BlendSeparator
+
+    x = _noise(5000)
+    blend = BlendSeparator(_Delayed(700), _Delayed(123, share=0.5), target=1, weight=0.4)
+    pieces = [blend.push(x[:, a : a + 333]) for a in range(0, x.shape[1], 333)]
+    out = np.concatenate([*pieces, blend.finish()], axis=-1)
+    assert out.shape == (2, 1, 5000)
+    # first source: 0.6 * 0.25 x + 0.4 * (the clustered source 1: 0.5 x); the second the rest
+    np.testing.assert_allclose(out[0], (0.6 * 0.25 + 0.4 * 0.5) * x, atol=1e-6)
+    np.testing.assert_allclose(out[0] + out[1], x, atol=1e-6)
+    with pytest.raises(ParameterError, match="two sources"):
+        three = _Delayed(0)
+        three.names = ["a", "b", "c"]
+        BlendSeparator(three, _Delayed(0), target=0, weight=0.5)
