@@ -1394,7 +1394,7 @@ def separate(
             help="Blend the first source with weight W (0..1) of a second estimate made from "
             "the mixture's own NMF bases, grouped by this separation (as cluster --features "
             "guided); two passes over each file, about 1.5x the CPU. With the built-in model "
-            "and 0.3: +0.5 dB SDR on unseen voices and noises, +1.3 dB on the dev cases "
+            "and 0.3: +0.7 dB SDR on unseen voices and noises, +1.3 dB on the dev cases "
             "(bench/README.md). Default: 0 (off).",
             min=0.0,
             max=1.0,
