@@ -649,11 +649,8 @@ def separate_file(
     protect = [_name(src), *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
     if opts.cluster_blend:
-        return _blend_file(
-            src, outputs, model, opts=opts, mono=mono, subtypes=subtypes, n_threads=n_threads,
-            progress=progress, clip_mode=clip_mode, protect=protect, on_clip=on_clip,
-            start=start, duration=duration, spool_dir=spool_dir,
-        )  # fmt: skip
+        writing = _Writing(mono, subtypes, progress, clip_mode, protect, on_clip, start, duration)
+        return _blend_file(src, outputs, model, opts, n_threads, writing, spool_dir)
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
         separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
@@ -716,64 +713,89 @@ class _EstimateSpool:
         return data.reshape(-1, self._channels).T
 
 
+@dataclass(frozen=True)
+class _Writing:
+    """How a two-pass path reads its input and writes its outputs (the keywords of
+    :func:`_through` that both passes share)."""
+
+    mono: bool
+    subtypes: Mapping[str, str | None] | None
+    progress: Progress | None
+    clip_mode: str
+    protect: Any
+    on_clip: Callable[[Any], Any] | None
+    start: float
+    duration: float | None
+
+    def first_pass(
+        self, src: Path, label: str, stack: contextlib.ExitStack
+    ) -> tuple[Any, int, int]:
+        """The input's chunks for a first pass (the time range only), its rate and channels."""
+        f, sr, channels = _open(src, stack, self.mono)
+        span = _span(sr, self.start, self.duration)
+        chunks = _chunks(f, Path(label), 1 << 18, mono=self.mono, span=span, at_end=_AT_END.get(f))
+        return chunks, sr, channels
+
+    def no_audio(self, label: str) -> AudioError:
+        """The error of a first pass that read no samples."""
+        what = "the time range holds" if self.start or self.duration is not None else "contains"
+        return AudioError(f"{what} no audio samples (0 frames)", path=label)
+
+    def through(
+        self, separator: Any, src: Path, outputs: Mapping[str, PathLike | OutputStream]
+    ) -> StreamResult:
+        """The second pass: :func:`_through` with these settings."""
+        return _through(
+            separator, src, outputs, mono=self.mono, subtypes=self.subtypes,
+            progress=self.progress, clip_mode=self.clip_mode, protect=self.protect,
+            on_clip=self.on_clip, start=self.start, duration=self.duration,
+        )  # fmt: skip
+
+
+def _readable_twice(
+    source: Source, spool_dir: PathLike | None, stack: contextlib.ExitStack
+) -> tuple[Path, str]:
+    """A path to read twice, and the input's name: a stream (it cannot be read twice) is first
+    copied to a temporary file in ``spool_dir``, removed when ``stack`` closes."""
+    if isinstance(source, InputStream):
+        spooled = spool(source, spool_dir)
+        stack.callback(spooled.unlink, missing_ok=True)
+        return spooled, source.name
+    return source, str(source)
+
+
 def _blend_file(
     source: Source,
     outputs: Mapping[str, PathLike | OutputStream],
     model: NMFModel | None,
-    *,
     opts: SeparateOptions,
-    mono: bool,
-    subtypes: Mapping[str, str | None] | None,
     n_threads: int,
-    progress: Progress | None,
-    clip_mode: str,
-    protect: Any,
-    on_clip: Callable[[Any], Any] | None,
-    start: float,
-    duration: float | None,
+    writing: _Writing,
     spool_dir: PathLike | None,
 ) -> StreamResult:
     """``separate_file`` with ``cluster_blend``: a first pass learns the clustered model
-    (:func:`nmfsep.unsupervised.blend_separator`), a second separates with the blend. A stream
-    is spooled to a temporary file first (it cannot be read twice)."""
+    (:func:`nmfsep.unsupervised.blend_separator`), a second separates with the blend."""
     from nmfsep.model import default_model
     from nmfsep.unsupervised import blend_separator
 
     with contextlib.ExitStack() as stack:
-        src: Path
-        if isinstance(source, InputStream):
-            src = spool(source, spool_dir)
-            stack.callback(src.unlink, missing_ok=True)
-            label = source.name
-        else:
-            src, label = source, str(source)
+        src, label = _readable_twice(source, spool_dir, stack)
         the_model = default_model() if model is None else model
         kept = stack.enter_context(_EstimateSpool(spool_dir, label))
         with contextlib.ExitStack() as first:
-            f, sr, channels = _open(src, first, mono)
-            ended = _AT_END.get(f)
-            span = _span(sr, start, duration)
-            chunks = _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended)
+            chunks, sr, channels = writing.first_pass(src, label, first)
             blend, clustered = blend_separator(
                 chunks, the_model, sr=sr, channels=channels, options=opts,
                 n_threads=n_threads, store=kept.store, load=kept.load,
             )  # fmt: skip
         if blend is None:
-            what = "the time range holds" if start or duration is not None else "contains"
+            what = (
+                "the time range holds"
+                if writing.start or writing.duration is not None
+                else "contains"
+            )
             raise AudioError(f"{what} no audio samples (0 frames)", path=label)
-        result = _through(
-            blend,  # type: ignore[arg-type]
-            src,
-            outputs,
-            mono=mono,
-            subtypes=subtypes,
-            progress=progress,
-            clip_mode=clip_mode,
-            protect=protect,
-            on_clip=on_clip,
-            start=start,
-            duration=duration,
-        )
+        result = writing.through(blend, src, outputs)
         if clustered is not None:
             record = clustered.metadata["training"]["cluster"]
             result.settings["cluster"] = {k: record[k] for k in ("components", "speech_source")}
@@ -813,51 +835,30 @@ def cluster_file(
     model : NMFModel
         The clustered bases (``--save-model``).
     """
-    source = _source(path)
-    if isinstance(source, InputStream):
-        with contextlib.ExitStack() as stack:
-            spooled = spool(source, spool_dir)
-            stack.callback(spooled.unlink, missing_ok=True)
-            return _cluster(
-                spooled, source.name, outputs, opts_from=(options, overrides), mono=mono,
-                subtypes=subtypes, n_threads=n_threads, progress=progress, clip_mode=clip_mode,
-                protect=protect, on_clip=on_clip, start=start, duration=duration,
-            )  # fmt: skip
-    return _cluster(
-        source, str(source), outputs, opts_from=(options, overrides), mono=mono,
-        subtypes=subtypes, n_threads=n_threads, progress=progress, clip_mode=clip_mode,
-        protect=protect, on_clip=on_clip, start=start, duration=duration,
-    )  # fmt: skip
+    opts = options_from(ClusterOptions, options, overrides)
+    with contextlib.ExitStack() as stack:
+        src, label = _readable_twice(_source(path), spool_dir, stack)
+        writing = _Writing(
+            mono, subtypes, progress, clip_mode, [src, *(protect or ())], on_clip, start, duration
+        )
+        return _cluster(src, label, outputs, opts, n_threads, writing)
 
 
 def _cluster(
     src: Path,
     label: str,
     outputs: Mapping[str, PathLike | OutputStream],
-    *,
-    opts_from: tuple[ClusterOptions | None, dict[str, Any]],
-    mono: bool,
-    subtypes: Mapping[str, str | None] | None,
+    opts: ClusterOptions,
     n_threads: int,
-    progress: Progress | None,
-    clip_mode: str,
-    protect: Any,
-    on_clip: Callable[[Any], Any] | None,
-    start: float,
-    duration: float | None,
+    writing: _Writing,
 ) -> tuple[StreamResult, NMFModel]:
     from nmfsep.unsupervised import cluster_model, sample_frames
 
-    protect = [src, *(protect or ())]
-    opts = options_from(ClusterOptions, *opts_from)
     with contextlib.ExitStack() as stack:
-        f, sr, channels = _open(src, stack, mono)
-        ended = src.reader.at_end if isinstance(src, InputStream) else _AT_END.get(f)
-        span = _span(sr, start, duration)
-        chunks = _chunks(f, Path(label), 1 << 18, mono=mono, span=span, at_end=ended)
+        chunks, sr, channels = writing.first_pass(src, label, stack)
         frames, speech, config, n = sample_frames(chunks, sr=sr, channels=channels, options=opts)
         if n == 0:
-            raise AudioError("contains no audio samples (0 frames)", path=label)
+            raise writing.no_audio(label)
     model = cluster_model(frames, sr=sr, config=config, options=opts, speech=speech)
     del frames, speech
     if opts.n_sources == 0:  # auto: ``outputs`` may name more sources than were found
@@ -879,18 +880,6 @@ def _cluster(
     separator = Separator(
         model, sr=sr, channels=channels, options=opts.separate_options(), n_threads=n_threads
     )
-    result = _through(
-        separator,
-        src,
-        outputs,
-        mono=mono,
-        subtypes=subtypes,
-        progress=progress,
-        clip_mode=clip_mode,
-        protect=protect,
-        on_clip=on_clip,
-        start=start,
-        duration=duration,
-    )
+    result = writing.through(separator, src, outputs)
     result.settings.update(model.metadata["training"]["cluster"])
     return result, model
