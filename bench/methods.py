@@ -388,7 +388,7 @@ def run_cluster(
     components: int = 32,
     vb_fixed: bool = False,
 ) -> list[dict]:
-    from nmfsep.clustering import choose_n_sources, hpss_mask
+    from nmfsep.clustering import choose_n_sources, hpss_mask, speech_shares
     from nmfsep.options import ClusterOptions
 
     rows = []
@@ -427,9 +427,7 @@ def run_cluster(
                 labels = variant_labels("guide", res.W, res.H, perc, c["sr"], config.n_fft, fr,
                                         o.seed, guide)  # fmt: skip
                 outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
-                shares = __import__("nmfsep.clustering").clustering.speech_shares(
-                    res.W, res.H, guide
-                )
+                shares = speech_shares(res.W, res.H, guide)
                 lab = int(np.argmax([shares[labels == i].mean() for i in range(2)]))
                 n = min(len(outs[lab]), len(speech))
                 est = w * outs[lab][:n] + (1 - w) * speech[:n]
