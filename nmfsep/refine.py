@@ -161,6 +161,13 @@ def targets(P_target: np.ndarray, P_rest: np.ndarray, fb: np.ndarray) -> np.ndar
     return np.ascontiguousarray((ps / (ps + pr + np.float32(_TINY))).T, dtype=np.float32)
 
 
+def _flush_subnormal(a: np.ndarray) -> np.ndarray:
+    """``a`` with its subnormal entries set to zero (a copy only when there are some)."""
+    small = np.abs(a) < np.finfo(a.dtype).tiny
+    small &= a != 0
+    return np.where(small, a.dtype.type(0), a) if small.any() else a
+
+
 @dataclass(frozen=True)
 class Refiner:
     """A trained refiner: an MLP (ReLU hidden layers, linear output clipped to [0, 1]).
@@ -219,6 +226,14 @@ class Refiner:
             raise ModelError("refiner: arrays must be finite float32")
         if (self.scale <= 0).any():
             raise ModelError("refiner: standardisation scales must be positive")
+        # Weight decay leaves dead units' weights far below float32's smallest normal number
+        # (the built-in network had 78 000 such weights). Every product with a subnormal takes a
+        # microcode assist on x86, which made the forward pass 10x slower than its GEMM bound
+        # (406 vs 42 us per frame, bench/README.md "Subnormal refiner weights"); zeroing them
+        # changes no output (their products are below 1e-38 x the activations; a re-saved
+        # model stores the zeros).
+        object.__setattr__(self, "weights", tuple(_flush_subnormal(W) for W in self.weights))
+        object.__setattr__(self, "biases", tuple(_flush_subnormal(b) for b in self.biases))
 
     def predict(self, F: np.ndarray) -> np.ndarray:
         """Band masks in [0, 1], shape (n_frames, n_mels), for features ``F`` (n_frames, d_in)."""
