@@ -488,6 +488,19 @@ def _name(src: Source) -> Path:
     return Path(src.name) if isinstance(src, InputStream) else src
 
 
+def _check_outputs(outputs: object) -> None:
+    """``outputs`` must map source names to targets: a bare path would otherwise be read as
+    its characters ("no estimate for source(s) /, a, ...")."""
+    if not isinstance(outputs, Mapping):
+        raise ParameterError(
+            "outputs must map source names to output paths, e.g. {'speech': 'speech.wav'}; "
+            f"got {type(outputs).__name__}"
+        )
+    bad = [k for k in outputs if not isinstance(k, str)]
+    if bad:
+        raise ParameterError(f"output names must be source names (str), got {bad[0]!r}")
+
+
 def _through(
     separator: Separator,
     src: Source,
@@ -645,6 +658,7 @@ def separate_file(
     ParameterError
         Bad parameters, or a model that separates nothing.
     """
+    _check_outputs(outputs)
     src = _source(path)
     protect = [_name(src), *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
@@ -835,6 +849,7 @@ def cluster_file(
     model : NMFModel
         The clustered bases (``--save-model``).
     """
+    _check_outputs(outputs)
     opts = options_from(ClusterOptions, options, overrides)
     with contextlib.ExitStack() as stack:
         src, label = _readable_twice(_source(path), spool_dir, stack)

@@ -259,3 +259,20 @@ def test_flac_of_unknown_length_is_streamed_fully(model: NMFModel, tmp_path: Pat
     assert result.n_samples == y.size
     total = sum(_read(p) for p in outs.values())
     assert total.shape == (1, y.size) and np.abs(total[0] - y).max() < 1e-4  # FLAC is 16-bit
+
+
+def test_outputs_must_be_a_mapping(model: NMFModel, tmp_path: Path) -> None:
+    """A bare path as ``outputs`` is a usage error before anything is read or written (it was
+    taken as its characters: "no estimate for source(s) /, a, ...")."""
+    from nmfsep.streaming import cluster_file
+
+    src = _write(tmp_path / "mix.wav", tones(1.0) + hiss(1.0), SR)
+    for call in (
+        lambda out: separate_file(src, out, model=model),
+        lambda out: cluster_file(src, out),
+    ):
+        with pytest.raises(ParameterError, match="must map source names"):
+            call(str(tmp_path / "out.wav"))
+        with pytest.raises(ParameterError, match="source names"):
+            call({0: tmp_path / "out.wav"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav"]
