@@ -589,8 +589,7 @@ class Refined(Generic):
 
         base = Generic.train(self, speech, noise, categories)
         # the refiner learns on the model's own masks: no refiner, no cluster blend
-        sep0 = {**self.sep, "refine": 0.0}
-        sep0.pop("cluster_blend", None)
+        sep0 = {**self.sep, "refine": 0.0, "cluster_blend": 0.0}
         F, Y = refiner_data(
             base, sep0, speech, noise, n_mix=self.refine_mixtures, context=self.refine_context
         )
@@ -738,10 +737,12 @@ RECIPES: dict[str, Any] = {
     ),
 }
 # session 12: the built-in path blended with the guided cluster estimate of the same mixture
-# (separate --cluster-blend W; nmfsep.unsupervised.BlendSeparator): same models (same train key)
+# (separate --cluster-blend W; since session 13 inside each block, nmfsep.blend): same models
+# (same train key)
 for _name in ("nb_n64_bins7_refine_big", "nb_n64_free2n_tracked_bins7"):
     for _w in (0.3, 0.5):
         _r = RECIPES[_name]
         _blend = f"{_name}_blend{int(_w * 10)}"
         RECIPES[_blend] = dataclasses.replace(_r, name=_blend, sep={**_r.sep, "cluster_blend": _w})
-SHIPPED = "nb_n64_bins7_refine_big"
+# shipped (session 13): the session-6 model and settings with the cluster blend at 0.3
+SHIPPED = "nb_n64_bins7_refine_big_blend3"

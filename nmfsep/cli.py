@@ -1388,18 +1388,19 @@ def separate(
         ),
     ] = None,
     cluster_blend: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--cluster-blend",
-            help="Blend the first source with weight W (0..1) of a second estimate made from "
-            "the mixture's own NMF bases, grouped by this separation (as cluster --features "
-            "guided); two passes over each file, about 1.5x the CPU. With the built-in model "
-            "and 0.3: +0.7 dB SDR on unseen voices and noises, +1.3 dB on the dev cases "
-            "(bench/README.md). Default: 0 (off).",
+            help="Blend the first source's mask with weight W (0..1) of a second estimate "
+            "from each block's own NMF bases, grouped by this separation (as cluster "
+            "--features guided), for a few per cent more CPU. The built-in model gains about "
+            '0.6 dB SDR with it on unseen voices and noises (bench/README.md, "Cluster '
+            "blend\"). 0: off. Default: the model's (the built-in model: 0.3), else 0.",
             min=0.0,
             max=1.0,
+            show_default=False,
         ),
-    ] = 0.0,
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1460,11 +1461,6 @@ def separate(
                 raise ParameterError(
                     f"--continuity-source {used.continuity_source!r} is not one of the "
                     f"sources ({', '.join(names)})"
-                )
-            if used.cluster_blend and len(names) != 2:
-                raise ParameterError(
-                    "--cluster-blend needs a separation into two sources, this one gives "
-                    f"{len(names)} ({', '.join(names)})"
                 )
         except ParameterError as exc:
             raise _usage(f"{model_path or 'built-in model'}: {exc.message}") from None

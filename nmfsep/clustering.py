@@ -525,6 +525,13 @@ def speech_shares(W: np.ndarray, H: np.ndarray, speech: np.ndarray) -> np.ndarra
     return percussive_share(W, H, speech)
 
 
+def speech_bases(W: np.ndarray, H: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """Which bases are speech: the high group of their :func:`speech_shares` by 1-D two-means
+    (the split with the least within-group variance; both groups non-empty, so ``K >= 2``).
+    Boolean, shape (K,)."""
+    return _split_1d(speech_shares(W, H, speech)).astype(bool)
+
+
 def _guided_labels(
     W: np.ndarray,
     H: np.ndarray,
@@ -541,7 +548,7 @@ def _guided_labels(
         raise ParameterError(
             f"speech must have shape {(W.shape[0], H.shape[1])} (n_freq, n_frames), got {P.shape}"
         )
-    speechy = _split_1d(speech_shares(W, H, np.minimum(P, 1.0))).astype(bool)
+    speechy = speech_bases(W, H, np.minimum(P, 1.0))
     rest = np.flatnonzero(~speechy)
     labels = np.full(W.shape[1], n_clusters - 1, np.int64)  # the speech bases
     if n_clusters == 2:

@@ -126,15 +126,14 @@ CLUSTER_FEATURES = "mfcc0"
 CLUSTER_FRAMES = 20_000
 #: Iterations of the activations once the clustered bases are fixed (the separation pass).
 CLUSTER_SEPARATE_ITER = 50
-#: Iterations of the mixture's factorisation in ``separate --cluster-blend``: 40 was as good as
-#: 200 on the held-out folds (refined fold models, folds 0-1: 7.03 vs 6.99 dB; bases only, 80
-#: mixtures: 6.36 vs 6.41 dB) and on the dev cases (10.77 vs 10.71 dB), for 1.5x the plain
-#: path's CPU instead of 1.7x (bench/README.md, "Cluster blend").
+#: ``separate --cluster-blend`` (nmfsep.blend): bases learned on each block, on about this many
+#: ERB bands, with this many iterations and this Wiener power for their estimate. Measured on
+#: the held-out folds (bench/README.md, "Cluster blend"): 128 bands scored as every bin did
+#: (bases-only fold models, 80 mixtures: 6.49 vs 6.44 dB) for a fraction of the CPU.
+CLUSTER_BLEND_COMPONENTS = 32
+CLUSTER_BLEND_BANDS = 128
 CLUSTER_BLEND_ITER = 40
-#: Iterations of the activations in its separation pass with the clustered bases fixed: 20
-#: scored as 50 did (folds 0-1 7.04 vs 7.03 dB, 80 bases-only mixtures 6.37 vs 6.36, dev 10.79
-#: vs 10.77), for less CPU.
-CLUSTER_BLEND_SEPARATE_ITER = 20
+CLUSTER_BLEND_MASK_POWER = 1.5
 #: How ``cluster`` learns its bases: multiplicative updates with ``-k`` bases ("mu"), or
 #: variational Bayes choosing their number by the bound ("vb", nmfsep.bayes; Cemgil 2009,
 #: Yang, Hsu & Chien 2014). "mu" stays the default: see bench/README.md, "Variational Bayesian

@@ -307,6 +307,9 @@ class SeparationPlan:
     percussive_share: np.ndarray | None = field(default=None, repr=False)
     #: the model's learned mask refiner when ``options.refine`` is on (nmfsep.refine)
     refiner: Refiner | None = field(default=None, repr=False)
+    #: first bins of the cluster blend's bands when ``options.cluster_blend`` is on
+    #: (nmfsep.blend), over every bin of the STFT
+    blend_bands: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -389,6 +392,9 @@ class SeparationPlan:
                     "model does)"
                 )
             refiner = model.refiner
+        blend_bands = None
+        if opts.cluster_blend:
+            blend_bands = analysis_bands(config.frequencies(sr), defaults.CLUSTER_BLEND_BANDS)
         return cls(
             names=tuple(names),
             sr=sr,
@@ -411,6 +417,7 @@ class SeparationPlan:
             W_recon=W_recon,
             percussive_share=shares,
             refiner=refiner,
+            blend_bands=blend_bands,
         )
 
     @property
@@ -486,6 +493,7 @@ class SeparationPlan:
             **({"gain": o.gain} if o.gain != defaults.GAIN else {}),
             **({"hpss_prior": o.hpss_prior} if self.percussive_share is not None else {}),
             **({"refine": o.refine} if self.refiner is not None else {}),
+            **({"cluster_blend": o.cluster_blend} if self.blend_bands is not None else {}),
         }
 
 
@@ -632,6 +640,13 @@ def fit_masks(
             n_fft=plan.config.n_fft,
             hop_seconds=plan.config.hop_length / plan.sr,
             weight=float(o.refine or 0.0),
+        )
+    if plan.blend_bands is not None:
+        from nmfsep.blend import cluster_blend
+
+        # the model's first source blended with the block's own clustered estimate of it
+        masks = cluster_blend(
+            masks, V, weight=float(o.cluster_blend or 0.0), bands=plan.blend_bands, seed=o.seed
         )
     if o.atten_lim is not None:
         limit_attenuation(masks, o.atten_lim)
@@ -865,11 +880,6 @@ class Separator:
 
             model = default_model()
         opts = options_from(SeparateOptions, options, overrides)
-        if opts.cluster_blend:
-            raise ParameterError(
-                "cluster_blend needs the whole mixture before the first output: use "
-                "nmfsep.separate or nmfsep.separate_file (two passes), not a live Separator"
-            )
         self.plan = SeparationPlan.create(model, sr=sr, channels=channels, options=opts)
         from nmfsep.validation import check_int
 

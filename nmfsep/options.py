@@ -138,14 +138,14 @@ class SeparateOptions:
         first source's mask, ``M_mlp^w M_nmf^(1-w)``; 0: off. None: the model's
         recommendation (the built-in model recommends 0.5, measured on held-out folds), else
         0. Needs a model that carries a refiner (the built-in model does).
-    cluster_blend : float
-        Weight ``w`` (0..1) of a second estimate of the first source, made without the model's
-        bases: the mixture's own bases (the ``cluster`` path's factorisation) grouped by this
-        separation's first-source share (``features="guided"``); the output is
-        ``(1 - w) model + w cluster`` (:class:`nmfsep.unsupervised.BlendSeparator`), the other
-        source the rest of the mixture. It needs the whole mixture before the first output
-        (two passes over a file: :func:`nmfsep.separate`, :func:`nmfsep.separate_file`, not
-        the live :class:`~nmfsep.engine.Separator`) and a separation into two sources; 0: off.
+    cluster_blend : float, optional
+        Weight ``w`` (0..1) of a second estimate of the first source, made in every block from
+        the block's own bases (:func:`nmfsep.blend.cluster_blend`: NMF of the block's mixture on
+        about 128 bands, each basis given to the first source when most of its part falls on
+        this separation's first-source share, as ``cluster --features guided``): the first
+        source's mask becomes ``(1 - w) M + w M_cluster``, the others share the rest. 0: off.
+        None: the model's recommendation (the built-in model recommends 0.3, measured on
+        held-out folds), else 0.
     """
 
     mask_power: float | None = None
@@ -165,12 +165,15 @@ class SeparateOptions:
     hpss_prior: float | None = None
     gain: str | None = None
     refine: float | None = None
-    cluster_blend: float = 0.0
+    cluster_blend: float | None = None
 
     def __post_init__(self) -> None:
-        _set(
-            self, "cluster_blend", check_number("cluster_blend", self.cluster_blend, low=0, high=1)
-        )
+        if self.cluster_blend is not None:
+            _set(
+                self,
+                "cluster_blend",
+                check_number("cluster_blend", self.cluster_blend, low=0, high=1),
+            )
         if self.refine is not None:
             _set(self, "refine", check_number("refine", self.refine, low=0, high=1))
         if self.gain is not None:
@@ -226,6 +229,7 @@ class SeparateOptions:
         "hpss_prior",
         "gain",
         "refine",
+        "cluster_blend",
     )
 
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
@@ -247,6 +251,7 @@ class SeparateOptions:
             hpss_prior=_first(self.hpss_prior, rec.hpss_prior, 0.0),
             gain=_first(self.gain, rec.gain, defaults.GAIN),
             refine=_first(self.refine, rec.refine, 0.0),
+            cluster_blend=_first(self.cluster_blend, rec.cluster_blend, 0.0),
             max_iter=_first(self.max_iter, rec.max_iter, defaults.SEPARATE_ITER),
             analysis_bands=_first(self.analysis_bands, rec.analysis_bands, defaults.ANALYSIS_BANDS),
         )

@@ -151,7 +151,7 @@ def plot_separation(
         fig.colorbar(im, ax=axes[row, 0], label="dB")
         mask = result.masks.get(name)
         what = "mask (share of each cell)"
-        if mask is None:  # a blend of two separations (cluster_blend) has no mask of its own
+        if mask is None:  # a separation that kept no masks
             mask = np.clip(source_mag / np.maximum(mix_mag, 1e-12), 0.0, 1.0)
             what = "magnitude share of each cell"
         im = _image(axes[row, 1], mask, times[: mask.shape[1]], freqs[: mask.shape[0]],

@@ -3,8 +3,7 @@
 Separation runs as thin loops over the engine (:mod:`nmfsep.engine`).
 
 ``separate`` runs a :class:`~nmfsep.engine.Separator` over the whole array, so it gives exactly
-what the file command writes for the same samples (with ``cluster_blend``, the two passes of
-:func:`nmfsep.unsupervised.blend_separator`); ``cluster_separate`` learns a model from the
+what the file command writes for the same samples; ``cluster_separate`` learns a model from the
 mixture itself (:func:`nmfsep.unsupervised.cluster_model`) and separates with it the same way.
 Reading and writing files is the job of :mod:`nmfsep.streaming` and :mod:`nmfsep.batch`.
 """
@@ -108,17 +107,6 @@ def separate(
     """
     y = check_audio(y, sr)
     opts = options_from(SeparateOptions, options, overrides)
-    if opts.cluster_blend:
-        from nmfsep.model import default_model
-        from nmfsep.unsupervised import blend_separator
-
-        kept = _Kept()
-        blend, _ = blend_separator(
-            [y], _as_model(model) or default_model(), sr=int(sr), channels=y.shape[0],
-            options=opts, n_threads=n_threads, store=kept.store, load=kept.load,
-        )  # fmt: skip
-        assert blend is not None  # check_audio refuses empty audio
-        return _run(blend, y)  # type: ignore[arg-type]
     separator = Separator(
         _as_model(model),
         sr=int(sr),
@@ -128,26 +116,6 @@ def separate(
         keep_masks=True,
     )
     return _run(separator, y)
-
-
-class _Kept:
-    """The first pass's estimate of a blend, kept in memory and read back in order."""
-
-    def __init__(self) -> None:
-        self._pieces: list[np.ndarray] = []
-        self._all: np.ndarray | None = None
-        self._pos = 0
-
-    def store(self, piece: np.ndarray) -> None:
-        self._pieces.append(piece)
-
-    def load(self, m: int) -> np.ndarray:
-        if self._all is None:
-            self._all = np.concatenate(self._pieces, axis=-1)
-            self._pieces = []
-        out = self._all[:, self._pos : self._pos + m]
-        self._pos += m
-        return out
 
 
 def _as_model(model: NMFModel | str | os.PathLike[str] | None) -> NMFModel | None:

@@ -609,7 +609,6 @@ def separate_file(
     on_clip: Callable[[Any], Any] | None = None,
     start: float = 0.0,
     duration: float | None = None,
-    spool_dir: PathLike | None = None,
     **overrides: Any,
 ) -> StreamResult:
     """Separate an audio file with a model, streaming it block by block to the output files.
@@ -647,9 +646,6 @@ def separate_file(
         Separate only this time range of the input (seconds; duration None: to the end). The
         input is read from ``start`` on (a seek, or skipped when it is a stream), so memory stays
         bounded; the outputs are ``duration`` long (shorter only where the input ends).
-    spool_dir : path-like, optional
-        With ``cluster_blend`` (two passes over the input): where a stream is first copied
-        (default: the system's temporary directory; removed at the end).
 
     Raises
     ------
@@ -662,9 +658,6 @@ def separate_file(
     src = _source(path)
     protect = [_name(src), *(protect or ())]
     opts = options_from(SeparateOptions, options, overrides)
-    if opts.cluster_blend:
-        writing = _Writing(mono, subtypes, progress, clip_mode, protect, on_clip, start, duration)
-        return _blend_file(src, outputs, model, opts, n_threads, writing, spool_dir)
     with contextlib.ExitStack() as stack:
         f, sr, channels = _open(src, stack, mono)
         separator = Separator(model, sr=sr, channels=channels, options=opts, n_threads=n_threads)
@@ -682,49 +675,6 @@ def separate_file(
             start=start,
             duration=duration,
         )
-
-
-class _EstimateSpool:
-    """The first pass's estimate of a blend (float32 samples), in a temporary file of
-    ``directory`` (default: the system's), read back in order; removed on exit."""
-
-    def __init__(self, directory: PathLike | None, label: str) -> None:
-        self._dir, self._label = directory, label
-        self._fh: Any = None
-        self._channels = 0
-        self._reading = False
-
-    def __enter__(self) -> _EstimateSpool:
-        import tempfile
-
-        try:
-            self._fh = tempfile.TemporaryFile(prefix="nmfsep-blend-", dir=self._dir)
-        except OSError as exc:
-            raise AudioError(
-                f"cannot make a temporary file ({exc.strerror or exc})", path=self._label
-            ) from None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._fh.close()
-
-    def store(self, piece: np.ndarray) -> None:
-        self._channels = piece.shape[0]
-        try:
-            self._fh.write(np.ascontiguousarray(piece.T, dtype=np.float32).tobytes())
-        except OSError as exc:
-            raise AudioError(
-                f"cannot keep the first pass in a temporary file ({exc.strerror or exc})",
-                path=self._label,
-            ) from None
-
-    def load(self, m: int) -> np.ndarray:
-        if not self._reading:
-            self._fh.flush()
-            self._fh.seek(0)
-            self._reading = True
-        data = np.frombuffer(self._fh.read(4 * m * self._channels), np.float32)
-        return data.reshape(-1, self._channels).T
 
 
 @dataclass(frozen=True)
@@ -776,44 +726,6 @@ def _readable_twice(
         stack.callback(spooled.unlink, missing_ok=True)
         return spooled, source.name
     return source, str(source)
-
-
-def _blend_file(
-    source: Source,
-    outputs: Mapping[str, PathLike | OutputStream],
-    model: NMFModel | None,
-    opts: SeparateOptions,
-    n_threads: int,
-    writing: _Writing,
-    spool_dir: PathLike | None,
-) -> StreamResult:
-    """``separate_file`` with ``cluster_blend``: a first pass learns the clustered model
-    (:func:`nmfsep.unsupervised.blend_separator`), a second separates with the blend."""
-    from nmfsep.model import default_model
-    from nmfsep.unsupervised import blend_separator
-
-    with contextlib.ExitStack() as stack:
-        src, label = _readable_twice(source, spool_dir, stack)
-        the_model = default_model() if model is None else model
-        kept = stack.enter_context(_EstimateSpool(spool_dir, label))
-        with contextlib.ExitStack() as first:
-            chunks, sr, channels = writing.first_pass(src, label, first)
-            blend, clustered = blend_separator(
-                chunks, the_model, sr=sr, channels=channels, options=opts,
-                n_threads=n_threads, store=kept.store, load=kept.load,
-            )  # fmt: skip
-        if blend is None:
-            what = (
-                "the time range holds"
-                if writing.start or writing.duration is not None
-                else "contains"
-            )
-            raise AudioError(f"{what} no audio samples (0 frames)", path=label)
-        result = writing.through(blend, src, outputs)
-        if clustered is not None:
-            record = clustered.metadata["training"]["cluster"]
-            result.settings["cluster"] = {k: record[k] for k in ("components", "speech_source")}
-        return result
 
 
 def cluster_file(

@@ -19,18 +19,14 @@ sampler keeps, for every frame it keeps, the model's speech share of that frame:
 then grouped by how much of each one's part falls on speech
 (:func:`nmfsep.clustering.group_bases`). Bench: ``bench/README.md``, "Speech-guided grouping".
 
-The same guided model serves ``separate --cluster-blend W`` (:func:`blend_separator`): the
-model's own separation of a mixture is blended with the separation by the clustered model of
-that mixture, grouped by the model's first-source share (:class:`BlendSeparator`; the first
-pass's estimate is kept and replayed by :class:`Replay`). Bench: ``bench/README.md``, "Cluster
-blend".
+The same grouping, inside each block of a model's separation, is ``separate --cluster-blend``
+(:mod:`nmfsep.blend`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -44,12 +40,8 @@ from nmfsep.options import ClusterOptions, SeparateOptions
 from nmfsep.spectral import STFTConfig, frames_stft, windows
 
 __all__ = [
-    "BlendSeparator",
     "FrameSampler",
-    "Replay",
     "SpeechGuide",
-    "blend_cluster_options",
-    "blend_separator",
     "cluster_model",
     "factorise",
     "sample_frames",
@@ -168,11 +160,9 @@ class SpeechGuide:
         Default: the built-in model. Its sources named ``speech*`` are the estimate, or, when
         none is, its first source.
     options : SeparateOptions, optional
-        Of the separation (``cluster_blend`` is ignored).
+        Of the separation (``cluster_blend`` is turned off: the guide is the model's own).
     sources : list of int, optional
         The separator's outputs that make the estimate, instead of the ``speech*`` ones.
-    keep : callable, optional
-        Called with each piece of the estimate as it is returned (channels, m), in order.
     n_threads : int
         Blocks separated in parallel.
     """
@@ -186,7 +176,6 @@ class SpeechGuide:
         model: NMFModel | None = None,
         options: SeparateOptions | None = None,
         sources: list[int] | None = None,
-        keep: Callable[[np.ndarray], Any] | None = None,
         n_threads: int = 1,
     ) -> None:
         from nmfsep.engine import Separator
@@ -198,7 +187,6 @@ class SpeechGuide:
         self.separator = Separator(
             model, sr=sr, channels=channels, options=opts, n_threads=n_threads
         )
-        self._keep = keep
         names = self.separator.names
         speech = [i for i, n in enumerate(names) if n.startswith("speech")] or [0]
         self.sources = speech if sources is None else list(sources)
@@ -221,203 +209,7 @@ class SpeechGuide:
         held = np.concatenate(self._held, axis=1) if len(self._held) > 1 else self._held[0]
         mix, rest = held[:, :m], held[:, m:]
         self._held = [rest]
-        if self._keep is not None and m:
-            self._keep(speech)
         return mix, speech
-
-
-class Replay:
-    """A first-source estimate kept from an earlier pass, read back in step with the mixture:
-    the :class:`~nmfsep.engine.Separator` interface of the file path, with no latency (the
-    second source is the rest of the mixture).
-
-    Parameters
-    ----------
-    read : callable
-        ``read(m)``: the next ``m`` samples of the estimate, (channels, m).
-    separator : Separator
-        The separator that made it (its names, plan and settings).
-    """
-
-    def __init__(self, read: Callable[[int], np.ndarray], separator: Any) -> None:
-        self._read = read
-        self.names = list(separator.names)
-        self.plan = separator.plan
-        self.n_threads = separator.n_threads
-        self.n_iter = separator.n_iter
-        self.converged = separator.converged
-        self.settings = separator.settings
-        self.masks: dict[str, np.ndarray] = {}  # as a blend: no mask of its own kept
-        self.samples_in = 0
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        first = np.asarray(self._read(x.shape[1]), np.float32).reshape(x.shape)
-        self.samples_in += x.shape[1]
-        return np.stack([first, x - first])
-
-    def finish(self) -> np.ndarray:
-        return np.zeros((2, self.plan.channels, 0), np.float32)
-
-
-class BlendSeparator:
-    """A model's separation into two sources, its first source blended with the first-source
-    part of a clustered model of the same mixture (``SeparateOptions.cluster_blend``).
-
-    Both separators see the same samples; the output of the first source is
-    ``(1 - w) a + w b`` (``a`` the model's estimate, ``b`` the clustered model's estimate of
-    it), the second source the rest of the mixture, so the sources still sum to it. Averaging
-    two estimates whose errors differ (bases trained elsewhere; bases learned on this mixture)
-    beats either alone on unseen recordings (bench/README.md, "Cluster blend").
-    The interface is the :class:`~nmfsep.engine.Separator`'s that the file path uses.
-
-    Parameters
-    ----------
-    model : Separator
-        The model's separation (two output sources).
-    clustered : Separator
-        The clustered model's.
-    target : int
-        The source of ``clustered`` that estimates the model's first source.
-    weight : float
-        ``w``.
-    """
-
-    def __init__(self, model: Any, clustered: Any, *, target: int, weight: float) -> None:
-        if len(model.names) != 2:
-            raise ParameterError(
-                "cluster_blend needs a separation into two sources, got "
-                f"{len(model.names)} ({', '.join(model.names)})"
-            )
-        self._a, self._b = model, clustered
-        self._target, self._w = int(target), float(weight)
-        self.names = list(model.names)
-        self.plan = model.plan
-        self.n_threads = model.n_threads
-        self._pending: list[list[np.ndarray]] = [[], []]
-
-    @property
-    def samples_in(self) -> int:
-        return int(self._a.samples_in)
-
-    @property
-    def n_iter(self) -> int:
-        return int(self._a.n_iter)
-
-    @property
-    def converged(self) -> bool:
-        return bool(self._a.converged)
-
-    @property
-    def masks(self) -> dict[str, np.ndarray]:
-        """Empty: a blend of two separations is no mask of the mixture."""
-        return {}
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return {**self._a.settings, "cluster_blend": self._w}
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        """As :meth:`nmfsep.engine.Separator.push`."""
-        return self._emit(self._a.push(x), self._b.push(x))
-
-    def finish(self) -> np.ndarray:
-        """As :meth:`nmfsep.engine.Separator.finish`."""
-        return self._emit(self._a.finish(), self._b.finish())
-
-    def _emit(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        self._pending[0].append(a)
-        self._pending[1].append(b[self._target])
-        A = np.concatenate(self._pending[0], axis=-1)
-        B = np.concatenate(self._pending[1], axis=-1)
-        m = min(A.shape[-1], B.shape[-1])
-        self._pending = [[A[..., m:]], [B[..., m:]]]
-        A, B = A[..., :m], B[..., :m]
-        out = np.empty_like(A)
-        out[0] = (1.0 - self._w) * A[0] + self._w * B
-        out[1] = A.sum(axis=0) - out[0]  # the model's sources sum to the mixture
-        return out
-
-
-def blend_separator(
-    chunks: Iterable[np.ndarray],
-    model: NMFModel,
-    *,
-    sr: int,
-    channels: int,
-    options: SeparateOptions,
-    store: Callable[[np.ndarray], Any],
-    load: Callable[[int], np.ndarray],
-    n_threads: int = 1,
-) -> tuple[BlendSeparator | Replay | None, NMFModel | None]:
-    """First pass of a ``cluster_blend`` separation: the mixture's frames sampled with the
-    model's estimate of its first source, the clustered model learned, and the separator of
-    the second pass (None, None when the stream held no samples; the model's estimate alone
-    and None when it is silent).
-
-    Parameters
-    ----------
-    chunks : iterable of np.ndarray, each shape (channels, n)
-        The mixture (read once).
-    model : NMFModel
-    sr, channels : int
-    options : SeparateOptions
-        With ``cluster_blend`` > 0.
-    store, load : callable
-        Keep the first pass's estimate of the first source (``store(piece)``, in order) and
-        read it back in the second (``load(m)``: the next ``m`` samples), so that the model
-        separates the mixture once.
-    n_threads : int
-        Of the model's separation.
-
-    Returns
-    -------
-    separator : BlendSeparator or Replay
-        Push the mixture again through it.
-    clustered : NMFModel or None
-        The clustered model.
-    """
-    from nmfsep.engine import Separator
-
-    plain = dataclasses.replace(options, cluster_blend=0.0)
-    copts = blend_cluster_options(options)
-    guide = SpeechGuide(
-        sr=sr, channels=channels, model=model, options=plain, sources=[0], keep=store,
-        n_threads=n_threads,
-    )  # fmt: skip
-    names = guide.separator.names
-    if len(names) != 2:  # before the first pass, not after it
-        raise ParameterError(
-            f"cluster_blend needs a separation into two sources, got {len(names)} "
-            f"({', '.join(names)})"
-        )
-    V, share, config, n = sample_frames(
-        chunks, sr=sr, channels=channels, options=copts, guide=guide
-    )
-    if n == 0:
-        return None, None
-    first = Replay(load, guide.separator)
-    if V.shape[1] == 0:  # silent: nothing to cluster, the model's separation alone
-        return first, None
-    clustered = cluster_model(V, sr=sr, config=config, options=copts, speech=share)
-    target = clustered.source_names.index(
-        clustered.metadata["training"]["cluster"]["speech_source"]
-    )
-    second = Separator(clustered, sr=sr, channels=channels, options=copts.separate_options())
-    return BlendSeparator(first, second, target=target, weight=options.cluster_blend), clustered
-
-
-def blend_cluster_options(options: SeparateOptions) -> ClusterOptions:
-    """The clustered model's settings of a ``cluster_blend`` separation: the ``cluster``
-    defaults with the guided grouping into two sources, and this separation's seed and
-    blocks."""
-    return ClusterOptions(
-        n_sources=2,
-        features="guided",
-        max_iter=defaults.CLUSTER_BLEND_ITER,
-        separate_iter=defaults.CLUSTER_BLEND_SEPARATE_ITER,
-        seed=options.seed,
-        block_seconds=options.block_seconds,
-    )
 
 
 def sample_frames(

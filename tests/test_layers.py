@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "plotting": 5,
     "training": 6,
     "unsupervised": 6,
+    "blend": 4,  # the cluster blend: per-block NMF on bands, guided grouping (nmf, clustering)
     "separation": 7,
     "streaming": 7,
     "evaluation": 7,

@@ -1,10 +1,13 @@
 """Rebuild the built-in default model ``nmfsep/data/default_model.npz`` and its credits.
 
     OMP_NUM_THREADS=1 .venv/bin/python tools/make_default_model.py [CORPUS_DIR] [--readme-only]
-        [--recipe NAME --out PATH]
+        [--settings-only] [--recipe NAME --out PATH]
 
 ``--recipe``/``--out`` build a candidate recipe's model elsewhere (the README is not written);
-``--readme-only`` rewrites the README from the shipped model's metadata.
+``--readme-only`` rewrites the README from the shipped model's metadata; ``--settings-only``
+gives the shipped model the separation settings of ``SHIPPED`` (or ``--recipe``) without
+training again, when that recipe trains exactly what the shipped one did (the same train key:
+the bases and the refiner do not depend on the separation settings), and rewrites the README.
 
 CORPUS_DIR is the training corpus of real recordings (default ``../shared/corpus``: 34 speakers in
 24 languages, 99 noise recordings in 14 categories, with ``corpus.json`` holding each file's
@@ -157,7 +160,7 @@ def main() -> None:
 
     from nmfsep import __version__
 
-    args = [a for a in sys.argv[1:] if a != "--readme-only"]
+    args = [a for a in sys.argv[1:] if a not in ("--readme-only", "--settings-only")]
     options = {}
     for flag in ("--recipe", "--out"):  # a candidate recipe, written elsewhere
         if flag in args:
@@ -179,6 +182,20 @@ def main() -> None:
         write_readme(
             out.parent / "README.md", meta["credits"], meta["recipe"]["name"], meta["separation"]
         )
+        return
+    if "--settings-only" in sys.argv:
+        from nmfsep.model import load_model
+
+        model = load_model(out)
+        meta = model.metadata
+        trained = {k: v for k, v in meta["recipe"].items() if k != "name"}
+        if trained != json.loads(json.dumps(recipe.train_params())):
+            raise SystemExit(f"{recipe.name} trains something else than {meta['recipe']['name']}")
+        meta["recipe"] = {"name": recipe.name, **recipe.train_params()}
+        meta["separation"] = recipe.builtin_settings()
+        model.save(out)
+        write_readme(out.parent / "README.md", meta["credits"], recipe.name, meta["separation"])
+        print(f"{out}: separation settings {json.dumps(meta['separation'])}")
         return
     speech, noise, categories = {}, {}, {}
     for e in corpus["entries"]:

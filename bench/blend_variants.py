@@ -1,0 +1,93 @@
+"""Settings of the cluster blend (``nmfsep.blend``) on the held-out folds of ``generalise.py``.
+
+Each variant is a JSON object of ``cluster_blend`` (the weight ``w``), ``bands`` (ERB bands;
+0: every bin), ``iters``, ``p`` (the clustered estimate's Wiener power) and ``k`` (bases); the
+recipe's cached fold models separate every fold mixture with it, scored as ``generalise.py``
+scores the built-in path (SDRi / SI-SDRi / STOI; by fold; by SNR with STOI):
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
+        '{"cluster_blend": 0}' '{"cluster_blend": 0.3, "bands": 128, "p": 1.5}'
+
+``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the fold models (built and
+cached by ``generalise.py`` when missing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _generalise_methods as gm
+import generalise as gen
+
+
+def main() -> None:
+    if len(sys.argv) < 4:
+        raise SystemExit(__doc__)
+    from threadpoolctl import threadpool_limits
+
+    import nmfsep.blend
+    from nmfsep import defaults
+
+    recipe = gm.RECIPES[sys.argv[1]]
+    per_fold = int(sys.argv[2])
+    corpus = gen.Corpus()
+    folds = gen.make_folds(corpus, 5, 0)
+    if os.environ.get("FOLDS"):
+        folds = [folds[int(i)] for i in os.environ["FOLDS"].split(",")]
+    mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
+    models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
+    blend = nmfsep.blend.cluster_blend
+    bands_default = defaults.CLUSTER_BLEND_BANDS
+    for spec in sys.argv[3:]:
+        v = json.loads(spec)
+        # every bin: as many bands as bins (analysis_bands then keeps each bin)
+        defaults.CLUSTER_BLEND_BANDS = v.get("bands", bands_default) or 1 << 20
+        nmfsep.blend.cluster_blend = functools.partial(
+            blend,
+            max_iter=v.get("iters", defaults.CLUSTER_BLEND_ITER),
+            mask_power=v.get("p", defaults.CLUSTER_BLEND_MASK_POWER),
+            n_components=v.get("k", defaults.CLUSTER_BLEND_COMPONENTS),
+        )
+        variant = dataclasses.replace(
+            recipe, sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.3)}
+        )
+        rows = []
+        t0 = time.process_time()
+        with threadpool_limits(1):
+            for m in mixtures:
+                est = variant.separate(models[m.fold], m.mix.astype(np.float32)[None])
+                rows.append((m.fold, m.snr, gen.score(m.speech, est, m.mix)))
+        cpu = time.process_time() - t0
+
+        def mean(key: str, sub: list = rows) -> float:
+            return float(np.mean([r[2][key] for r in sub]))
+
+        by_fold = " ".join(
+            f"{mean('sdri', [r for r in rows if r[0] == f]):.2f}"
+            for f in sorted({r[0] for r in rows})
+        )
+        by_snr = " ".join(
+            f"{mean('sdri', s):.2f}/{mean('stoi', s):.3f}"
+            for s in ([r for r in rows if r[1] == q] for q in gen.SNRS)
+            if s
+        )
+        print(
+            f"{spec:56s} {mean('sdri'):.2f} / {mean('si_sdri'):.2f} / {mean('stoi'):.3f} | "
+            f"folds {by_fold} | snr {by_snr} | cpu {cpu:.0f} s (scoring included)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
