@@ -2,7 +2,8 @@
 
 Each variant is a JSON object of ``cluster_blend`` (the weight ``w``), ``bands`` (ERB bands;
 0: every bin), ``iters``, ``p`` (the clustered estimate's Wiener power) and ``k`` (bases); the
-recipe's cached fold models separate every fold mixture with it, scored as ``generalise.py``
+recipe's cached fold models separate every fold mixture with it (``"sep": {...}``: other
+separation options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py``
 scores the built-in path (SDRi / SI-SDRi / STOI; by fold; by SNR with STOI):
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
@@ -59,7 +60,8 @@ def main() -> None:
             n_components=v.get("k", defaults.CLUSTER_BLEND_COMPONENTS),
         )
         variant = dataclasses.replace(
-            recipe, sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.3)}
+            recipe,
+            sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.3), **v.get("sep", {})},
         )
         rows = []
         t0 = time.process_time()
