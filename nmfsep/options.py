@@ -83,7 +83,8 @@ class SeparateOptions:
 
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
     recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
-    bases, p = 1, the tracked gain, every bin and 7 iterations, measured on held-out folds),
+    bases, p = 1, the tracked gain, every bin, 7 iterations, its refiner at 0.5 and the cluster
+    blend at 0.3, measured on held-out folds),
     else the defaults (p = 2, no free bases, the Wiener gain, 256 bands, 20 iterations).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
