@@ -1393,7 +1393,7 @@ def separate(
             "--cluster-blend",
             help="Blend the first source's mask with weight W (0..1) of a second estimate "
             "from each block's own NMF bases, grouped by this separation (as cluster "
-            "--features guided), for a few per cent more CPU. The built-in model gains about "
+            "--features guided), for about 1.15x the CPU. The built-in model gains about "
             '0.6 dB SDR with it on unseen voices and noises (bench/README.md, "Cluster '
             "blend\"). 0: off. Default: the model's (the built-in model: 0.3), else 0.",
             min=0.0,
