@@ -743,9 +743,10 @@ RECIPES: dict[str, Any] = {
 # (separate --cluster-blend W; since session 13 inside each block, nmfsep.blend): same models
 # (same train key)
 for _name in ("nb_n64_bins7_refine_big", "nb_n64_free2n_tracked_bins7"):
-    for _w in (0.3, 0.5):
+    for _w in (0.3, 0.4, 0.5):
         _r = RECIPES[_name]
         _blend = f"{_name}_blend{int(_w * 10)}"
         RECIPES[_blend] = dataclasses.replace(_r, name=_blend, sep={**_r.sep, "cluster_blend": _w})
-# shipped (session 13): the session-6 model and settings with the cluster blend at 0.3
-SHIPPED = "nb_n64_bins7_refine_big_blend3"
+# shipped (session 13): the session-6 model and settings with the cluster blend at 0.4 (three
+# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS)
+SHIPPED = "nb_n64_bins7_refine_big_blend4"

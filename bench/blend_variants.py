@@ -1,13 +1,14 @@
 """Settings of the cluster blend (``nmfsep.blend``) on the held-out folds of ``generalise.py``.
 
-Each variant is a JSON object of ``cluster_blend`` (the weight ``w``), ``bands`` (ERB bands;
-0: every bin), ``iters``, ``p`` (the clustered estimate's Wiener power) and ``k`` (bases); the
-recipe's cached fold models separate every fold mixture with it (``"sep": {...}``: other
-separation options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py``
-scores the built-in path (SDRi / SI-SDRi / STOI; by fold; by SNR with STOI):
+Each variant is a JSON object of ``cluster_blend`` (the weight ``w``), ``bands`` (ERB bands,
+or a list of band counts: one factorisation each, their masks averaged; 0: every bin),
+``iters``, ``p`` (the clustered estimate's Wiener power) and ``k`` (bases); the recipe's
+cached fold models separate every fold mixture with it (``"sep": {...}``: other separation
+options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py`` scores the built-in path
+(SDRi / SI-SDRi / STOI; by fold; by SNR with STOI):
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
-        '{"cluster_blend": 0}' '{"cluster_blend": 0.3, "bands": 128, "p": 1.5}'
+        '{"cluster_blend": 0}' '{"cluster_blend": 0.4, "bands": [128, 64, 32], "iters": 20}'
 
 ``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the fold models (built and
 cached by ``generalise.py`` when missing).
@@ -51,8 +52,11 @@ def main() -> None:
     bands_default = defaults.CLUSTER_BLEND_BANDS
     for spec in sys.argv[3:]:
         v = json.loads(spec)
-        # every bin: as many bands as bins (analysis_bands then keeps each bin)
-        defaults.CLUSTER_BLEND_BANDS = v.get("bands", bands_default) or 1 << 20
+        # a band count or a list of them; 0, every bin: as many bands as bins (analysis_bands
+        # then keeps each bin)
+        bands = v.get("bands", bands_default)
+        bands = (bands,) if isinstance(bands, int) else tuple(bands)
+        defaults.CLUSTER_BLEND_BANDS = tuple(n or 1 << 20 for n in bands)
         nmfsep.blend.cluster_blend = functools.partial(
             blend,
             max_iter=v.get("iters", defaults.CLUSTER_BLEND_ITER),
@@ -61,7 +65,7 @@ def main() -> None:
         )
         variant = dataclasses.replace(
             recipe,
-            sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.3), **v.get("sep", {})},
+            sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.4), **v.get("sep", {})},
         )
         rows = []
         t0 = time.process_time()

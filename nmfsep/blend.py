@@ -5,26 +5,30 @@ the model's bases fit an unseen voice only roughly, the mixture's own bases fit 
 do not know which of them are speech. ``SeparateOptions.cluster_blend`` joins them in every
 block of the engine, after the model's masks are final (tracked gain and refiner included):
 
-1. the block's mixture magnitudes, summed into about ``n_bands`` ERB-spaced bands
-   (:func:`nmfsep.engine.analysis_bands`), are factorised with ``n_components`` free bases
-   (KL divergence, multiplicative updates, ``max_iter`` iterations, seeded);
+1. the block's mixture magnitudes, summed into ERB-spaced bands
+   (:func:`nmfsep.engine.analysis_bands`; 128, 64 and 32 of them: three factorisations whose
+   estimates are averaged, as they err differently), are factorised with ``n_components``
+   free bases (KL divergence, multiplicative updates, ``max_iter`` iterations, seeded);
 2. each basis goes to the first source when most of its part ``W_k H_k`` falls on the model's
    first-source power share ``M^2 / (M^2 + (1 - M)^2)`` (the speech-guided grouping of
    ``cluster --features guided``: :func:`nmfsep.clustering.speech_bases`);
-3. their Wiener mask ``P_s^p / (P_s^p + P_r^p)`` (one value per band, spread over its bins) is
-   blended linearly with the model's, ``M <- (1 - w) M + w M_cluster``; the other sources share
-   the rest in proportion, so the sources still sum to the mixture.
+3. their Wiener mask ``P_s^p / (P_s^p + P_r^p)`` (one value per band, spread over its bins),
+   averaged over the band sets, is blended linearly with the model's,
+   ``M <- (1 - w) M + w M_cluster``; the other sources share the rest in proportion, so the
+   sources still sum to the mixture.
 
 The linear mask blend is the time-domain mean of the two estimates on the same STFT. Inside a
 block it needs no second pass over the file, so the live :class:`~nmfsep.engine.Separator`, the
 file command and :func:`nmfsep.separate` give the same samples (blocks sit at fixed frame
 positions, as with free bases). Measured on the held-out folds (bench/README.md, "Cluster
-blend"; refined fold models, 64 mixtures): the built-in path 6.36 -> 7.05 dB SDRi, STOI 0.836
--> 0.838, for 14-15 % more CPU (the factorisation on 128 bands; every bin scored the same for
-several times the cost). Pure maths: no I/O.
+blend"; 80 mixtures): the built-in path 6.78 -> 7.52 dB SDRi, STOI 0.820 -> 0.823 (w 0.4),
+for 12-23 % more CPU (every bin scored as 128 bands for several times the cost; three band
+sets of 20 iterations beat one of 40). Pure maths: no I/O.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +47,7 @@ def cluster_blend(
     V: np.ndarray,
     *,
     weight: float,
-    bands: np.ndarray,
+    bands: np.ndarray | Sequence[np.ndarray],
     n_components: int = defaults.CLUSTER_BLEND_COMPONENTS,
     max_iter: int = defaults.CLUSTER_BLEND_ITER,
     mask_power: float = defaults.CLUSTER_BLEND_MASK_POWER,
@@ -59,8 +63,10 @@ def cluster_blend(
         The block's mixture magnitudes.
     weight : float
         ``w`` in [0, 1]; 0 returns ``masks`` unchanged.
-    bands : np.ndarray of int
+    bands : np.ndarray of int, or a sequence of them
         First bin of each band (:func:`nmfsep.engine.analysis_bands` of the ``n_freq`` bins).
+        Several band sets: one factorisation on each, their masks averaged (the shipped
+        128, 64 and 32 bands: three estimates that err differently).
     n_components : int
         Bases learned on the block (fewer on blocks of fewer frames or bands).
     max_iter : int
@@ -83,36 +89,41 @@ def cluster_blend(
     X = np.asarray(V, dtype=np.float32)
     if masks.ndim != 3 or X.shape != masks.shape[1:]:
         raise ParameterError(f"V must have shape {masks.shape[1:]} (n_freq, n_frames)")
-    starts = np.asarray(bands, dtype=np.int64)
-    if starts.ndim != 1 or starts.size == 0 or starts[0] != 0 or (np.diff(starts) <= 0).any():
-        raise ParameterError("bands must be increasing first bins starting at 0")
-    if starts[-1] >= X.shape[0]:
-        raise ParameterError(f"bands reach past the {X.shape[0]} bins")
-    n_frames = X.shape[1]
-    k = min(int(n_components), n_frames, starts.size)
+    sets = (
+        [np.asarray(bands, dtype=np.int64)]
+        if _one_set(bands)
+        else [np.asarray(b, dtype=np.int64) for b in bands]
+    )
+    if not sets:
+        raise ParameterError("bands must hold at least one band set")
+    for starts in sets:
+        if starts.ndim != 1 or starts.size == 0 or starts[0] != 0 or (np.diff(starts) <= 0).any():
+            raise ParameterError("bands must be increasing first bins starting at 0")
+        if starts[-1] >= X.shape[0]:
+            raise ParameterError(f"bands reach past the {X.shape[0]} bins")
     level = float(X.mean(dtype=np.float64)) if X.size else 0.0
-    if weight == 0.0 or masks.shape[0] < 2 or k < 2 or not np.isfinite(level) or level <= 0.0:
+    if weight == 0.0 or masks.shape[0] < 2 or not np.isfinite(level) or level <= 0.0:
         return masks
-    # level does not matter: the factorisation sees the block at unit mean
-    Xb = np.add.reduceat(X, starts, axis=0) / np.float32(level)
-    result = fit_nmf(Xb, n_components=k, beta=1.0, max_iter=max_iter, tol=0.0, random_state=seed)
     M0 = masks[0]
-    # the model's power share of every bin, then of every band (weighted by the magnitudes)
+    # the model's power share of every bin, and its mask, weighted by the magnitudes (summed
+    # into each band set's bands below): computed once for all the sets
     m2 = M0 * M0
-    share = m2 / np.maximum(m2 + (1.0 - M0) ** 2, np.float32(_TINY))
-    band_share = np.add.reduceat(share * X, starts, axis=0) / np.float32(level)
-    band_share = np.minimum(band_share / np.maximum(Xb, np.float32(_TINY)), np.float32(1.0))
-    first = speech_bases(result.W, result.H, band_share)
-    a = (result.W[:, first] @ result.H[first]) ** np.float32(mask_power)
-    b = (result.W[:, ~first] @ result.H[~first]) ** np.float32(mask_power)
-    total = a + b
-    # where the block's bases explain nothing, the model's mask stands
-    band_model = np.add.reduceat(M0 * X, starts, axis=0) / np.float32(level)
-    band_model /= np.maximum(Xb, np.float32(_TINY))
-    Mb = np.where(total > 0, a / np.maximum(total, np.float32(_TINY)), band_model)
-    Mc = np.repeat(Mb, np.diff(np.r_[starts, X.shape[0]]), axis=0)
+    share_x = m2 / np.maximum(m2 + (1.0 - M0) ** 2, np.float32(_TINY))
+    share_x *= X
+    model_x = M0 * X
+    clustered = np.zeros_like(M0)
+    n = 0
+    for starts in sets:
+        one = _clustered_mask(X, share_x, model_x, starts, level, n_components, max_iter,
+                              mask_power, seed)  # fmt: skip
+        if one is not None:
+            clustered += one
+            n += 1
+    if not n:  # too few frames or bands to factorise
+        return masks
+    clustered /= np.float32(n)
     w = np.float32(weight)
-    M = np.clip((1.0 - w) * M0 + w * Mc, 0.0, 1.0).astype(np.float32)
+    M = np.clip((1.0 - w) * M0 + w * clustered, 0.0, 1.0).astype(np.float32)
     out = np.empty_like(masks)
     out[0] = M
     if masks.shape[0] > 1:
@@ -122,3 +133,42 @@ def cluster_blend(
         scale = np.divide(1.0 - M, rest, out=np.zeros_like(rest), where=rest > _TINY)
         out[1:] = np.where(rest > _TINY, masks[1:] * scale, (1.0 - M) * even)
     return out
+
+
+def _one_set(bands: np.ndarray | Sequence[np.ndarray]) -> bool:
+    """One band set (first bins), not a sequence of them."""
+    if isinstance(bands, np.ndarray):
+        return bands.ndim <= 1
+    return len(bands) > 0 and all(isinstance(b, (int, np.integer)) for b in bands)
+
+
+def _clustered_mask(
+    X: np.ndarray,
+    share_x: np.ndarray,
+    model_x: np.ndarray,
+    starts: np.ndarray,
+    level: float,
+    n_components: int,
+    max_iter: int,
+    mask_power: float,
+    seed: int | None,
+) -> np.ndarray | None:
+    """The clustered estimate's mask of the first source on one band set (spread over the
+    bins), or None when the block has fewer than two frames or bands. ``share_x``, ``model_x``:
+    the model's power share and mask of every bin times its magnitude."""
+    k = min(int(n_components), X.shape[1], starts.size)
+    if k < 2:
+        return None
+    # level does not matter: the factorisation sees the block at unit mean
+    Xb = np.add.reduceat(X, starts, axis=0) / np.float32(level)
+    result = fit_nmf(Xb, n_components=k, beta=1.0, max_iter=max_iter, tol=0.0, random_state=seed)
+    denominator = np.maximum(Xb, np.float32(_TINY)) * np.float32(level)
+    band_share = np.minimum(np.add.reduceat(share_x, starts, axis=0) / denominator, 1.0)
+    first = speech_bases(result.W, result.H, band_share)
+    a = (result.W[:, first] @ result.H[first]) ** np.float32(mask_power)
+    b = (result.W[:, ~first] @ result.H[~first]) ** np.float32(mask_power)
+    total = a + b
+    # where the block's bases explain nothing, the model's mask (its band mean) stands
+    band_model = np.add.reduceat(model_x, starts, axis=0) / denominator
+    Mb = np.where(total > 0, a / np.maximum(total, np.float32(_TINY)), band_model)
+    return np.repeat(Mb.astype(np.float32), np.diff(np.r_[starts, X.shape[0]]), axis=0)

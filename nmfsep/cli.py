@@ -1393,9 +1393,9 @@ def separate(
             "--cluster-blend",
             help="Blend the first source's mask with weight W (0..1) of a second estimate "
             "from each block's own NMF bases, grouped by this separation (as cluster "
-            "--features guided), for about 1.15x the CPU. The built-in model gains about "
-            '0.6 dB SDR with it on unseen voices and noises (bench/README.md, "Cluster '
-            "blend\"). 0: off. Default: the model's (the built-in model: 0.3), else 0.",
+            "--features guided), for about 1.2x the CPU. The built-in model gains about "
+            '0.7 dB SDR with it on unseen voices and noises (bench/README.md, "Cluster '
+            "blend\"). 0: off. Default: the model's (the built-in model: 0.4), else 0.",
             min=0.0,
             max=1.0,
             show_default=False,

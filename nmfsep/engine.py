@@ -307,9 +307,9 @@ class SeparationPlan:
     percussive_share: np.ndarray | None = field(default=None, repr=False)
     #: the model's learned mask refiner when ``options.refine`` is on (nmfsep.refine)
     refiner: Refiner | None = field(default=None, repr=False)
-    #: first bins of the cluster blend's bands when ``options.cluster_blend`` is on
+    #: first bins of the cluster blend's band sets when ``options.cluster_blend`` is on
     #: (nmfsep.blend), over every bin of the STFT
-    blend_bands: np.ndarray | None = field(default=None, repr=False)
+    blend_bands: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def create(
@@ -394,7 +394,8 @@ class SeparationPlan:
             refiner = model.refiner
         blend_bands = None
         if opts.cluster_blend:
-            blend_bands = analysis_bands(config.frequencies(sr), defaults.CLUSTER_BLEND_BANDS)
+            freqs = config.frequencies(sr)
+            blend_bands = tuple(analysis_bands(freqs, n) for n in defaults.CLUSTER_BLEND_BANDS)
         return cls(
             names=tuple(names),
             sr=sr,

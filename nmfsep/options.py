@@ -84,7 +84,7 @@ class SeparateOptions:
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
     recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
     bases, p = 1, the tracked gain, every bin, 7 iterations, its refiner at 0.5 and the cluster
-    blend at 0.3, measured on held-out folds),
+    blend at 0.4, measured on held-out folds),
     else the defaults (p = 2, no free bases, the Wiener gain, 256 bands, 20 iterations).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
@@ -142,10 +142,11 @@ class SeparateOptions:
     cluster_blend : float, optional
         Weight ``w`` (0..1) of a second estimate of the first source, made in every block from
         the block's own bases (:func:`nmfsep.blend.cluster_blend`: NMF of the block's mixture on
-        about 128 bands, each basis given to the first source when most of its part falls on
-        this separation's first-source share, as ``cluster --features guided``): the first
-        source's mask becomes ``(1 - w) M + w M_cluster``, the others share the rest. 0: off.
-        None: the model's recommendation (the built-in model recommends 0.3, measured on
+        128, 64 and 32 bands, their masks averaged; each basis given to the first source when
+        most of its part falls on this separation's first-source share, as ``cluster
+        --features guided``): the first source's mask becomes ``(1 - w) M + w M_cluster``,
+        the others share the rest. 0: off.
+        None: the model's recommendation (the built-in model recommends 0.4, measured on
         held-out folds), else 0.
     """
 
