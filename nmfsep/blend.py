@@ -126,12 +126,11 @@ def cluster_blend(
     M = np.clip((1.0 - w) * M0 + w * clustered, 0.0, 1.0).astype(np.float32)
     out = np.empty_like(masks)
     out[0] = M
-    if masks.shape[0] > 1:
-        rest = masks[1:].sum(axis=0)
-        # the other sources keep their proportions; where they had nothing, they share evenly
-        even = np.float32(1.0 / (masks.shape[0] - 1))
-        scale = np.divide(1.0 - M, rest, out=np.zeros_like(rest), where=rest > _TINY)
-        out[1:] = np.where(rest > _TINY, masks[1:] * scale, (1.0 - M) * even)
+    rest = masks[1:].sum(axis=0)
+    # the other sources keep their proportions; where they had nothing, they share evenly
+    even = np.float32(1.0 / (masks.shape[0] - 1))
+    scale = np.divide(1.0 - M, rest, out=np.zeros_like(rest), where=rest > _TINY)
+    out[1:] = np.where(rest > _TINY, masks[1:] * scale, (1.0 - M) * even)
     return out
 
 

@@ -161,8 +161,6 @@ class SpeechGuide:
         none is, its first source.
     options : SeparateOptions, optional
         Of the separation (``cluster_blend`` is turned off: the guide is the model's own).
-    sources : list of int, optional
-        The separator's outputs that make the estimate, instead of the ``speech*`` ones.
     n_threads : int
         Blocks separated in parallel.
     """
@@ -175,7 +173,6 @@ class SpeechGuide:
         seed: int | None = defaults.SEED,
         model: NMFModel | None = None,
         options: SeparateOptions | None = None,
-        sources: list[int] | None = None,
         n_threads: int = 1,
     ) -> None:
         from nmfsep.engine import Separator
@@ -189,7 +186,7 @@ class SpeechGuide:
         )
         names = self.separator.names
         speech = [i for i, n in enumerate(names) if n.startswith("speech")] or [0]
-        self.sources = speech if sources is None else list(sources)
+        self.sources = speech
         self._held: list[np.ndarray] = []
 
     def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
