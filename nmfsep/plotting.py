@@ -149,14 +149,10 @@ def plot_separation(
         im = _image(axes[row, 0], _db(source_mag), times, freqs, **db_style)
         axes[row, 0].set_title(f"{name}: spectrogram")
         fig.colorbar(im, ax=axes[row, 0], label="dB")
-        mask = result.masks.get(name)
-        what = "mask (share of each cell)"
-        if mask is None:  # a separation that kept no masks
-            mask = np.clip(source_mag / np.maximum(mix_mag, 1e-12), 0.0, 1.0)
-            what = "magnitude share of each cell"
+        mask = result.masks[name]
         im = _image(axes[row, 1], mask, times[: mask.shape[1]], freqs[: mask.shape[0]],
                     vmin=0, vmax=1, cmap="viridis")  # fmt: skip
-        axes[row, 1].set_title(f"{name}: {what}")
+        axes[row, 1].set_title(f"{name}: mask (share of each cell)")
         fig.colorbar(im, ax=axes[row, 1], label="mask")
     for ax in (*axes[:, 0], *axes[1:, 1]):
         _frequency_axis(ax, scale, sr / 2.0)

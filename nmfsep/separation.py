@@ -106,12 +106,11 @@ def separate(
     SeparationResult
     """
     y = check_audio(y, sr)
-    opts = options_from(SeparateOptions, options, overrides)
     separator = Separator(
         _as_model(model),
         sr=int(sr),
         channels=y.shape[0],
-        options=opts,
+        options=options_from(SeparateOptions, options, overrides),
         n_threads=n_threads,
         keep_masks=True,
     )

@@ -25,7 +25,6 @@ The same grouping, inside each block of a model's separation, is ``separate --cl
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -36,16 +35,10 @@ from nmfsep.engine import Framer, auto_block_frames, default_stft, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
 from nmfsep.nmf import NMFResult, fit_nmf
-from nmfsep.options import ClusterOptions, SeparateOptions
+from nmfsep.options import ClusterOptions
 from nmfsep.spectral import STFTConfig, frames_stft, windows
 
-__all__ = [
-    "FrameSampler",
-    "SpeechGuide",
-    "cluster_model",
-    "factorise",
-    "sample_frames",
-]
+__all__ = ["FrameSampler", "SpeechGuide", "cluster_model", "factorise", "sample_frames"]
 
 
 class FrameSampler:
@@ -143,10 +136,10 @@ class FrameSampler:
 
 
 class SpeechGuide:
-    """A model's estimate of its first source (speech, for the built-in model) of a stream,
-    in step with it.
+    """The built-in model's speech estimate of a stream, in step with it.
 
-    A :class:`~nmfsep.engine.Separator`; :meth:`push` returns the mixture samples whose
+    A :class:`~nmfsep.engine.Separator` with the built-in speech/noise model (its default
+    settings, without the cluster blend); :meth:`push` returns the mixture samples whose
     estimate is final so far, with that estimate (the separator's latency is absorbed by
     holding the mixture back).
 
@@ -155,38 +148,19 @@ class SpeechGuide:
     sr, channels : int
         Of the stream.
     seed : int, optional
-        Of the separation (free bases), when ``options`` is not given.
-    model : NMFModel, optional
-        Default: the built-in model. Its sources named ``speech*`` are the estimate, or, when
-        none is, its first source.
-    options : SeparateOptions, optional
-        Of the separation (``cluster_blend`` is turned off: the guide is the model's own).
-    n_threads : int
-        Blocks separated in parallel.
+        Of the separation (free bases).
     """
 
-    def __init__(
-        self,
-        *,
-        sr: int,
-        channels: int,
-        seed: int | None = defaults.SEED,
-        model: NMFModel | None = None,
-        options: SeparateOptions | None = None,
-        n_threads: int = 1,
-    ) -> None:
+    def __init__(self, *, sr: int, channels: int, seed: int | None = defaults.SEED) -> None:
         from nmfsep.engine import Separator
         from nmfsep.model import default_model
 
-        opts = SeparateOptions(seed=seed) if options is None else options
-        opts = dataclasses.replace(opts, cluster_blend=0.0)
-        model = default_model() if model is None else model
-        self.separator = Separator(
-            model, sr=sr, channels=channels, options=opts, n_threads=n_threads
+        # the guide is the model's own separation, without the cluster blend it recommends (the
+        # guided grouping was measured with that guide)
+        self._sep = Separator(
+            default_model(), sr=sr, channels=channels, seed=seed, cluster_blend=0.0
         )
-        names = self.separator.names
-        speech = [i for i, n in enumerate(names) if n.startswith("speech")] or [0]
-        self.sources = speech
+        self._speech = [i for i, n in enumerate(self._sep.names) if n.startswith("speech")]
         self._held: list[np.ndarray] = []
 
     def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,14 +168,14 @@ class SpeechGuide:
         samples whose estimate is final, oldest first."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         self._held.append(x)
-        return self._match(self.separator.push(x))
+        return self._match(self._sep.push(x))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """End of the stream: the remaining samples and their estimate."""
-        return self._match(self.separator.finish())
+        return self._match(self._sep.finish())
 
     def _match(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        speech = out[self.sources].sum(axis=0, dtype=np.float32)
+        speech = out[self._speech].sum(axis=0, dtype=np.float32)
         m = speech.shape[1]
         held = np.concatenate(self._held, axis=1) if len(self._held) > 1 else self._held[0]
         mix, rest = held[:, :m], held[:, m:]
@@ -210,12 +184,7 @@ class SpeechGuide:
 
 
 def sample_frames(
-    chunks: Iterable[np.ndarray],
-    *,
-    sr: int,
-    channels: int,
-    options: ClusterOptions,
-    guide: SpeechGuide | None = None,
+    chunks: Iterable[np.ndarray], *, sr: int, channels: int, options: ClusterOptions
 ) -> tuple[np.ndarray, np.ndarray | None, STFTConfig, int]:
     """Sample a stream's frames for :func:`cluster_model` (with ``features="guided"``, through
     a :class:`SpeechGuide` too).
@@ -225,8 +194,6 @@ def sample_frames(
     chunks : iterable of np.ndarray, each shape (channels, n)
     sr, channels : int
     options : ClusterOptions
-    guide : SpeechGuide, optional
-        With ``features="guided"``: the guide (default: the built-in model's).
 
     Returns
     -------
@@ -241,10 +208,7 @@ def sample_frames(
     """
     guided = options.features == "guided"
     sampler = FrameSampler(sr=sr, channels=channels, options=options, guided=guided)
-    if guided and guide is None:
-        guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed)
-    elif not guided:
-        guide = None
+    guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed) if guided else None
     n = 0
     for x in chunks:
         n += x.shape[1]
