@@ -140,9 +140,9 @@ class Generic:
     def separate(self, model, y: np.ndarray) -> np.ndarray:
         from nmfsep.separation import separate
 
-        # a recipe without the cluster blend measures none, even with the shipped model (which
-        # recommends it since session 13)
-        sep = {"cluster_blend": 0.0, **self.sep}
+        # a recipe without the cluster blend or the stationary expert measures neither, even with
+        # the shipped model (which recommends them since sessions 13 and 14)
+        sep = {"cluster_blend": 0.0, "stationary_blend": 0.0, **self.sep}
         return _speech_of(separate(y, SR, model, **sep).sources)
 
     def builtin_settings(self) -> dict[str, Any]:
@@ -747,6 +747,12 @@ for _name in ("nb_n64_bins7_refine_big", "nb_n64_free2n_tracked_bins7"):
         _r = RECIPES[_name]
         _blend = f"{_name}_blend{int(_w * 10)}"
         RECIPES[_blend] = dataclasses.replace(_r, name=_blend, sep={**_r.sep, "cluster_blend": _w})
-# shipped (session 13): the session-6 model and settings with the cluster blend at 0.4 (three
-# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS)
-SHIPPED = "nb_n64_bins7_refine_big_blend4"
+# session 14: and the stationary-noise expert (separate --stationary-blend W, nmfsep.stationary;
+# the gate chosen with bench/stationary.py): same models
+_r = RECIPES["nb_n64_bins7_refine_big_blend4"]
+RECIPES["nb_n64_bins7_refine_big_blend4_stat7"] = dataclasses.replace(
+    _r, name="nb_n64_bins7_refine_big_blend4_stat7", sep={**_r.sep, "stationary_blend": 0.7}
+)
+# shipped (session 14): the session-6 model and settings with the cluster blend at 0.4 (three
+# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS) and the stationary expert at 0.7
+SHIPPED = "nb_n64_bins7_refine_big_blend4_stat7"

@@ -2,10 +2,12 @@
 
 The shipped model (refiner included) on the speed check's 20 s of fold mixtures
 (``bench/generalise.py``) and on 60 s of a development mixture looped the way
-``bench/scale.py`` loops it, with each ``--blend`` weight (``separate --cluster-blend``),
-one BLAS thread, process CPU time (best of 3), the reference in the same run:
+``bench/scale.py`` loops it, with each ``--blend`` weight (``separate --cluster-blend``) and
+each ``--stationary`` weight (``separate --stationary-blend``), one BLAS thread, process CPU
+time (best of 3), the reference in the same run:
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/speed_builtin.py [--blend 0,0.3] [--refine 0.5]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/speed_builtin.py [--blend 0,0.4] [--stationary 0,0.7]
+        [--refine 0.5]
 
 Needs ``../shared/corpus`` (the fold mixtures) and ``../shared/data`` or ``sample_audio``.
 """
@@ -31,7 +33,10 @@ def _floats(text: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blend", type=_floats, default=[0.0, 0.3], help="cluster_blend weights")
+    parser.add_argument("--blend", type=_floats, default=[0.0, 0.4], help="cluster_blend weights")
+    parser.add_argument(
+        "--stationary", type=_floats, default=[0.0, 0.7], help="stationary_blend weights"
+    )
     parser.add_argument("--refine", type=float, default=None, help="refiner weight (model's)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the looped file")
     args = parser.parse_args()
@@ -57,13 +62,16 @@ def main() -> None:
             t_ref = gen.cpu_per_audio_second(lambda x: gm.separate_default(reference, x), y)
             row = [f"{name}: reference {t_ref * 1000:.1f} ms/s"]
             for w in args.blend:
+                for a in args.stationary:
 
-                def run(x: np.ndarray, w: float = w, rate: int = rate) -> object:
-                    return nmfsep.separate(x, sr=rate, cluster_blend=w, refine=args.refine)
+                    def run(x: np.ndarray, w: float = w, a: float = a, rate: int = rate) -> object:
+                        return nmfsep.separate(
+                            x, sr=rate, cluster_blend=w, stationary_blend=a, refine=args.refine
+                        )
 
-                t = gen.cpu_per_audio_second(run, y)
-                speed = f"{t * 1000:.1f} ms/s = {1 / t:.0f}x, ratio {t / t_ref:.2f}"
-                row.append(f"blend {w:g}: {speed}")
+                    t = gen.cpu_per_audio_second(run, y)
+                    speed = f"{t * 1000:.1f} ms/s = {1 / t:.0f}x, ratio {t / t_ref:.2f}"
+                    row.append(f"blend {w:g} stationary {a:g}: {speed}")
             print("; ".join(row), flush=True)
 
 

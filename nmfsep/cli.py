@@ -1401,6 +1401,19 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    stationary_blend: Annotated[
+        float | None,
+        typer.Option(
+            "--stationary-blend",
+            help="In blocks whose noise is stationary (rain, engines, fans, hiss), blend up "
+            "to weight W (0..1) of a short-window decision-directed Wiener filter into the "
+            "first source (two-source models; the rest takes the difference). 0: off. "
+            "Default: the model's (the built-in model: 0.7), else 0.",
+            min=0.0,
+            max=1.0,
+            show_default=False,
+        ),
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1438,6 +1451,7 @@ def separate(
             analysis_bands=analysis_bands,
             refine=refine,
             cluster_blend=cluster_blend,
+            stationary_blend=stationary_blend,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)

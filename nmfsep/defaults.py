@@ -195,6 +195,17 @@ TRACK_BLEND = "local"
 #: Weight of the NMF mask in the gain (geometric; 0: the decision-directed gain alone). 0.25:
 #: 5.29 dB / STOI 0.796 on the 40 fold mixtures, vs 5.15 / 0.791 at 0 and 5.16 / 0.797 at 0.5.
 TRACK_MASK_WEIGHT = 0.25
+# ------------------------------------------------------------------------ stationary expert
+
+#: ``stationary_blend`` (nmfsep.stationary): the expert's frames (32 ms: 512 samples at 16 kHz,
+#: the textbook filter's; its time constants are the tracked gain's), and its gate: the full
+#: weight where the mixture's minimum-statistics noise power is at least +0.5 dB of the power
+#: the separation removed, none at -3.5 dB and below (measured on the held-out folds of
+#: bench/generalise.py with bench/stationary.py; bench/README.md, "Stationary expert").
+STATIONARY_FRAME_SECONDS = 0.032
+STATIONARY_FULL_DB = 0.5
+STATIONARY_WIDTH_DB = 4.0
+
 #: The gain of the first source: "wiener" (the NMF masks) or "tracked" (nmfsep.tracking).
 GAIN = "wiener"
 GAINS = ("wiener", "tracked")

@@ -26,7 +26,10 @@ block: the free bases of each block start from those of the previous one. The tr
 (``gain="tracked"``, :mod:`nmfsep.tracking`) also works on a block's frames (its noise tracker
 and recursions restart at each fixed block boundary), and so does the learned mask refiner
 (``refine``, :mod:`nmfsep.refine`: its level reference is the mean power of the 5 s around each
-frame, cut at the block's edges).
+frame, cut at the block's edges), the cluster blend (``cluster_blend``, :mod:`nmfsep.blend`: the
+block's own bases) and the stationary expert (``stationary_blend``, :mod:`nmfsep.stationary`: a
+gate per block, and a short-window Wiener filter on the block's samples blended into the first
+source's overlap-added samples, so that with it the returned masks describe the NMF's part).
 
 Frame ``j`` is centred on sample ``j * hop``: it covers samples ``[j*hop - n_fft//2, j*hop +
 n_fft - n_fft//2)``, zeros outside the signal — librosa's centred STFT. Internally positions are
@@ -392,6 +395,11 @@ class SeparationPlan:
                     "model does)"
                 )
             refiner = model.refiner
+        if opts.stationary_blend and len(names) != 2:
+            raise ParameterError(
+                "stationary_blend needs a model of two sources (a target and the rest), "
+                f"this one has {len(names)}"
+            )
         blend_bands = None
         if opts.cluster_blend:
             freqs = config.frequencies(sr)
@@ -495,6 +503,7 @@ class SeparationPlan:
             **({"hpss_prior": o.hpss_prior} if self.percussive_share is not None else {}),
             **({"refine": o.refine} if self.refiner is not None else {}),
             **({"cluster_blend": o.cluster_blend} if self.blend_bands is not None else {}),
+            **({"stationary_blend": o.stationary_blend} if o.stationary_blend else {}),
         }
 
 
@@ -518,6 +527,8 @@ class BlockResult:
     W_free: np.ndarray | None
     wss: np.ndarray
     masks: np.ndarray | None = None
+    #: the stationary expert's weight in this block (``stationary_blend``; 0: off or gated)
+    expert_weight: float = 0.0
 
 
 #: Iterations between the NMF's convergence checks when separating (``fit_nmf``'s
@@ -710,6 +721,9 @@ def separate_block(
     wss = window_sum(plan.window_sq, n_frames, hop)
     y[-1] = x[:, lead * hop : lead * hop + L] * wss
     y[-1] -= y[:-1].sum(axis=0)
+    expert = 0.0
+    if plan.options.stationary_blend:
+        expert = _stationary_expert(plan, x, lead * hop, y, wss)
     if gain != 1.0:
         y *= np.float32(1.0 / gain)
     n_fixed = plan.W.shape[1]
@@ -722,7 +736,34 @@ def separate_block(
         W_free=None if W_free is None else np.ascontiguousarray(result.W[:, n_fixed:]),
         wss=wss,
         masks=np.ascontiguousarray(masks) if keep_masks else None,
+        expert_weight=expert,
     )
+
+
+def _stationary_expert(
+    plan: SeparationPlan, x: np.ndarray, start: int, y: np.ndarray, wss: np.ndarray
+) -> float:
+    """``stationary_blend``, in place on the block's two sources ``y`` (overlap-added, starting
+    at sample ``start`` of ``x``): the first blended in the time domain with the short-window
+    decision-directed Wiener filter's estimate by the gate's weight (:mod:`nmfsep.stationary`),
+    the second the rest. Returns the weight."""
+    from nmfsep import stationary
+
+    L = y.shape[-1]
+    mix = x[:, start : start + L]
+    # the gate on the samples the block's own frames cover fully (its edges overlap the
+    # neighbours', where its overlap-added window fades out)
+    core = np.flatnonzero(wss >= np.float32(0.5) * wss.max())
+    i0, i1 = int(core[0]), int(core[-1]) + 1
+    target = y[0][:, i0:i1] / wss[i0:i1]
+    stat = stationary.stationarity_db(mix[:, i0:i1], mix[:, i0:i1] - target, sr=plan.sr)
+    weight = stationary.expert_weight(stat, float(plan.options.stationary_blend or 0.0))
+    if weight > 0.0:
+        expert = stationary.dd_wiener(x, sr=plan.sr)[:, start : start + L]
+        y[0] *= np.float32(1.0 - weight)
+        y[0] += np.float32(weight) * expert * wss
+        y[1] = mix * wss - y[0]
+    return weight
 
 
 # ------------------------------------------------------------------------------ the block runner

@@ -148,6 +148,13 @@ class SeparateOptions:
         the others share the rest. 0: off.
         None: the model's recommendation (the built-in model recommends 0.4, measured on
         held-out folds), else 0.
+    stationary_blend : float, optional
+        Largest weight ``a`` (0..1) of the stationary-noise expert (:mod:`nmfsep.stationary`):
+        in every block whose noise the gate finds stationary (a minimum-statistics tracker
+        finds about as much noise as the separation removed), the first source becomes
+        ``(1 - a) s + a s_dd`` in the time domain, ``s_dd`` a short-window (32 ms)
+        decision-directed Wiener filter's estimate; the rest takes the difference. Two-source
+        models only. 0: off. None: the model's recommendation, else 0.
     """
 
     mask_power: float | None = None
@@ -168,8 +175,15 @@ class SeparateOptions:
     gain: str | None = None
     refine: float | None = None
     cluster_blend: float | None = None
+    stationary_blend: float | None = None
 
     def __post_init__(self) -> None:
+        if self.stationary_blend is not None:
+            _set(
+                self,
+                "stationary_blend",
+                check_number("stationary_blend", self.stationary_blend, low=0, high=1),
+            )
         if self.cluster_blend is not None:
             _set(
                 self,
@@ -232,6 +246,7 @@ class SeparateOptions:
         "gain",
         "refine",
         "cluster_blend",
+        "stationary_blend",
     )
 
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
@@ -254,6 +269,7 @@ class SeparateOptions:
             gain=_first(self.gain, rec.gain, defaults.GAIN),
             refine=_first(self.refine, rec.refine, 0.0),
             cluster_blend=_first(self.cluster_blend, rec.cluster_blend, 0.0),
+            stationary_blend=_first(self.stationary_blend, rec.stationary_blend, 0.0),
             max_iter=_first(self.max_iter, rec.max_iter, defaults.SEPARATE_ITER),
             analysis_bands=_first(self.analysis_bands, rec.analysis_bands, defaults.ANALYSIS_BANDS),
         )

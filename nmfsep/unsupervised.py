@@ -139,9 +139,9 @@ class SpeechGuide:
     """The built-in model's speech estimate of a stream, in step with it.
 
     A :class:`~nmfsep.engine.Separator` with the built-in speech/noise model (its default
-    settings, without the cluster blend); :meth:`push` returns the mixture samples whose
-    estimate is final so far, with that estimate (the separator's latency is absorbed by
-    holding the mixture back).
+    settings, without the cluster blend and the stationary expert); :meth:`push` returns the
+    mixture samples whose estimate is final so far, with that estimate (the separator's
+    latency is absorbed by holding the mixture back).
 
     Parameters
     ----------
@@ -155,10 +155,15 @@ class SpeechGuide:
         from nmfsep.engine import Separator
         from nmfsep.model import default_model
 
-        # the guide is the model's own separation, without the cluster blend it recommends (the
-        # guided grouping was measured with that guide)
+        # the guide is the model's own separation, without the cluster blend and the stationary
+        # expert it recommends (the guided grouping was measured with that guide)
         self._sep = Separator(
-            default_model(), sr=sr, channels=channels, seed=seed, cluster_blend=0.0
+            default_model(),
+            sr=sr,
+            channels=channels,
+            seed=seed,
+            cluster_blend=0.0,
+            stationary_blend=0.0,
         )
         self._speech = [i for i, n in enumerate(self._sep.names) if n.startswith("speech")]
         self._held: list[np.ndarray] = []

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "training": 6,
     "unsupervised": 6,
     "blend": 4,  # the cluster blend: per-block NMF on bands, guided grouping (nmf, clustering)
+    "stationary": 4,  # the stationary-noise expert: short-window DD-Wiener and its gate (tracking)
     "separation": 7,
     "streaming": 7,
     "evaluation": 7,

@@ -100,9 +100,10 @@ def test_time_range_formats_and_subtypes(tmp_path: Path) -> None:
     # the range equals the same range cut from the whole-file separation: with fixed bases and
     # the Wiener gain each frame is separated on its own (streaming is exact), so only the edges
     # differ (they see no context beyond the range); the built-in model's adaptive settings
-    # (free bases, the tracked gain's 1.5 s noise tracker, the cluster blend's bases) learn from
-    # the range alone, so there it is only close
+    # (free bases, the tracked gain's 1.5 s noise tracker, the cluster blend's bases, the
+    # stationary expert's gate) learn from the range alone, so there it is only close
     fixed = ["--free-components", "0", "--gain", "wiener", "--cluster-blend", "0"]
+    fixed += ["--stationary-blend", "0"]
     for extra, inside in ((fixed, 0.999), ([], 0.9)):
         w, p = tmp_path / f"w{len(extra)}", tmp_path / f"p{len(extra)}"
         whole = nmfsep("separate", str(MIX), "-o", str(w), "--float32", "-q", *extra)
