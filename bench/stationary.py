@@ -1,16 +1,19 @@
 """The stationary-noise expert's gate (``nmfsep.stationary``) on the held-out folds of
 ``generalise.py``.
 
-Every fold mixture (5 s: one block) is separated by the recipe's cached fold model twice, with
-the expert's weight forced to 0 and to 1 (the gate's statistic recorded); the expert's blend is
-linear in the time domain, so the output at any weight ``a`` is ``(1 - a) y_0 + a y_1`` exactly,
-and every gate ``(weight, full_db, width_db)`` of the grid is scored without separating again:
-mean SDRi / SI-SDRi / STOI, the share of mixtures above all three peers of ``generalise.py``
-(noisereduce both ways, DD-Wiener; their cached scores), and mixtures below 0 dB at SNR <= 5.
-The gate is then chosen on four folds and scored on the fifth, for each fold in turn (the
-cross-validated figures are the honest ones for a gate chosen on these mixtures):
+Every fold mixture (5 s: one block) is separated once by the recipe's cached fold model with the
+expert's inputs captured (the block's mixture, what the separation removed, the gate's samples)
+and the expert kept out; the expert is linear in the time domain, so the output of any gate
+``(weight, full_db, width_db)`` is ``(1 - a) y + a e_g`` exactly, ``e_g`` the expert's estimate
+with the gate open by ``g`` (computed on a 0.05 grid of ``g`` and ``a``, cached), and every gate
+of the grid is scored without separating again: mean SDRi / SI-SDRi / STOI, the share of
+mixtures above all three peers of ``generalise.py`` (noisereduce both ways, DD-Wiener; their
+cached scores), and mixtures below 0 dB at SNR <= 5. The gate is then chosen on four folds and
+scored on the fifth, for each fold in turn (the cross-validated figures are the honest ones for
+a gate chosen on these mixtures); ``--floor-only`` scores the expert with the tracker's floor
+as its noise PSD at every ``g`` (the first form):
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only]
 
 Needs ``../shared/corpus``, the fold models and the peers' scores (``generalise.py`` builds and
 caches them).
@@ -22,6 +25,7 @@ import itertools
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _generalise_methods as gm
 import generalise as gen
 
-WEIGHTS = (0.35, 0.5, 0.6, 0.7, 0.8, 1.0)
-FULL_DB = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)
-WIDTH_DB = (0.5, 1.0, 2.0, 3.0, 4.0)
+WEIGHTS = (0.5, 0.6, 0.7, 0.8)
+FULL_DB = (-0.5, 0.0, 0.5, 1.0)
+WIDTH_DB = (3.0, 4.0, 5.0)
 PEERS = ("nr_stationary", "nr_nonstationary", "dd_wiener")
 
 
@@ -43,54 +47,71 @@ def main() -> None:
 
     import nmfsep.stationary as st
 
-    recipe = gm.RECIPES[sys.argv[1] if len(sys.argv) > 1 else gm.SHIPPED]
-    per_fold = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    floor_only = "--floor-only" in sys.argv
+    recipe = gm.RECIPES[args[0] if args else gm.SHIPPED]
+    per_fold = int(args[1]) if len(args) > 1 else 16
     corpus = gen.Corpus()
     folds = gen.make_folds(corpus, 5, 0)
     mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
     models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
     variant = dataclasses.replace(recipe, sep={**recipe.sep, "stationary_blend": 1.0})
-    forced = {"a": 0.0, "stat": None}
-    real_weight = st.expert_weight
+    real = st.stationary_expert
+    seen: dict[str, Any] = {}
 
-    def weight(stat_db, w, settings=None):
-        forced["stat"] = stat_db
-        return forced["a"] if stat_db is not None else 0.0
+    def capture(x, removed, *, sr, weight, core=None, settings=None):
+        seen.update(x=x.copy(), removed=removed.copy(), core=core)
+        return None, 0.0, None
 
-    st.expert_weight = weight
+    st.stationary_expert = capture
     rows = []
     with threadpool_limits(1):
         for m in mixtures:
-            ys = []
-            for a in (0.0, 1.0):
-                forced["a"] = a
-                est = variant.separate(models[m.fold], m.mix.astype(np.float32)[None])
-                ys.append(np.asarray(est, float).reshape(-1)[: len(m.mix)])
+            est = variant.separate(models[m.fold], m.mix.astype(np.float32)[None])
+            y = np.asarray(est, float).reshape(-1)[: len(m.mix)]
             peers = gen.peer_scores(corpus, m, True)
-            best_peer = max(peers[k]["sdri"] for k in PEERS)
-            rows.append((m, forced["stat"], ys, best_peer))
-    st.expert_weight = real_weight
-    stats = np.array([np.nan if r[1] is None else r[1] for r in rows])
+            rows.append((m, dict(seen), y, max(peers[k]["sdri"] for k in PEERS)))
+    st.stationary_expert = real
+    # the captured block starts at padded position 0: the model's n_fft // 2 before the file
+    pad = int(models[folds[0].index].stft.n_fft) // 2
+    s0 = st.ExpertSettings()
+    config, window, _ = st._frames(gen.SR, s0.frame_seconds)
+    parts = []  # per mixture: the expert's STFT pieces and the gate's statistic
+    for _, cap, _, _ in rows:
+        X, P = st._periodogram(cap["x"], config, window)
+        _, R = st._periodogram(cap["removed"], config, window)
+        floor = st._noise_psd(P, config.hop_length / gen.SR, s0)
+        _, _, stat = real(cap["x"], cap["removed"], sr=gen.SR, weight=1.0, core=cap["core"])
+        parts.append((X, P, R, floor, stat))
     fold = np.array([r[0].fold for r in rows])
     snr = np.array([r[0].snr for r in rows])
     peer = np.array([r[3] for r in rows])
-    cache: dict[tuple[int, float], dict[str, float]] = {}
+    estimates: dict[tuple[int, float], np.ndarray] = {}
+    cache: dict[tuple[int, float, float], dict[str, float]] = {}
 
-    def scores(i: int, a: float) -> dict[str, float]:
-        key = (i, round(a, 3))
+    def scores(i: int, a: float, g: float) -> dict[str, float]:
+        key = (i, a, g)
         if key not in cache:
-            m, _, (y0, y1), _ = rows[i]
-            cache[key] = gen.score(m.speech, (1 - a) * y0 + a * y1, m.mix)
+            m, cap, y, _ = rows[i]
+            if a == 0.0:
+                out = y
+            else:
+                if (i, g) not in estimates:
+                    X, P, R, floor, _ = parts[i]
+                    e = st._estimate(X, P, R, floor, 1.0 if floor_only else g, gen.SR, s0,
+                                     cap["x"].shape[1])  # fmt: skip
+                    estimates[(i, g)] = np.asarray(e, float).reshape(-1)[pad : pad + len(m.mix)]
+                out = (1 - a) * y + a * estimates[(i, g)]
+            cache[key] = gen.score(m.speech, out, m.mix)
         return cache[key]
 
     def run(gate: tuple[float, float, float], idx: np.ndarray) -> list[dict[str, float]]:
         w, full, width = gate
         s = st.ExpertSettings(full_db=full, width_db=width)
-        # weights on a 0.05 grid: the cache then holds a few scores per mixture
         out = []
         for i in idx:
-            a = real_weight(None if np.isnan(stats[i]) else float(stats[i]), w, s)
-            out.append(scores(int(i), round(a * 20) / 20))
+            g = round(st.expert_weight(parts[i][4], 1.0, s) * 20) / 20
+            out.append(scores(int(i), round(w * g * 20) / 20, g))
         return out
 
     def summary(sc: list[dict[str, float]], idx: np.ndarray) -> tuple:
@@ -111,18 +132,18 @@ def main() -> None:
     everyone = np.arange(len(rows))
     grid = list(itertools.product(WEIGHTS, FULL_DB, WIDTH_DB))
     off = summary(run((0.0, 0.0, 1.0), everyone), everyone)
-    print(f"{len(rows)} mixtures, recipe {recipe.name}")
+    print(f"{len(rows)} mixtures, recipe {recipe.name}" + (", floor only" if floor_only else ""))
     print("| gate (weight, full dB, width dB) | SDRi | SI-SDRi | STOI | above all peers |", end="")
     print(" < 0 at <= 5 dB |\n|---|---:|---:|---:|---:|---:|")
 
-    def line(name: str, t: tuple[float, float, float, float, int]) -> None:
+    def line(name: str, t: tuple) -> None:
         print(f"| {name} | {t[0]:.2f} | {t[1]:.2f} | {t[2]:.3f} | {100 * t[3]:.0f} % | {t[4]} |")
 
     line("off", off)
     ranked = sorted(grid, key=lambda g: -objective(run(g, everyone), everyone))
     for g in ranked[:8]:
         line(f"{g}", summary(run(g, everyone), everyone))
-    for g in [(0.7, -0.5, 3.0), (0.5, -0.5, 3.0), (0.7, 0.0, 2.0)]:
+    for g in [(0.7, 0.5, 4.0), (0.5, 0.5, 4.0), (0.7, -0.5, 3.0)]:
         line(f"{g} (fixed)", summary(run(g, everyone), everyone))
     cv: list[dict[str, float] | None] = [None] * len(rows)
     for f in sorted(set(fold)):
@@ -132,10 +153,9 @@ def main() -> None:
         for i, x in zip(test, run(best, test), strict=True):
             cv[int(i)] = x
     line("chosen on 4 folds, scored on the 5th", summary([x for x in cv if x], everyone))
-    print("statistic (dB) by noise, with the best weight on the 0.05 grid:")
-    for i in np.argsort(-np.nan_to_num(stats, nan=-99)):
-        a_best = max((a / 20 for a in range(21)), key=lambda a: scores(int(i), a)["sdri"])
-        print(f"  {rows[i][0].ident:62s} {stats[i]:7.2f}  best a {a_best:.2f}")
+    print("statistic (dB) by mixture:")
+    for i in np.argsort([-(p[4] if p[4] is not None else -99) for p in parts]):
+        print(f"  {rows[i][0].ident:62s} {parts[i][4]:7.2f}")
 
 
 if __name__ == "__main__":

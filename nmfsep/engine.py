@@ -751,17 +751,22 @@ def _stationary_expert(
 
     L = y.shape[-1]
     mix = x[:, start : start + L]
-    # the gate on the samples the block's own frames cover fully (its edges overlap the
-    # neighbours', where its overlap-added window fades out)
-    core = np.flatnonzero(wss >= np.float32(0.5) * wss.max())
-    i0, i1 = int(core[0]), int(core[-1]) + 1
-    target = y[0][:, i0:i1] / wss[i0:i1]
-    stat = stationary.stationarity_db(mix[:, i0:i1], mix[:, i0:i1] - target, sr=plan.sr)
-    weight = stationary.expert_weight(stat, float(plan.options.stationary_blend or 0.0))
-    if weight > 0.0:
-        expert = stationary.dd_wiener(x, sr=plan.sr)[:, start : start + L]
+    # what the separation removed, normalised by the block's own window sum (floored: at the
+    # block's outer edges, which its neighbours overlap, the sum fades to zero); the gate looks
+    # at the samples the block's own frames cover fully
+    top = float(wss.max())
+    removed = y[1] / np.maximum(wss, np.float32(0.05 * top))
+    core = np.flatnonzero(wss >= np.float32(0.5 * top))
+    estimate, weight, _ = stationary.stationary_expert(
+        mix,
+        removed,
+        sr=plan.sr,
+        weight=float(plan.options.stationary_blend or 0.0),
+        core=(int(core[0]), int(core[-1]) + 1),
+    )
+    if estimate is not None:
         y[0] *= np.float32(1.0 - weight)
-        y[0] += np.float32(weight) * expert * wss
+        y[0] += np.float32(weight) * estimate * wss
         y[1] = mix * wss - y[0]
     return weight
 

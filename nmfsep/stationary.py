@@ -13,11 +13,15 @@ when the block says its noise is stationary:
   minimum-statistics PSD of the mixture and ``R`` what the separation removed (the mixture
   minus its first source). A stationary noise is all floor: the tracker finds as much noise as
   the separation removed (``s`` near 0 dB or above); a moving one has a floor far below its
-  mean (``s`` of -3 to -25 dB). The expert's weight is ``weight`` at ``s >= full_db`` and falls
-  linearly to 0 at ``full_db - width_db``;
+  mean (``s`` of -3 to -25 dB). The gate is open (``g = 1``) at ``s >= full_db`` and closes
+  linearly to ``g = 0`` at ``full_db - width_db``;
+* the **noise PSD** of the expert's gain: the tracker's floor where the gate is wide open,
+  what the separation removed (smoothed over time) where it is half open, geometrically
+  blended by the gate's openness ``g``: ``lambda^g R^(1 - g)`` (the short frames then refine
+  the separation's own noise estimate);
 * the **blend**, in the time domain (the two estimates live on different STFTs):
-  ``s_1 <- (1 - a) s_1 + a s_dd``; the rest takes the difference, so the sources still sum to
-  the mixture.
+  ``s_1 <- (1 - a) s_1 + a s_dd``, ``a = weight * g``; the rest takes the difference, so the
+  sources still sum to the mixture.
 
 Measured on the held-out folds of ``bench/generalise.py`` (bench/README.md, "Stationary
 expert"). Pure maths on arrays: no I/O.
@@ -32,9 +36,9 @@ import numpy as np
 
 from nmfsep import defaults
 from nmfsep.spectral import STFTConfig, istft_rows, stft_rows, window_sum, windows
-from nmfsep.tracking import dd_gain, min_statistics
+from nmfsep.tracking import dd_gain, min_statistics, smooth
 
-__all__ = ["ExpertSettings", "dd_wiener", "expert_weight", "stationarity_db"]
+__all__ = ["ExpertSettings", "dd_wiener", "expert_weight", "stationarity_db", "stationary_expert"]
 
 _TINY = np.float32(1e-12)
 
@@ -121,12 +125,7 @@ def dd_wiener(x: np.ndarray, *, sr: int, settings: ExpertSettings | None = None)
     hop_seconds = config.hop_length / sr
     noise = _noise_psd(P, hop_seconds, s)
     G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
-    X *= np.ascontiguousarray(G.T)
-    y = istft_rows(X, config, window)
-    wss = window_sum(window_sq, X.shape[1], config.hop_length)
-    pad = config.n_fft // 2
-    y = y[:, pad : pad + x.shape[1]] / np.maximum(wss[pad : pad + x.shape[1]], _TINY)
-    return np.asarray(y, dtype=np.float32)
+    return _synthesise(X, G, config, window, window_sq, x.shape[1])
 
 
 def stationarity_db(
@@ -141,15 +140,103 @@ def stationarity_db(
     x, removed : np.ndarray, shape (n_channels, n_samples)
         The mixture and what the separation took out of it (mixture minus first source).
     """
+    return stationary_expert(x, removed, sr=sr, weight=0.0, settings=settings)[2]
+
+
+def stationary_expert(
+    x: np.ndarray,
+    removed: np.ndarray,
+    *,
+    sr: int,
+    weight: float,
+    core: tuple[int, int] | None = None,
+    settings: ExpertSettings | None = None,
+) -> tuple[np.ndarray | None, float, float | None]:
+    """The expert for one block: its estimate of the target, its weight and the gate's
+    statistic.
+
+    The gate's openness ``g = expert_weight(stat, 1)`` sets both the weight (``weight * g``)
+    and the noise PSD the decision-directed gain works against: the tracker's floor where the
+    noise is stationary, what the separation removed (smoothed over time like the
+    periodogram) where it is less so, geometrically blended, ``lambda^g R^(1 - g)`` (measured
+    on the folds: +0.1 dB over the floor alone at the same gate; bench/README.md).
+
+    Parameters
+    ----------
+    x, removed : np.ndarray, shape (n_channels, n_samples)
+        The block's mixture and what the separation took out of it.
+    weight : float
+        The largest weight (``stationary_blend``).
+    core : (int, int), optional
+        The samples the gate looks at (the block's own, not its overlaps); default all.
+
+    Returns
+    -------
+    (estimate, weight, statistic): the estimate (n_channels, n_samples) is None when the
+    weight is 0.
+    """
     s = settings or ExpertSettings()
     config, window, _ = _frames(int(sr), s.frame_seconds)
-    _, P = _periodogram(np.asarray(x, dtype=np.float32), config, window)
+    x = np.asarray(x, dtype=np.float32)
+    X, P = _periodogram(x, config, window)
     _, R = _periodogram(np.asarray(removed, dtype=np.float32), config, window)
-    rest = float(R.sum(dtype=np.float64))
-    if rest <= 0.0 or not P.any():
-        return None
-    floor = float(_noise_psd(P, config.hop_length / sr, s).sum(dtype=np.float64))
-    return 10.0 * float(np.log10(max(floor, 1e-30) / rest))
+    hop = config.hop_length
+    hop_seconds = hop / sr
+    floor = _noise_psd(P, hop_seconds, s) if P.any() else None
+    # frames centred in the core (frame k is centred on sample k * hop); default every frame
+    frames = slice(None)
+    if core is not None:
+        first = -(-core[0] // hop)
+        frames = slice(first, max(first + 1, -(-core[1] // hop)))
+    rest = float(R[:, frames].sum(dtype=np.float64))
+    if floor is None or rest <= 0.0:
+        return None, 0.0, None
+    stat = 10.0 * float(np.log10(max(float(floor[:, frames].sum(dtype=np.float64)), 1e-30) / rest))
+    g = expert_weight(stat, 1.0, s)
+    if weight * g <= 0.0:
+        return None, 0.0, stat
+    return _estimate(X, P, R, floor, g, sr, s, x.shape[1]), float(weight * g), stat
+
+
+def _estimate(
+    X: np.ndarray,
+    P: np.ndarray,
+    R: np.ndarray,
+    floor: np.ndarray,
+    g: float,
+    sr: int,
+    s: ExpertSettings,
+    n: int,
+) -> np.ndarray:
+    """The expert's estimate with the gate open by ``g`` (0..1): the decision-directed gain
+    against ``floor^g R_smoothed^(1 - g)``, applied to ``X``."""
+    config, window, window_sq = _frames(int(sr), s.frame_seconds)
+    hop_seconds = config.hop_length / sr
+    noise = floor
+    if g < 1.0:
+        moving = np.log(np.maximum(smooth(R, _alpha(s.smooth_seconds, hop_seconds)), _TINY))
+        noise = np.log(floor)
+        noise *= np.float32(g)
+        noise += np.float32(1.0 - g) * moving
+        noise = np.exp(noise, out=noise)
+    G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
+    return _synthesise(X, G, config, window, window_sq, n)
+
+
+def _synthesise(
+    X: np.ndarray,
+    G: np.ndarray,
+    config: STFTConfig,
+    window: np.ndarray,
+    window_sq: np.ndarray,
+    n: int,
+) -> np.ndarray:
+    """The gain applied to the centred STFT ``X`` (rows), back to ``n`` samples."""
+    X = X * np.ascontiguousarray(G.T)
+    y = istft_rows(X, config, window)
+    wss = window_sum(window_sq, X.shape[1], config.hop_length)
+    pad = config.n_fft // 2
+    return np.asarray(y[:, pad : pad + n] / np.maximum(wss[pad : pad + n], _TINY), np.float32)
 
 
 def expert_weight(stat_db: float | None, weight: float, settings: ExpertSettings | None = None):
