@@ -15,6 +15,9 @@ as its noise PSD at every ``g`` (the first form):
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only]
 
+``--supervised`` instead scores the per-case trained peer (``generalise.per_case_model``) with
+``stationary_blend`` 0, 0.3, 0.5 and 0.7 through the library (the gate at its defaults).
+
 Needs ``../shared/corpus``, the fold models and the peers' scores (``generalise.py`` builds and
 caches them).
 """
@@ -47,6 +50,9 @@ def main() -> None:
 
     import nmfsep.stationary as st
 
+    if "--supervised" in sys.argv:
+        supervised()
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     floor_only = "--floor-only" in sys.argv
     recipe = gm.RECIPES[args[0] if args else gm.SHIPPED]
@@ -156,6 +162,36 @@ def main() -> None:
     print("statistic (dB) by mixture:")
     for i in np.argsort([-(p[4] if p[4] is not None else -99) for p in parts]):
         print(f"  {rows[i][0].ident:62s} {parts[i][4]:7.2f}")
+
+
+def supervised() -> None:
+    """The expert with per-case trained models (the supervised peer of ``generalise.py``)."""
+    from threadpoolctl import threadpool_limits
+
+    from nmfsep.separation import separate
+
+    corpus = gen.Corpus()
+    mixtures = gen.make_mixtures(corpus, gen.make_folds(corpus, 5, 0), 16, 5.0, 0)
+    weights = (0.0, 0.3, 0.5, 0.7)
+    rows = []
+    with threadpool_limits(1):
+        for m in mixtures:
+            model = gen.per_case_model(corpus, m, True)
+            y = m.mix.astype(np.float32)[None]
+            rows.append(
+                [
+                    gen.score(
+                        m.speech,
+                        separate(y, gen.SR, model, stationary_blend=w).sources["speech"][0],
+                        m.mix,
+                    )
+                    for w in weights
+                ]
+            )
+    print(f"{len(rows)} mixtures, per-case trained models: stationary_blend, SDRi / SI-SDRi / STOI")
+    for j, w in enumerate(weights):
+        means = [np.mean([r[j][k] for r in rows]) for k in ("sdri", "si_sdri", "stoi")]
+        print(f"  {w:g}: {means[0]:.2f} / {means[1]:.2f} / {means[2]:.3f}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -396,10 +396,15 @@ class SeparationPlan:
                 )
             refiner = model.refiner
         if opts.stationary_blend and len(names) != 2:
-            raise ParameterError(
-                "stationary_blend needs a model of two sources (a target and the rest), "
-                f"this one has {len(names)}"
-            )
+            if options is None or options.stationary_blend is None:
+                # recommended by the model (the built-in one), not asked for: a separation
+                # with a third source (free bases of their own) goes without it
+                opts = replace(opts, stationary_blend=0.0)
+            else:
+                raise ParameterError(
+                    "stationary_blend needs a separation into two sources (a target and the "
+                    f"rest), this one has {len(names)} ({', '.join(names)})"
+                )
         blend_bands = None
         if opts.cluster_blend:
             freqs = config.frequencies(sr)

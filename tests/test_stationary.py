@@ -180,6 +180,36 @@ def test_it_helps_the_built_in_model_in_steady_noise_and_stays_out_of_bursts() -
     )
 
 
+def test_a_recommended_expert_steps_aside_for_a_third_source(tmp_path: Path) -> None:
+    """The built-in model recommends the expert; free bases of their own (a ``residual``
+    source) make three sources, and the separation runs without it rather than failing."""
+    speech, _ = sf.read(SAMPLES / "speech.wav", dtype="float32", frames=2 * SR)
+    mix = speech + _white(2.0, SR, level=0.03)
+    three = separate(mix, SR, free_components=3)
+    assert list(three.sources) == ["speech", "noise", "residual"]
+    assert "stationary_blend" not in three.settings
+    np.testing.assert_allclose(sum(three.sources.values()), mix[None], atol=2e-5)
+    with pytest.raises(ParameterError, match="two sources"):
+        separate(mix, SR, free_components=3, stationary_blend=0.7)
+    src = tmp_path / "mix.wav"
+    sf.write(src, mix, SR, subtype="FLOAT")
+    out = tmp_path / "out"
+    args = ["separate", str(src), "-o", str(out), "--free-components", "3", "-q"]
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in (out / "mix").iterdir()) == [
+        "noise.wav",
+        "residual.wav",
+        "speech.wav",
+    ]
+    r = runner.invoke(app, [*args, "-o", str(tmp_path / "refused"), "--stationary-blend", "0.5"])
+    # one line naming the file and the problem, no output written
+    assert r.exit_code == 1, r.output
+    assert r.output.startswith(f"error: {src}: stationary_blend needs a separation into two")
+    assert r.output.count("\n") == 1
+    assert not (tmp_path / "refused").exists()
+
+
 def test_live_file_and_memory_paths_give_the_same_samples(tmp_path: Path) -> None:
     model = tone_hiss_model()
     mono = tones(3.0) + 0.5 * hiss(3.0)
