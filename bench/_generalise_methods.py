@@ -753,6 +753,14 @@ _r = RECIPES["nb_n64_bins7_refine_big_blend4"]
 RECIPES["nb_n64_bins7_refine_big_blend4_stat7"] = dataclasses.replace(
     _r, name="nb_n64_bins7_refine_big_blend4_stat7", sep={**_r.sep, "stationary_blend": 0.7}
 )
-# shipped (session 14): the session-6 model and settings with the cluster blend at 0.4 (three
-# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS) and the stationary expert at 0.7
-SHIPPED = "nb_n64_bins7_refine_big_blend4_stat7"
+# session 14, with the expert: the cluster blend at 0.5, and 3 free noise bases
+for _name, _extra in (
+    ("nb_n64_bins7_refine_big_blend5_stat7", {"cluster_blend": 0.5}),
+    ("nb_n64_bins7_refine_big_blend5_stat7_free3", {"cluster_blend": 0.5, "free_components": 3}),
+):
+    _r = RECIPES["nb_n64_bins7_refine_big_blend4_stat7"]
+    RECIPES[_name] = dataclasses.replace(_r, name=_name, sep={**_r.sep, **_extra})
+# shipped (session 14): the session-6 model and settings with the cluster blend at 0.5 (three
+# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS), the stationary expert at 0.7 and 3 free
+# noise bases
+SHIPPED = "nb_n64_bins7_refine_big_blend5_stat7_free3"

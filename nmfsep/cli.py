@@ -1395,7 +1395,7 @@ def separate(
             "from each block's own NMF bases, grouped by this separation (as cluster "
             "--features guided), for about 1.2x the CPU. The built-in model gains about "
             '0.7 dB SDR with it on unseen voices and noises (bench/README.md, "Cluster '
-            "blend\"). 0: off. Default: the model's (the built-in model: 0.4), else 0.",
+            "blend\"). 0: off. Default: the model's (the built-in model: 0.5), else 0.",
             min=0.0,
             max=1.0,
             show_default=False,

@@ -82,9 +82,9 @@ class SeparateOptions:
         heard); None: they are a source of their own, ``residual``.
 
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
-    recommendation (its ``metadata["separation"]``: the built-in model recommends 2 free noise
-    bases, p = 1, the tracked gain, every bin, 7 iterations, its refiner at 0.5 and the cluster
-    blend at 0.4, measured on held-out folds),
+    recommendation (its ``metadata["separation"]``: the built-in model recommends 3 free noise
+    bases, p = 1, the tracked gain, every bin, 7 iterations, its refiner at 0.5, the cluster
+    blend at 0.5 and the stationary expert at 0.7, measured on held-out folds),
     else the defaults (p = 2, no free bases, the Wiener gain, 256 bands, 20 iterations).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
@@ -146,7 +146,7 @@ class SeparateOptions:
         most of its part falls on this separation's first-source share, as ``cluster
         --features guided``): the first source's mask becomes ``(1 - w) M + w M_cluster``,
         the others share the rest. 0: off.
-        None: the model's recommendation (the built-in model recommends 0.4, measured on
+        None: the model's recommendation (the built-in model recommends 0.5, measured on
         held-out folds), else 0.
     stationary_blend : float, optional
         Largest weight ``a`` (0..1) of the stationary-noise expert (:mod:`nmfsep.stationary`):
