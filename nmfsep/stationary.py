@@ -29,14 +29,14 @@ expert"). Pure maths on arrays: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from nmfsep import defaults
 from nmfsep.spectral import STFTConfig, istft_rows, stft_rows, window_sum, windows
-from nmfsep.tracking import dd_gain, min_statistics, smooth
+from nmfsep.tracking import TrackerSettings, _alpha, dd_gain, min_statistics, smooth
 
 __all__ = ["ExpertSettings", "dd_wiener", "expert_weight", "stationarity_db", "stationary_expert"]
 
@@ -45,16 +45,14 @@ _TINY = np.float32(1e-12)
 
 @dataclass(frozen=True)
 class ExpertSettings:
-    """The expert's frame length and time constants (seconds), and its gate (dB). Defaults:
+    """The expert's frame length (seconds) and gate (dB), and the tracker's time constants
+    (the tracked gain's, :class:`~nmfsep.tracking.TrackerSettings`). Defaults:
     :mod:`nmfsep.defaults` (the textbook filter's; the gate measured on the folds)."""
 
     frame_seconds: float = defaults.STATIONARY_FRAME_SECONDS
-    smooth_seconds: float = defaults.TRACK_SMOOTH_SECONDS
-    window_seconds: float = defaults.TRACK_WINDOW_SECONDS
-    dd_seconds: float = defaults.TRACK_DD_SECONDS
-    xi_min_db: float = defaults.TRACK_XI_MIN_DB
     full_db: float = defaults.STATIONARY_FULL_DB
     width_db: float = defaults.STATIONARY_WIDTH_DB
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
 
 @lru_cache(maxsize=16)
@@ -94,12 +92,10 @@ def _noise_psd(P: np.ndarray, hop_seconds: float, s: ExpertSettings) -> np.ndarr
         P = P.copy()
         P[:, silent] = P[:, ~silent].mean(axis=1, keepdims=True)
     return min_statistics(
-        P, alpha=_alpha(s.smooth_seconds, hop_seconds), frames=round(s.window_seconds / hop_seconds)
+        P,
+        alpha=_alpha(s.tracker.smooth_seconds, hop_seconds),
+        frames=round(s.tracker.window_seconds / hop_seconds),
     )
-
-
-def _alpha(seconds: float, hop_seconds: float) -> float:
-    return float(np.exp(-hop_seconds / max(seconds, 1e-9)))
 
 
 def dd_wiener(x: np.ndarray, *, sr: int, settings: ExpertSettings | None = None) -> np.ndarray:
@@ -124,7 +120,9 @@ def dd_wiener(x: np.ndarray, *, sr: int, settings: ExpertSettings | None = None)
         return np.zeros_like(x)
     hop_seconds = config.hop_length / sr
     noise = _noise_psd(P, hop_seconds, s)
-    G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
+    G = dd_gain(
+        P, noise, alpha=_alpha(s.tracker.dd_seconds, hop_seconds), xi_min_db=s.tracker.xi_min_db
+    )
     return _synthesise(X, G, config, window, window_sq, x.shape[1])
 
 
@@ -214,12 +212,14 @@ def _estimate(
     hop_seconds = config.hop_length / sr
     noise = floor
     if g < 1.0:
-        moving = np.log(np.maximum(smooth(R, _alpha(s.smooth_seconds, hop_seconds)), _TINY))
+        moving = np.log(np.maximum(smooth(R, _alpha(s.tracker.smooth_seconds, hop_seconds)), _TINY))
         noise = np.log(floor)
         noise *= np.float32(g)
         noise += np.float32(1.0 - g) * moving
         noise = np.exp(noise, out=noise)
-    G = dd_gain(P, noise, alpha=_alpha(s.dd_seconds, hop_seconds), xi_min_db=s.xi_min_db)
+    G = dd_gain(
+        P, noise, alpha=_alpha(s.tracker.dd_seconds, hop_seconds), xi_min_db=s.tracker.xi_min_db
+    )
     return _synthesise(X, G, config, window, window_sq, n)
 
 
