@@ -532,8 +532,6 @@ class BlockResult:
     W_free: np.ndarray | None
     wss: np.ndarray
     masks: np.ndarray | None = None
-    #: the stationary expert's weight in this block (``stationary_blend``; 0: off or gated)
-    expert_weight: float = 0.0
 
 
 #: Iterations between the NMF's convergence checks when separating (``fit_nmf``'s
@@ -726,9 +724,8 @@ def separate_block(
     wss = window_sum(plan.window_sq, n_frames, hop)
     y[-1] = x[:, lead * hop : lead * hop + L] * wss
     y[-1] -= y[:-1].sum(axis=0)
-    expert = 0.0
     if plan.options.stationary_blend:
-        expert = _stationary_expert(plan, x, lead * hop, y, wss)
+        _stationary_expert(plan, x, lead * hop, y, wss)
     if gain != 1.0:
         y *= np.float32(1.0 / gain)
     n_fixed = plan.W.shape[1]
@@ -741,17 +738,16 @@ def separate_block(
         W_free=None if W_free is None else np.ascontiguousarray(result.W[:, n_fixed:]),
         wss=wss,
         masks=np.ascontiguousarray(masks) if keep_masks else None,
-        expert_weight=expert,
     )
 
 
 def _stationary_expert(
     plan: SeparationPlan, x: np.ndarray, start: int, y: np.ndarray, wss: np.ndarray
-) -> float:
+) -> None:
     """``stationary_blend``, in place on the block's two sources ``y`` (overlap-added, starting
     at sample ``start`` of ``x``): the first blended in the time domain with the short-window
     decision-directed Wiener filter's estimate by the gate's weight (:mod:`nmfsep.stationary`),
-    the second the rest. Returns the weight."""
+    the second the rest."""
     from nmfsep import stationary
 
     L = y.shape[-1]
@@ -773,7 +769,6 @@ def _stationary_expert(
         y[0] *= np.float32(1.0 - weight)
         y[0] += np.float32(weight) * estimate * wss
         y[1] = mix * wss - y[0]
-    return weight
 
 
 # ------------------------------------------------------------------------------ the block runner

@@ -239,7 +239,9 @@ def _synthesise(
     return np.asarray(y[:, pad : pad + n] / np.maximum(wss[pad : pad + n], _TINY), np.float32)
 
 
-def expert_weight(stat_db: float | None, weight: float, settings: ExpertSettings | None = None):
+def expert_weight(
+    stat_db: float | None, weight: float, settings: ExpertSettings | None = None
+) -> float:
     """The expert's weight for a block whose statistic is ``stat_db``: ``weight`` at
     ``full_db`` and above, 0 at ``full_db - width_db`` and below, linear between."""
     s = settings or ExpertSettings()
