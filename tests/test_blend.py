@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from _cli import check_weight_option
 from _signals import SR as SR8K
 from _signals import hiss, tone_hiss_model, tones
-from typer.testing import CliRunner
 
 from nmfsep.blend import cluster_blend
-from nmfsep.cli import app
 from nmfsep.engine import Separator, analysis_bands
 from nmfsep.errors import ParameterError
 from nmfsep.metrics import bss_eval
@@ -165,15 +163,4 @@ def test_separate_command_with_cluster_blend(tmp_path: Path) -> None:
     _, mix = _speech_in_noise(2.0)
     src = tmp_path / "mix.wav"
     sf.write(src, mix, SR, subtype="FLOAT")
-    runner = CliRunner()
-    settings = {}
-    for value in ("0.5", "0", None):
-        args = ["separate", str(src), "-o", str(tmp_path / str(value)), "--json", "-q"]
-        r = runner.invoke(app, args + ([] if value is None else ["--cluster-blend", value]))
-        assert r.exit_code == 0, r.output
-        settings[value] = json.loads(r.stdout)["files"][0]["settings"]
-    assert settings["0.5"]["cluster_blend"] == 0.5
-    assert "cluster_blend" not in settings["0"]
-    assert settings[None]["cluster_blend"] == 0.5  # the built-in model's recommendation
-    r = runner.invoke(app, ["separate", str(src), "--cluster-blend", "2", "-o", str(tmp_path)])
-    assert r.exit_code == 2
+    check_weight_option(src, tmp_path, "--cluster-blend", 0.5)
