@@ -10,8 +10,11 @@ options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py`` scores the built
     OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
         '{"cluster_blend": 0}' '{"cluster_blend": 0.4, "bands": [128, 64, 32], "iters": 20}'
 
-``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the fold models (built and
-cached by ``generalise.py`` when missing).
+``"per_frame": true`` brings every frame to unit mean even with free bases (the engine does it
+with fixed bases only; ``nmfsep.engine._unit_mean``). Each line also gives the share of
+mixtures above all three peers of ``generalise.py`` (their cached scores) and the mixtures
+below 0 dB at SNR <= 5. ``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the
+fold models (built and cached by ``generalise.py`` when missing).
 """
 
 from __future__ import annotations
@@ -48,7 +51,15 @@ def main() -> None:
         folds = [folds[int(i)] for i in os.environ["FOLDS"].split(",")]
     mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
     models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
+    import nmfsep.engine
+
     blend = nmfsep.blend.cluster_blend
+    unit_mean = nmfsep.engine._unit_mean
+    peers = [
+        max(gen.peer_scores(corpus, m, True)[k]["sdri"] for k in ("nr_stationary",
+            "nr_nonstationary", "dd_wiener"))
+        for m in mixtures
+    ]  # fmt: skip
     bands_default = defaults.CLUSTER_BLEND_BANDS
     for spec in sys.argv[3:]:
         v = json.loads(spec)
@@ -62,6 +73,10 @@ def main() -> None:
             max_iter=v.get("iters", defaults.CLUSTER_BLEND_ITER),
             mask_power=v.get("p", defaults.CLUSTER_BLEND_MASK_POWER),
             n_components=v.get("k", defaults.CLUSTER_BLEND_COMPONENTS),
+        )
+        per_frame = bool(v.get("per_frame", False))
+        nmfsep.engine._unit_mean = (
+            (lambda V, per_frame: unit_mean(V, per_frame=True)) if per_frame else unit_mean
         )
         variant = dataclasses.replace(
             recipe,
@@ -78,6 +93,9 @@ def main() -> None:
         def mean(key: str, sub: list = rows) -> float:
             return float(np.mean([r[2][key] for r in sub]))
 
+        sdri = [r[2]["sdri"] for r in rows]
+        wins = float(np.mean([x > p for x, p in zip(sdri, peers, strict=True)]))
+        negative = sum(x < 0 and r[1] <= 5 for x, r in zip(sdri, rows, strict=True))
         by_fold = " ".join(
             f"{mean('sdri', [r for r in rows if r[0] == f]):.2f}"
             for f in sorted({r[0] for r in rows})
@@ -89,7 +107,8 @@ def main() -> None:
         )
         print(
             f"{spec:56s} {mean('sdri'):.2f} / {mean('si_sdri'):.2f} / {mean('stoi'):.3f} | "
-            f"folds {by_fold} | snr {by_snr} | cpu {cpu:.0f} s (scoring included)",
+            f"folds {by_fold} | snr {by_snr} | above all peers {100 * wins:.0f} % | "
+            f"< 0 at <= 5 dB: {negative} | cpu {cpu:.0f} s (scoring included)",
             flush=True,
         )
 
