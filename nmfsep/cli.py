@@ -1407,7 +1407,7 @@ def separate(
             "--stationary-blend",
             help="In blocks whose noise is stationary (rain, engines, fans, hiss), blend up "
             "to weight W (0..1) of a short-window decision-directed Wiener filter into the "
-            "first source (two-source models; the rest takes the difference). 0: off. "
+            "first source (two-source separations; the rest takes the difference). 0: off. "
             "Default: the model's (the built-in model: 0.7), else 0.",
             min=0.0,
             max=1.0,

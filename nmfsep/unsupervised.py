@@ -139,9 +139,10 @@ class SpeechGuide:
     """The built-in model's speech estimate of a stream, in step with it.
 
     A :class:`~nmfsep.engine.Separator` with the built-in speech/noise model (its default
-    settings, without the cluster blend and the stationary expert); :meth:`push` returns the
-    mixture samples whose estimate is final so far, with that estimate (the separator's
-    latency is absorbed by holding the mixture back).
+    settings with 2 free noise bases, without the cluster blend and the stationary expert, as
+    the guided grouping was measured); :meth:`push` returns the mixture samples whose estimate
+    is final so far, with that estimate (the separator's latency is absorbed by holding the
+    mixture back).
 
     Parameters
     ----------
@@ -155,13 +156,15 @@ class SpeechGuide:
         from nmfsep.engine import Separator
         from nmfsep.model import default_model
 
-        # the guide is the model's own separation, without the cluster blend and the stationary
-        # expert it recommends (the guided grouping was measured with that guide)
+        # the guide is the model's own separation as the guided grouping was measured with it
+        # (session 13's settings: 2 free noise bases, no cluster blend, no stationary expert)
         self._sep = Separator(
             default_model(),
             sr=sr,
             channels=channels,
             seed=seed,
+            free_components=2,
+            free_source="noise",
             cluster_blend=0.0,
             stationary_blend=0.0,
         )

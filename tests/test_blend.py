@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 from _cli import check_weight_option
+from _paths import assert_paths_agree
 from _signals import SR as SR8K
 from _signals import hiss, tone_hiss_model, tones
 
 from nmfsep.blend import cluster_blend
-from nmfsep.engine import Separator, analysis_bands
+from nmfsep.engine import analysis_bands
 from nmfsep.errors import ParameterError
 from nmfsep.metrics import bss_eval
 from nmfsep.separation import separate
 from nmfsep.spectral import STFTConfig, stft
-from nmfsep.streaming import separate_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_audio"
 SR = 16000
@@ -127,20 +127,10 @@ def test_live_file_and_memory_paths_give_the_same_samples(tmp_path: Path) -> Non
     1 s blocks), as without the blend."""
     _, mix = _speech_in_noise(3.0)
     stereo = np.stack([mix, 0.7 * mix[::-1].copy()])
-    src = tmp_path / "mix.wav"
-    sf.write(src, stereo.T, SR, subtype="FLOAT")
-    outs = {"speech": tmp_path / "s.wav", "noise": tmp_path / "n.wav"}
-    float32 = {"speech": "FLOAT", "noise": "FLOAT"}
-    result = separate_file(src, outs, cluster_blend=0.4, block_seconds=1.0, subtypes=float32)
+    result, _ = assert_paths_agree(
+        tmp_path, stereo, SR, None, chunk=5000, cluster_blend=0.4, block_seconds=1.0
+    )
     assert result.settings["cluster_blend"] == 0.4
-    memory = separate(stereo, SR, cluster_blend=0.4, block_seconds=1.0)
-    live = Separator(sr=SR, channels=2, cluster_blend=0.4, block_seconds=1.0)
-    pieces = [live.push(stereo[:, a : a + 5000]) for a in range(0, stereo.shape[1], 5000)]
-    streamed = np.concatenate([*pieces, live.finish()], axis=-1)
-    for i, (name, path) in enumerate(outs.items()):
-        y, _ = sf.read(path, dtype="float32", always_2d=True)
-        np.testing.assert_allclose(y.T, memory.sources[name], atol=1e-5)
-        np.testing.assert_allclose(streamed[i], memory.sources[name], atol=1e-5)
     with pytest.raises(ParameterError, match="cluster_blend"):
         separate(mix, SR, cluster_blend=1.5)
 

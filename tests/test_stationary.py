@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 from _cli import check_weight_option
+from _paths import assert_paths_agree
 from _signals import SR as SR8K
 from _signals import hiss, tone_hiss_model, tones
 from typer.testing import CliRunner
 
 from nmfsep.cli import app
-from nmfsep.engine import Separator
 from nmfsep.errors import ParameterError
 from nmfsep.metrics import bss_eval
 from nmfsep.separation import separate
@@ -24,7 +24,6 @@ from nmfsep.stationary import (
     stationarity_db,
     stationary_expert,
 )
-from nmfsep.streaming import separate_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_audio"
 SR = 16000
@@ -214,24 +213,10 @@ def test_live_file_and_memory_paths_give_the_same_samples(tmp_path: Path) -> Non
     model = tone_hiss_model()
     mono = tones(3.0) + 0.5 * hiss(3.0)
     stereo = np.stack([mono, 0.7 * mono[::-1].copy()])
-    src = tmp_path / "mix.wav"
-    sf.write(src, stereo.T, SR8K, subtype="FLOAT")
-    model_path = tmp_path / "m.npz"
-    model.save(model_path)
-    outs = {"voice": tmp_path / "v.wav", "hiss": tmp_path / "h.wav"}
-    float32 = {"voice": "FLOAT", "hiss": "FLOAT"}
     opts = {"stationary_blend": 0.7, "block_seconds": 1.0}
-    separate_file(src, outs, model, subtypes=float32, **opts)
-    memory = separate(stereo, SR8K, model, **opts)
+    _, memory = assert_paths_agree(tmp_path, stereo, SR8K, model, chunk=3000, **opts)
     off = separate(stereo, SR8K, model, block_seconds=1.0)
     assert not np.allclose(memory.sources["voice"], off.sources["voice"], atol=1e-4)
-    live = Separator(model, sr=SR8K, channels=2, **opts)
-    pieces = [live.push(stereo[:, a : a + 3000]) for a in range(0, stereo.shape[1], 3000)]
-    streamed = np.concatenate([*pieces, live.finish()], axis=-1)
-    for i, (name, path) in enumerate(outs.items()):
-        y, _ = sf.read(path, dtype="float32", always_2d=True)
-        np.testing.assert_allclose(y.T, memory.sources[name], atol=1e-5)
-        np.testing.assert_allclose(streamed[i], memory.sources[name], atol=1e-5)
 
 
 def test_separate_command_with_stationary_blend(tmp_path: Path) -> None:
