@@ -10,11 +10,10 @@ options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py`` scores the built
     OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
         '{"cluster_blend": 0}' '{"cluster_blend": 0.4, "bands": [128, 64, 32], "iters": 20}'
 
-``"per_frame": true`` brings every frame to unit mean even with free bases (the engine does it
-with fixed bases only; ``nmfsep.engine._unit_mean``). Each line also gives the share of
-mixtures above all three peers of ``generalise.py`` (their cached scores) and the mixtures
-below 0 dB at SNR <= 5. ``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the
-fold models (built and cached by ``generalise.py`` when missing).
+``"per_frame": B`` is short for ``"sep": {"frame_balance": B}`` (``true``: 1). Each line also
+gives the share of mixtures above all three peers of ``generalise.py`` (their cached scores)
+and the mixtures below 0 dB at SNR <= 5. ``FOLDS=0,1,2,4`` limits the folds. Needs
+``../shared/corpus`` and the fold models (built and cached by ``generalise.py`` when missing).
 """
 
 from __future__ import annotations
@@ -51,10 +50,7 @@ def main() -> None:
         folds = [folds[int(i)] for i in os.environ["FOLDS"].split(",")]
     mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
     models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
-    import nmfsep.engine
-
     blend = nmfsep.blend.cluster_blend
-    unit_mean = nmfsep.engine._unit_mean
     peers = [
         max(gen.peer_scores(corpus, m, True)[k]["sdri"] for k in ("nr_stationary",
             "nr_nonstationary", "dd_wiener"))
@@ -74,13 +70,15 @@ def main() -> None:
             mask_power=v.get("p", defaults.CLUSTER_BLEND_MASK_POWER),
             n_components=v.get("k", defaults.CLUSTER_BLEND_COMPONENTS),
         )
-        per_frame = bool(v.get("per_frame", False))
-        nmfsep.engine._unit_mean = (
-            (lambda V, per_frame: unit_mean(V, per_frame=True)) if per_frame else unit_mean
-        )
+        balance = {"frame_balance": float(v["per_frame"])} if "per_frame" in v else {}
         variant = dataclasses.replace(
             recipe,
-            sep={**recipe.sep, "cluster_blend": v.get("cluster_blend", 0.4), **v.get("sep", {})},
+            sep={
+                **recipe.sep,
+                "cluster_blend": v.get("cluster_blend", 0.4),
+                **balance,
+                **v.get("sep", {}),
+            },
         )
         rows = []
         t0 = time.process_time()

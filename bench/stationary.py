@@ -13,7 +13,10 @@ scored on the fifth, for each fold in turn (the cross-validated figures are the 
 a gate chosen on these mixtures); ``--floor-only`` scores the expert with the tracker's floor
 as its noise PSD at every ``g`` (the first form):
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only] \
+        [--sep '{"frame_balance": 1, "l1": 0.5}']
+
+``--sep JSON``: other separation options of the recipe's built-in path.
 
 ``--supervised`` instead scores the per-case trained peer (``generalise.per_case_model``) with
 ``stationary_blend`` 0, 0.3, 0.5 and 0.7 through the library (the gate at its defaults).
@@ -25,6 +28,7 @@ caches them).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 from pathlib import Path
@@ -53,15 +57,21 @@ def main() -> None:
     if "--supervised" in sys.argv:
         supervised()
         return
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    floor_only = "--floor-only" in sys.argv
+    argv = sys.argv[1:]
+    extra: dict[str, Any] = {}
+    if "--sep" in argv:
+        i = argv.index("--sep")
+        extra = json.loads(argv[i + 1])
+        argv = argv[:i] + argv[i + 2 :]
+    args = [a for a in argv if not a.startswith("--")]
+    floor_only = "--floor-only" in argv
     recipe = gm.RECIPES[args[0] if args else gm.SHIPPED]
     per_fold = int(args[1]) if len(args) > 1 else 16
     corpus = gen.Corpus()
     folds = gen.make_folds(corpus, 5, 0)
     mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
     models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
-    variant = dataclasses.replace(recipe, sep={**recipe.sep, "stationary_blend": 1.0})
+    variant = dataclasses.replace(recipe, sep={**recipe.sep, **extra, "stationary_blend": 1.0})
     real = st.stationary_expert
     seen: dict[str, Any] = {}
 

@@ -1414,6 +1414,18 @@ def separate(
             show_default=False,
         ),
     ] = None,
+    frame_balance: Annotated[
+        float | None,
+        typer.Option(
+            "--frame-balance",
+            help="With free bases, how far each frame is brought to the same level before "
+            "the fit (0..1): 0 the block as a whole (loud frames weigh most), 1 every frame "
+            "alike. Default: the model's with its free bases (the built-in model: 1), else 0.",
+            min=0.0,
+            max=1.0,
+            show_default=False,
+        ),
+    ] = None,
     null: Null = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -1452,6 +1464,7 @@ def separate(
             refine=refine,
             cluster_blend=cluster_blend,
             stationary_blend=stationary_blend,
+            frame_balance=frame_balance,
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)

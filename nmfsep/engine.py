@@ -244,13 +244,19 @@ def _band_sum(X: np.ndarray, starts: np.ndarray | None, context: int) -> np.ndar
     return np.add.reduceat(blocks, starts, axis=1).reshape(context * starts.size, -1)
 
 
-def _unit_mean(V: np.ndarray, *, per_frame: bool) -> np.ndarray:
-    """``V`` scaled to a mean of 1, as a whole or frame by frame (silent frames unchanged)."""
-    if per_frame:
-        mean = V.mean(axis=0, dtype=np.float64, keepdims=True)
-        return (V / np.where(mean > 0.0, mean, 1.0)).astype(V.dtype, copy=False)
-    mean_all = float(V.mean(dtype=np.float64)) if V.size else 0.0
-    return V if mean_all <= 0.0 else V * np.float32(1.0 / mean_all)
+def _unit_mean(V: np.ndarray, *, balance: float) -> np.ndarray:
+    """``V`` scaled to a mean of 1: frame ``t`` divided by ``m_t^b m^(1-b)`` (``m_t`` its mean,
+    ``m`` the block's, ``b`` the balance): 1 frame by frame, 0 as a whole. Silent frames are
+    left as they are."""
+    if balance <= 0.0:
+        mean_all = float(V.mean(dtype=np.float64)) if V.size else 0.0
+        return V if mean_all <= 0.0 else V * np.float32(1.0 / mean_all)
+    mean = V.mean(axis=0, dtype=np.float64, keepdims=True)
+    scale = np.where(mean > 0.0, mean, 1.0)
+    if balance < 1.0:
+        mean_all = float(mean.mean()) if V.size else 0.0
+        scale = scale**balance * (mean_all if mean_all > 0.0 else 1.0) ** (1.0 - balance)
+    return (V / scale).astype(V.dtype, copy=False)
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -509,6 +515,11 @@ class SeparationPlan:
             **({"refine": o.refine} if self.refiner is not None else {}),
             **({"cluster_blend": o.cluster_blend} if self.blend_bands is not None else {}),
             **({"stationary_blend": o.stationary_blend} if o.stationary_blend else {}),
+            **(
+                {"frame_balance": o.frame_balance}
+                if self.free_components and o.frame_balance
+                else {}
+            ),
         }
 
 
@@ -574,8 +585,10 @@ def fit_masks(
     # frames are independent: each is brought to unit mean, so ``l1`` asks every frame for the
     # same relative sparsity whatever the recording's level or a frame's loudness, and a frame's
     # result does not depend on the other frames (streaming is exact). With learned bases the
-    # frames are coupled: the block is brought to unit mean as a whole.
-    Vm = _unit_mean(V[: plan.n_modelled], per_frame=W_free is None)
+    # frames are coupled: the block is brought to unit mean as a whole (the loud frames weigh
+    # most in what the free bases learn), or frame by frame as far as ``frame_balance`` says.
+    balance = 1.0 if W_free is None else float(o.frame_balance or 0.0)
+    Vm = _unit_mean(V[: plan.n_modelled], balance=balance)
     fixed: np.ndarray | bool = True
     bands = plan.bands if plan.W_analysis is not None else None
     W_fit = plan.W if plan.W_analysis is None else plan.W_analysis

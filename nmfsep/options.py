@@ -157,6 +157,14 @@ class SeparateOptions:
         separations only: asked for with a third source (free bases of their own) it is
         refused, recommended by the model it steps aside. 0: off. None: the model's
         recommendation (the built-in model recommends 0.7, measured on held-out folds), else 0.
+    frame_balance : float, optional
+        How a block is scaled before its activations are fitted when free bases are learned on
+        it (which couples its frames), 0..1: 0 to a mean of 1 as a whole, so that the loud
+        frames weigh most (a loud attack can outweigh seconds of quiet noise); 1 every frame to
+        a mean of 1, so that every frame counts the same; between, frame ``t`` is divided by
+        ``m_t^b m^(1-b)`` (``m_t`` its mean, ``m`` the block's). With fixed bases only, frames
+        are independent and always brought to a mean of 1 each. None: the model's
+        recommendation (it rides with its free bases, like ``l1``), else 0.
     """
 
     mask_power: float | None = None
@@ -178,8 +186,15 @@ class SeparateOptions:
     refine: float | None = None
     cluster_blend: float | None = None
     stationary_blend: float | None = None
+    frame_balance: float | None = None
 
     def __post_init__(self) -> None:
+        if self.frame_balance is not None:
+            _set(
+                self,
+                "frame_balance",
+                check_number("frame_balance", self.frame_balance, low=0, high=1),
+            )
         if self.stationary_blend is not None:
             _set(
                 self,
@@ -249,12 +264,15 @@ class SeparateOptions:
         "refine",
         "cluster_blend",
         "stationary_blend",
+        "frame_balance",
+        "l1",
     )
 
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
         """These options with every field left at None that a model may recommend filled in:
         from ``recommended`` (a model's ``metadata["separation"]``, checked like any option),
-        else from the defaults; ``l1`` then gets its default for this kind of separation."""
+        else from the defaults; ``l1`` then gets its default for this kind of separation (or, like
+        ``free_source`` and ``frame_balance``, the model's, when its free bases are used)."""
         rec = SeparateOptions(**{k: v for k, v in (recommended or {}).items()
                                  if k in self.RECOMMENDABLE})  # fmt: skip
         # the model's free_source rides with its free_components: an explicit count of free
@@ -275,10 +293,18 @@ class SeparateOptions:
             max_iter=_first(self.max_iter, rec.max_iter, defaults.SEPARATE_ITER),
             analysis_bands=_first(self.analysis_bands, rec.analysis_bands, defaults.ANALYSIS_BANDS),
         )
+        # the model's l1 and frame_balance ride with its free bases too: they were measured
+        # with them (and a penalty meant for free bases is not one for fixed bases alone)
+        theirs = not own and free
+        out = dataclasses.replace(
+            out,
+            frame_balance=_first(self.frame_balance, rec.frame_balance if theirs else None, 0.0),
+        )
         if out.l1 is None:
-            # with free bases the penalty pushes the modelled sources into them (measured)
+            # with free bases the penalty pushes the modelled sources into them (measured),
+            # unless every frame counts the same (frame_balance; the model says so)
             l1 = defaults.SEMI_SUPERVISED_L1 if free else defaults.SEPARATE_L1
-            out = dataclasses.replace(out, l1=l1)
+            out = dataclasses.replace(out, l1=_first(rec.l1 if theirs else None, l1))
         if out.continuity is None:
             # the model's continuity_source rides with its continuity, like free_source
             out = dataclasses.replace(

@@ -274,3 +274,72 @@ def test_chunk_of_the_wrong_channel_count_is_named_in_the_callers_layout() -> No
     stereo = Separator(None, sr=16000, channels=2)
     with pytest.raises(ParameterError, match=r"shape \(n, 2\); got \(100,\)"):
         stereo.process(np.zeros(100, np.float32))
+
+
+def test_unit_mean_balances_the_frames_as_asked() -> None:
+    """frame_balance 1: every frame at mean 1; 0: the block; b: frame t over m_t^b m^(1-b)."""
+    from nmfsep.engine import _unit_mean
+
+    rng = np.random.default_rng(0)
+    V = np.abs(rng.standard_normal((16, 9))).astype(np.float32)
+    V[:, 3] = 0.0  # a silent frame stays silent at every balance
+    V[:, 7] *= 1e3  # a loud attack
+    m_t, m = V.mean(axis=0), V.mean()
+    each = _unit_mean(V, balance=1.0)
+    np.testing.assert_allclose(np.delete(each.mean(axis=0), 3), 1.0, rtol=1e-5)
+    whole = _unit_mean(V, balance=0.0)
+    assert abs(float(whole.mean()) - 1.0) < 1e-5
+    np.testing.assert_allclose(whole, V / m, rtol=1e-5)
+    half = _unit_mean(V, balance=0.5)
+    expect = V / np.sqrt(np.where(m_t > 0, m_t, 1.0) * m_t.mean())
+    np.testing.assert_allclose(half, expect, rtol=1e-5)
+    for out in (each, whole, half):
+        assert out.dtype == np.float32 and not out[:, 3].any()
+    assert not _unit_mean(np.zeros((4, 3), np.float32), balance=0.5).any()
+
+
+def test_frame_balance_decouples_the_frames_loudness_with_free_bases(model: NMFModel) -> None:
+    """With free bases and frame_balance 1, one frame made 1000x louder leaves every frame's
+    masks as they were (each frame counts the same in the fit); at 0 it moves the others."""
+    from nmfsep.engine import fit_masks
+
+    moved = {}
+    for balance in (0.0, 1.0):
+        opts = SeparateOptions(free_components=2, frame_balance=balance, max_iter=20)
+        plan = SeparationPlan.create(model, sr=SR, options=opts)
+        rng = np.random.default_rng(4)
+        V = np.abs(rng.standard_normal((plan.config.n_freq, 40))).astype(np.float32) + 0.05
+        loud = V.copy()
+        loud[:, 30] *= 1e3
+        a, b = fit_masks(plan, V, None)[0], fit_masks(plan, loud, None)[0]
+        moved[balance] = float(np.abs(np.delete(a - b, 30, axis=2)).max())
+    assert moved[1.0] < 1e-3 < moved[0.0]
+
+
+def test_the_models_frame_balance_and_l1_ride_with_its_free_bases(model: NMFModel) -> None:
+    import dataclasses
+
+    rec = {"free_components": 2, "free_source": "hiss", "frame_balance": 1.0, "l1": 0.5}
+    recommending = dataclasses.replace(model)
+    recommending.metadata = {**model.metadata, "separation": rec}
+    plan = SeparationPlan.create(recommending, sr=SR)
+    assert plan.options.frame_balance == 1.0 and plan.l1 == 0.5
+    res = separate(tones(1.0, seed=2) + hiss(1.0, seed=3), SR, recommending)
+    assert res.settings["frame_balance"] == 1.0 and res.settings["l1"] == 0.5
+    # fixed bases only: neither is the model's (its l1 was measured with its free bases)
+    fixed = SeparationPlan.create(recommending, sr=SR, options=SeparateOptions(free_components=0))
+    assert fixed.options.frame_balance == 0.0 and fixed.l1 == defaults.SEPARATE_L1
+    # free bases of the user's own count: the library's defaults, as with free_source
+    own = SeparationPlan.create(recommending, sr=SR, options=SeparateOptions(free_components=2))
+    assert own.options.frame_balance == 0.0 and own.l1 == defaults.SEMI_SUPERVISED_L1
+    # explicit values win
+    mine = SeparateOptions(frame_balance=0.25, l1=0.1)
+    p = SeparationPlan.create(recommending, sr=SR, options=mine)
+    assert p.options.frame_balance == 0.25 and p.l1 == 0.1
+    assert "frame_balance" not in separate(tones(1.0, seed=2), SR, model).settings
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "x", True])
+def test_bad_frame_balance_is_the_parameter_error(bad) -> None:
+    with pytest.raises(ParameterError, match="frame_balance must be"):
+        SeparateOptions(frame_balance=bad)
