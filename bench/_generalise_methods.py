@@ -760,7 +760,15 @@ for _name, _extra in (
 ):
     _r = RECIPES["nb_n64_bins7_refine_big_blend4_stat7"]
     RECIPES[_name] = dataclasses.replace(_r, name=_name, sep={**_r.sep, **_extra})
-# shipped (session 14): the session-6 model and settings with the cluster blend at 0.5 (three
-# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS), the stationary expert at 0.7 and 3 free
-# noise bases
-SHIPPED = "nb_n64_bins7_refine_big_blend5_stat7_free3"
+# session 15: every frame at unit mean with the free bases too (frame_balance 1), an L1 penalty
+# of 0.75 on the activations and 4 free noise bases (the expert's gate re-tuned with them:
+# nmfsep.defaults.STATIONARY_FULL_DB / _WIDTH_DB 0 / 5 dB, was +0.5 / 4)
+_r = RECIPES["nb_n64_bins7_refine_big_blend5_stat7_free3"]
+_name = "nb_n64_bins7_refine_big_blend5_stat7_free4_fb1_l1"
+RECIPES[_name] = dataclasses.replace(
+    _r, name=_name, sep={**_r.sep, "free_components": 4, "frame_balance": 1.0, "l1": 0.75}
+)
+# shipped (session 15): the session-6 model and settings with the cluster blend at 0.5 (three
+# band sets, nmfsep.defaults.CLUSTER_BLEND_BANDS), the stationary expert at 0.7, 4 free noise
+# bases, every frame at unit mean and L1 0.75
+SHIPPED = "nb_n64_bins7_refine_big_blend5_stat7_free4_fb1_l1"

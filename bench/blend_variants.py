@@ -10,10 +10,12 @@ options, e.g. ``{"refine": 0.6}``), scored as ``generalise.py`` scores the built
     OMP_NUM_THREADS=1 .venv/bin/python bench/blend_variants.py nb_n64_free2n_tracked_bins7 16 \\
         '{"cluster_blend": 0}' '{"cluster_blend": 0.4, "bands": [128, 64, 32], "iters": 20}'
 
-``"per_frame": B`` is short for ``"sep": {"frame_balance": B}`` (``true``: 1). Each line also
-gives the share of mixtures above all three peers of ``generalise.py`` (their cached scores)
-and the mixtures below 0 dB at SNR <= 5. ``FOLDS=0,1,2,4`` limits the folds. Needs
-``../shared/corpus`` and the fold models (built and cached by ``generalise.py`` when missing).
+``"gate": [FULL_DB, WIDTH_DB]`` sets the stationary expert's gate (its weight is the
+``stationary_blend`` of ``"sep"``). ``"per_frame": B`` is short for ``"sep": {"frame_balance":
+B}`` (``true``: 1). Each line also gives the share of mixtures above all three peers of
+``generalise.py`` (their cached scores) and the mixtures below 0 dB at SNR <= 5 (``LIST=1``
+names them). ``FOLDS=0,1,2,4`` limits the folds. Needs ``../shared/corpus`` and the fold models
+(built and cached by ``generalise.py`` when missing).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     import nmfsep.blend
+    import nmfsep.stationary
     from nmfsep import defaults
 
     recipe = gm.RECIPES[sys.argv[1]]
@@ -51,6 +54,7 @@ def main() -> None:
     mixtures = gen.make_mixtures(corpus, folds, per_fold, 5.0, 0)
     models = {f.index: gen.fold_model(corpus, recipe, f, True) for f in folds}
     blend = nmfsep.blend.cluster_blend
+    expert = nmfsep.stationary.stationary_expert
     peers = [
         max(gen.peer_scores(corpus, m, True)[k]["sdri"] for k in ("nr_stationary",
             "nr_nonstationary", "dd_wiener"))
@@ -70,6 +74,12 @@ def main() -> None:
             mask_power=v.get("p", defaults.CLUSTER_BLEND_MASK_POWER),
             n_components=v.get("k", defaults.CLUSTER_BLEND_COMPONENTS),
         )
+        gate = v.get("gate")  # the stationary expert's gate (full dB, width dB)
+        nmfsep.stationary.stationary_expert = (
+            functools.partial(expert, settings=nmfsep.stationary.ExpertSettings(
+                full_db=float(gate[0]), width_db=float(gate[1])))
+            if gate else expert
+        )  # fmt: skip
         balance = {"frame_balance": float(v["per_frame"])} if "per_frame" in v else {}
         variant = dataclasses.replace(
             recipe,
@@ -109,6 +119,10 @@ def main() -> None:
             f"< 0 at <= 5 dB: {negative} | cpu {cpu:.0f} s (scoring included)",
             flush=True,
         )
+        if os.environ.get("LIST"):
+            for m, x, p in zip(mixtures, sdri, peers, strict=True):
+                if x <= p or (x < 0 and m.snr <= 5):
+                    print(f"    {m.ident:64s} {x:6.2f} (best peer {p:6.2f})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ each ``--stationary`` weight (``separate --stationary-blend``), one BLAS thread,
 time (best of 3), the reference in the same run:
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/speed_builtin.py [--blend 0,0.4] [--stationary 0,0.7]
-        [--refine 0.5]
+        [--refine 0.5] [--sep '{"free_components": 3, "frame_balance": 0, "l1": 0}' ...]
+
+``--sep`` (repeatable): other separation options, each a variant measured in the same run.
 
 Needs ``../shared/corpus`` (the fold mixtures) and ``../shared/data`` or ``sample_audio``.
 """
@@ -15,6 +17,7 @@ Needs ``../shared/corpus`` (the fold mixtures) and ``../shared/data`` or ``sampl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,6 +42,12 @@ def main() -> None:
     )
     parser.add_argument("--refine", type=float, default=None, help="refiner weight (model's)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the looped file")
+    parser.add_argument(
+        "--sep",
+        action="append",
+        default=[],
+        help="JSON of other separation options, one variant each (repeatable)",
+    )
     args = parser.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -61,17 +70,24 @@ def main() -> None:
             y = np.asarray(y, dtype=np.float32).reshape(1, -1)
             t_ref = gen.cpu_per_audio_second(lambda x: gm.separate_default(reference, x), y)
             row = [f"{name}: reference {t_ref * 1000:.1f} ms/s"]
-            for w in args.blend:
-                for a in args.stationary:
+            for extra in [json.loads(v) for v in args.sep] or [{}]:
+                for w in args.blend:
+                    for a in args.stationary:
 
-                    def run(x: np.ndarray, w: float = w, a: float = a, rate: int = rate) -> object:
-                        return nmfsep.separate(
-                            x, sr=rate, cluster_blend=w, stationary_blend=a, refine=args.refine
-                        )
+                        def run(x: np.ndarray, w=w, a=a, rate=rate, extra=extra) -> object:
+                            return nmfsep.separate(
+                                x,
+                                sr=rate,
+                                cluster_blend=w,
+                                stationary_blend=a,
+                                refine=args.refine,
+                                **extra,
+                            )
 
-                    t = gen.cpu_per_audio_second(run, y)
-                    speed = f"{t * 1000:.1f} ms/s = {1 / t:.0f}x, ratio {t / t_ref:.2f}"
-                    row.append(f"blend {w:g} stationary {a:g}: {speed}")
+                        t = gen.cpu_per_audio_second(run, y)
+                        speed = f"{t * 1000:.1f} ms/s = {1 / t:.0f}x, ratio {t / t_ref:.2f}"
+                        label = f" {json.dumps(extra)}" if extra else ""
+                        row.append(f"blend {w:g} stationary {a:g}{label}: {speed}")
             print("; ".join(row), flush=True)
 
 

@@ -199,12 +199,13 @@ TRACK_MASK_WEIGHT = 0.25
 
 #: ``stationary_blend`` (nmfsep.stationary): the expert's frames (32 ms: 512 samples at 16 kHz,
 #: the textbook filter's; its time constants are the tracked gain's), and its gate: the full
-#: weight where the mixture's minimum-statistics noise power is at least +0.5 dB of the power
-#: the separation removed, none at -3.5 dB and below (measured on the held-out folds of
-#: bench/generalise.py with bench/stationary.py; bench/README.md, "Stationary expert").
+#: weight where the mixture's minimum-statistics noise power is at least the power the
+#: separation removed (0 dB), none at -5 dB and below (measured on the held-out folds of
+#: bench/generalise.py with bench/stationary.py, re-tuned in session 15 with the built-in
+#: model's frame balance; bench/README.md, "Stationary expert").
 STATIONARY_FRAME_SECONDS = 0.032
-STATIONARY_FULL_DB = 0.5
-STATIONARY_WIDTH_DB = 4.0
+STATIONARY_FULL_DB = 0.0
+STATIONARY_WIDTH_DB = 5.0
 
 #: The gain of the first source: "wiener" (the NMF masks) or "tracked" (nmfsep.tracking).
 GAIN = "wiener"
