@@ -164,7 +164,8 @@ class SeparateOptions:
         a mean of 1, so that every frame counts the same; between, frame ``t`` is divided by
         ``m_t^b m^(1-b)`` (``m_t`` its mean, ``m`` the block's). With fixed bases only, frames
         are independent and always brought to a mean of 1 each. None: the model's
-        recommendation (it rides with its free bases, like ``l1``), else 0.
+        recommendation unless ``free_components`` is given (like ``l1`` and ``free_source``),
+        else 0.
     """
 
     mask_power: float | None = None
@@ -271,8 +272,9 @@ class SeparateOptions:
     def resolved(self, recommended: dict[str, Any] | None = None) -> SeparateOptions:
         """These options with every field left at None that a model may recommend filled in:
         from ``recommended`` (a model's ``metadata["separation"]``, checked like any option),
-        else from the defaults; ``l1`` then gets its default for this kind of separation (or, like
-        ``free_source`` and ``frame_balance``, the model's, when its free bases are used)."""
+        else from the defaults; ``l1`` then gets the model's or its default for this kind of
+        separation. ``free_source``, ``l1`` and ``frame_balance`` ride with the model's
+        ``free_components``: given a count of your own, they are not the model's."""
         rec = SeparateOptions(**{k: v for k, v in (recommended or {}).items()
                                  if k in self.RECOMMENDABLE})  # fmt: skip
         # the model's free_source rides with its free_components: an explicit count of free
@@ -280,8 +282,12 @@ class SeparateOptions:
         own = self.free_components is not None
         free = _first(self.free_components, rec.free_components, 0)
         source = self.free_source if own else _first(self.free_source, rec.free_source)
+        # so do its l1 and frame_balance: they were measured with its free bases (a penalty
+        # meant for free bases is not one for fixed bases alone)
+        theirs = SeparateOptions() if own else rec
         out = dataclasses.replace(
             self,
+            frame_balance=_first(self.frame_balance, theirs.frame_balance, 0.0),
             mask_power=_first(self.mask_power, rec.mask_power, defaults.MASK_POWER),
             free_components=free,
             free_source=source if free else None,
@@ -293,18 +299,12 @@ class SeparateOptions:
             max_iter=_first(self.max_iter, rec.max_iter, defaults.SEPARATE_ITER),
             analysis_bands=_first(self.analysis_bands, rec.analysis_bands, defaults.ANALYSIS_BANDS),
         )
-        # the model's l1 and frame_balance ride with its free bases too: they were measured
-        # with them (and a penalty meant for free bases is not one for fixed bases alone)
-        theirs = not own and free
-        out = dataclasses.replace(
-            out,
-            frame_balance=_first(self.frame_balance, rec.frame_balance if theirs else None, 0.0),
-        )
         if out.l1 is None:
-            # with free bases the penalty pushes the modelled sources into them (measured),
-            # unless every frame counts the same (frame_balance; the model says so)
+            # with free bases the penalty pushes the modelled sources into them (measured with
+            # the block at unit mean as a whole; the built-in model, every frame at unit mean,
+            # recommends its own)
             l1 = defaults.SEMI_SUPERVISED_L1 if free else defaults.SEPARATE_L1
-            out = dataclasses.replace(out, l1=_first(rec.l1 if theirs else None, l1))
+            out = dataclasses.replace(out, l1=_first(theirs.l1, l1))
         if out.continuity is None:
             # the model's continuity_source rides with its continuity, like free_source
             out = dataclasses.replace(
