@@ -13,7 +13,7 @@ scored on the fifth, for each fold in turn (the cross-validated figures are the 
 a gate chosen on these mixtures); ``--floor-only`` scores the expert with the tracker's floor
 as its noise PSD at every ``g`` (the first form):
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only] \
+    OMP_NUM_THREADS=1 .venv/bin/python bench/stationary.py [RECIPE] [PER_FOLD] [--floor-only] \\
         [--sep '{"frame_balance": 1, "l1": 0.5}']
 
 ``--sep JSON``: other separation options of the recipe's built-in path.
