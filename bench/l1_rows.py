@@ -44,8 +44,12 @@ def main() -> None:
         init(self, *args, **kwargs)
         if active["on"] and self.l1_H:
             lin = np.zeros(self.linH.size)
-            sel = {"speech": slice(0, N_SPEECH), "noise": slice(N_SPEECH, None)}
-            lin[sel.get(rows, slice(0, N_MODEL))] = self.l1_H
+            sel = {
+                "speech": slice(0, N_SPEECH),
+                "noise": slice(N_SPEECH, None),
+                "fixed": slice(0, N_MODEL),
+            }
+            lin[sel[rows]] = self.l1_H
             # the H step takes the per-row values; 0 keeps the penalty out of the W step (of
             # the free rows) and of the loss (not computed by the built-in path)
             self.linH, self.l1_H = lin, 0.0

@@ -82,9 +82,10 @@ class SeparateOptions:
         heard); None: they are a source of their own, ``residual``.
 
     ``mask_power``, ``free_components`` and ``free_source`` left at None take the model's
-    recommendation (its ``metadata["separation"]``: the built-in model recommends 3 free noise
+    recommendation (its ``metadata["separation"]``: the built-in model recommends 4 free noise
     bases, p = 1, the tracked gain, every bin, 7 iterations, its refiner at 0.5, the cluster
-    blend at 0.5 and the stationary expert at 0.7, measured on held-out folds),
+    blend at 0.5, the stationary expert at 0.7, every frame at unit mean and L1 0.75, measured
+    on held-out folds),
     else the defaults (p = 2, no free bases, the Wiener gain, 256 bands, 20 iterations).
     beta : float or str, optional
         Divergence of the activation fit; default the model's.
