@@ -1,6 +1,7 @@
 """Quality methods of issue 12: unsupervised grouping (``cluster``) and phase reconstruction.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py cluster [--per-fold M] [--methods a,b]
+        [--only dev,music,folds,tune]
         [--factoriser mu|vb] [--components K] [--vb-fixed] [--vb-level X]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py phase [--iters 0,1,2,4]
     OMP_NUM_THREADS=1 .venv/bin/python bench/methods.py continuity [--values 0,1] [--source other]
@@ -14,7 +15,10 @@ Cases, all scored on the wanted source (speech; the pitched instrument for music
   ``make_folds`` and ``make_mixtures``; 5 folds, ``--per-fold`` mixtures of 5 s each, -5/0/5/10 dB);
 * **music**: percussion vs pitched-instrument mixes of the corpus stems
   (``../shared/corpus/music``, licences in its README) at 0 dB, 4 s: bongo (tabla-like pitched
-  hand drum) vs guitar, timpani vs cello, drum kit vs piano, jungle break vs latin guitar.
+  hand drum) vs guitar, timpani vs cello, drum kit vs piano, jungle break vs latin guitar;
+* **tune** (``--only tune``): a tuning set for choices of the cluster path, disjoint from the
+  above (:func:`tune_cases`): the folds' test speakers x noises from the *training* parts of
+  their recordings, and twelve other pairs of corpus stems.
 
 ``cluster`` runs the library's ``cluster`` path (frame sample, NMF, grouping, separation pass
 with the grouped bases fixed) once per grouping method on the same factorisation, next to the
@@ -138,6 +142,56 @@ def fold_cases(per_fold: int, seconds: float = 5.0) -> list[dict]:
                 "corpus": corpus,
             }
         )
+    return out
+
+
+# A tuning set for choices of the cluster path, disjoint from the cases above: the same folds'
+# test speakers and noises, excerpts from the *training* parts of their recordings (the fold
+# cases take theirs from the test parts; the guide is still the fold's model, which has heard
+# neither), and twelve other pairs of the corpus stems (none of the four music pairs above).
+TUNE_MUSIC_PAIRS = [
+    ("perc_snare_drum_gcompris", "inst_violin_gcompris"),
+    ("perc_tambourine_gcompris", "inst_flute_traversiere_gcompris"),
+    ("perc_maracas_gcompris", "inst_accordion_gcompris"),
+    ("perc_castanets_gcompris", "inst_harp_gcompris"),
+    ("perc_cymbal_gcompris", "inst_trumpet_gcompris"),
+    ("perc_snare_drum_gcompris", "inst_saxophone_gcompris"),
+    ("perc_tambourine_gcompris", "inst_electric_guitar_gcompris"),
+    ("perc_maracas_gcompris", "inst_organ_gcompris"),
+    ("perc_castanets_gcompris", "inst_clarinet_gcompris"),
+    ("perc_cymbal_gcompris", "inst_steel_guitar_lmms"),
+    ("inst_violin_gcompris", "inst_flute_lmms"),
+    ("inst_organ_gcompris", "inst_trumpet_gcompris"),
+]
+
+
+def tune_cases(per_fold: int, seconds: float = 5.0) -> list[dict]:
+    import generalise as gen
+
+    class TrainingParts(gen.Corpus):
+        def split(self, ident: str) -> tuple[np.ndarray, np.ndarray]:
+            train, test = super().split(ident)
+            return test, train  # make_mixtures takes the second part
+
+    corpus = TrainingParts()
+    folds = gen.make_folds(corpus, 5, 0)
+    out = []
+    for m in gen.make_mixtures(corpus, folds, per_fold, seconds, seed=7):
+        out.append({"name": "tune_" + m.ident, "group": "tune-speech", "mix": m.mix,
+                    "ref": m.speech, "other": m.noise_sig, "sr": gen.SR, "mixture": m,
+                    "corpus": corpus})  # fmt: skip
+    for perc, inst in TUNE_MUSIC_PAIRS:
+        p, sr = _read(MUSIC / f"{perc}.flac")
+        t, _ = _read(MUSIC / f"{inst}.flac")
+        n = min(int(4.0 * sr), len(p), len(t))
+        p0, t0 = p[:n], t[:n]
+        p0 = p0 * np.sqrt(np.sum(t0**2) / np.sum(p0**2))  # 0 dB
+        mix = t0 + p0
+        g = 0.95 / max(0.95, float(np.max(np.abs(mix))))
+        # the second stem is the "wanted" one: the pitched instrument (or the second of two)
+        out.append({"name": f"tune_{perc.split('_')[1]}-{inst.split('_')[1]}",
+                    "group": "tune-music", "mix": mix * g, "ref": t0 * g, "other": p0 * g,
+                    "sr": sr})  # fmt: skip
     return out
 
 
@@ -289,7 +343,7 @@ def frame_guide(c: dict, V: np.ndarray, sr: int, config, free: int = 0, it: int 
     return S / np.maximum(res.W @ res.H, 1e-20)
 
 
-def library_guided(c: dict) -> list[np.ndarray]:
+def library_guided(c: dict, features: str = "guided") -> list[np.ndarray]:
     """``cluster --features guided`` through the library (:func:`nmfsep.cluster_separate`),
     with the built-in model replaced by the fold's model (and its separation settings) for
     fold mixtures, so that the guide has heard neither the test speaker nor the test noise."""
@@ -300,7 +354,7 @@ def library_guided(c: dict) -> list[np.ndarray]:
 
     mix = c["mix"].astype(np.float32)
     if "mixture" not in c:
-        res, _ = cluster_separate(mix, c["sr"], features="guided")
+        res, _ = cluster_separate(mix, c["sr"], features=features)
     else:
         import _generalise_methods as gm
 
@@ -308,7 +362,8 @@ def library_guided(c: dict) -> list[np.ndarray]:
         sep = gm.RECIPES[GUIDE_RECIPE].sep
         model = dataclasses.replace(model, metadata={**model.metadata, "separation": sep})
         with mock.patch("nmfsep.model.default_model", return_value=model):
-            res, _ = cluster_separate(mix, c["sr"], features="guided")
+            res, _ = cluster_separate(mix, c["sr"], features=features)
+    c["lib_share"] = float(res.settings["speech_share"])
     return [v[0] for v in res.sources.values()]
 
 
@@ -418,9 +473,10 @@ def run_cluster(
             row["guide_mean"] = float(np.sum(guide * V**2) / np.sum(V**2))
             assert guide.shape[1] == res.H.shape[1], "frames of the guide and the sample differ"
         for m in methods:
-            if m == "lib-guided":
-                outs = library_guided(c)
+            if m in ("lib-guided", "lib-auto"):
+                outs = library_guided(c, m[4:])
                 row[m] = score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"])
+                row["lib_share"] = c["lib_share"]
                 continue
             if m.startswith("ens"):  # the guided cluster's speech and the model's, averaged
                 w = float(m.partition(":")[2] or 0.5)
@@ -447,7 +503,7 @@ def run_cluster(
                 outs = separate_with_labels(c["mix"], c["sr"], res.W, labels, config, o)
                 vals.append(score(c["ref"], best_output(outs, c["ref"]), c["mix"], c["sr"]))
             row["random"] = {k: float(np.mean([v[k] for v in vals])) for k in vals[0]}
-        if c["group"] == "music":
+        if c["group"] in ("music", "tune-music"):
             row["librosa_hpss"] = score(c["ref"], hpss_harmonic(c["mix"]), c["mix"], c["sr"])
         rows.append(row)
         line = "  ".join(f"{m} {v['sdri']:+.1f}" for m, v in row.items() if isinstance(v, dict))
@@ -463,7 +519,9 @@ def summarise(rows: list[dict], title: str) -> None:
     methods = [k for k, v in rows[0].items() if isinstance(v, dict)]
     groups = {"dev (speech)": [r for r in rows if r["group"] == "dev"],
               "folds (speech)": [r for r in rows if r["group"].startswith("fold")],
-              "music": [r for r in rows if r["group"] == "music"]}  # fmt: skip
+              "music": [r for r in rows if r["group"] == "music"],
+              "tune (speech)": [r for r in rows if r["group"] == "tune-speech"],
+              "tune (music)": [r for r in rows if r["group"] == "tune-music"]}  # fmt: skip
     print(f"\n{title}")
     print(f"| cases | metric | {' | '.join(methods)} |")
     print("|---|---|" + "---|" * len(methods))
@@ -535,6 +593,8 @@ def main() -> None:
         cases += music_cases()
     if "folds" in only and a.per_fold > 0:
         cases += fold_cases(a.per_fold)
+    if "tune" in only:
+        cases += tune_cases(a.per_fold)
     t0 = time.perf_counter()
     if a.what == "cluster":
         rows = run_cluster(

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from nmfsep import defaults
 from nmfsep.errors import ParameterError
 
 FEATURES: tuple[str, ...] = ("logspec", "mfcc", "logspec+act", "mfcc+act")
@@ -323,7 +324,7 @@ def _order_by_centroid(W: np.ndarray, labels: np.ndarray, n_clusters: int, sr: f
 
 GROUPINGS: tuple[str, ...] = (
     "act", "hpss", "modulation", "mfcc0", "logspec+mod", "logspec+hpss", "mfcc0-or-mod",
-    "guided",
+    "guided", "auto",
 )  # fmt: skip
 """Groupings that look at more than a basis's spectral shape (issue 12):
 
@@ -352,6 +353,11 @@ GROUPINGS: tuple[str, ...] = (
     share); two sources: 1-D two-means of the shares; more: the low-share bases are split
     further by ``"mfcc0"``. The model is only a guide: the output is still made of the bases
     learned on the mixture (the supervised path, ``separate``, uses the model's own bases).
+``"auto"``
+    ``"guided"`` when the guide hears speech, else ``"mfcc0-or-mod"``: the guide's speech
+    power share of the frames (:func:`speech_power_share`) against
+    :data:`nmfsep.defaults.CLUSTER_AUTO_SPEECH_SHARE` (:func:`auto_grouping`). Needs
+    ``speech`` as ``"guided"`` does.
 """
 
 ALL_KINDS: tuple[str, ...] = FEATURES + GROUPINGS
@@ -495,6 +501,13 @@ def group_bases(
         if envelope_correlation(W, Hc, by_modulation) < envelope_correlation(W, Hc, by_timbre):
             return by_modulation
         return by_timbre
+    if method == "auto":
+        if speech is None or V is None:
+            raise ParameterError("features 'auto' need the frames V and their speech share")
+        return group_bases(
+            W, n_clusters=n_clusters, method=auto_grouping(speech_power_share(V, speech)), H=Hc,
+            speech=speech, sr=sr, n_fft=n_fft, frame_rate=frame_rate, random_state=seed,
+        )  # fmt: skip
     if method == "guided":
         return _guided_labels(W, Hc, speech, n_clusters, seed, sr, int(n_fft))
     if method == "act":
@@ -517,6 +530,24 @@ def group_bases(
             np.concatenate([spec, score / np.sqrt(score.shape[1])], 1), n_clusters, seed
         )
     return _order_by_centroid(W, labels, n_clusters, sr)
+
+
+def speech_power_share(V: np.ndarray, speech: np.ndarray) -> float:
+    """The guide's speech share of the frames' power: ``sum(P V^2) / sum(V^2)`` for the
+    magnitudes ``V`` and the speech mask ``P`` (both (n_freq, n_frames)); 0 for silence."""
+    V2 = np.square(np.asarray(V, np.float64))
+    total = float(V2.sum())
+    if not total > 0:
+        return 0.0
+    return float(np.sum(np.clip(np.asarray(speech, np.float64), 0.0, 1.0) * V2) / total)
+
+
+def auto_grouping(share: float) -> str:
+    """The grouping ``features="auto"`` uses at this :func:`speech_power_share`: speech-guided
+    when the guide hears enough speech, else timbre-or-modulation (the speech model is no
+    guide to music). The threshold was chosen on a tuning set of its own (bench/README.md,
+    "`--features auto`")."""
+    return "guided" if share >= defaults.CLUSTER_AUTO_SPEECH_SHARE else "mfcc0-or-mod"
 
 
 def speech_shares(W: np.ndarray, H: np.ndarray, speech: np.ndarray) -> np.ndarray:

@@ -111,15 +111,28 @@ CLUSTER_FEATURE_KINDS = (
     "mfcc0-or-mod",
     # speech against the rest by the built-in model's speech share of each basis's part: on 40
     # fold mixtures SDRi 5.25 vs 2.63 dB, SI-SDRi 3.70 vs 1.38, STOI 0.707 vs 0.709; worse on
-    # music (it is a speech model), so not the default
+    # music (it is a speech model), so the default uses it only through "auto"
     "guided",
+    # guided when the built-in model hears speech, else mfcc0-or-mod (CLUSTER_AUTO_SPEECH_SHARE)
+    "auto",
 )
+#: ``features="auto"``: the guide's speech power share of the sampled frames at or above which
+#: the grouping is ``guided`` (else ``mfcc0-or-mod``). Chosen on a tuning set of its own
+#: (``bench/methods.py cluster --only tune``: 40 speech mixtures from the training parts of the
+#: folds' test recordings, 12 pairs of other corpus stems): the mean of the two sets' SDRi is
+#: 7.06 dB at 0.18, 7.01-7.04 at 0.15 and 0.2, 6.84 at 0.25, 6.03 at 0.1; the speech mixtures'
+#: shares run 0.19-0.96, the stems' 0.03-0.43 (9 of 12 below 0.13).
+CLUSTER_AUTO_SPEECH_SHARE = 0.18
 #: ``--sources auto`` tries this many sources (silhouette of the bases' features).
 CLUSTER_AUTO_SOURCES = (2, 3, 4)
-#: mfcc0 (MFCCs with c0 kept) since issue 12: on 20 fold mixtures (unseen speakers x noises)
-#: SDRi 3.92 vs 3.79 dB, SI-SDRi 2.57 vs 1.32, STOI 0.718 vs 0.669, worst case -1.8 vs -5.5 dB;
-#: music dev case 14.5 vs 0.3 dB (floor 2.4); dev speech 9.87 vs 10.67 dB SDRi (SI-SDRi +0.4).
-CLUSTER_FEATURES = "mfcc0"
+#: auto since session 16 (bench/README.md, "`--features auto`"): ``guided`` when the built-in
+#: model hears speech, else ``mfcc0-or-mod``. Held-out cases of ``bench/methods.py cluster``
+#: against mfcc0 (the default before): 40 fold mixtures SDRi 5.50 vs 2.63 dB, SI-SDRi 4.05 vs
+#: 1.38, STOI 0.729 vs 0.709, worst fold +3.05 vs +0.57; five music mixes 4.96 vs 2.54 dB, above
+#: the random floor on 4 vs 3; dev speech 9.86 vs 9.87 dB (SI-SDRi 6.06 vs 7.09). It costs one
+#: pass of the built-in model over the file. mfcc0 (MFCCs with c0 kept) was chosen in issue 12
+#: over logspec: 20 fold mixtures SDRi 3.92 vs 3.79 dB, music dev case 14.5 vs 0.3 dB.
+CLUSTER_FEATURES = "auto"
 #: Frames of the mixture ``cluster`` learns its bases on at most: a seeded sample spread over
 #: the whole file, so memory does not grow with the file's length (20 000 frames = 10.7 min of
 #: audio at the 64 ms / 16 ms cluster window; shorter files use every frame).

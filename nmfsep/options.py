@@ -338,7 +338,9 @@ class ClusterOptions:
     l1 : float
         L1 penalty on the activations (of the factorisation and the separation pass).
     features : str
-        Basis features of the k-means step (:data:`nmfsep.clustering.FEATURES`).
+        How the bases are grouped: k-means features (:data:`nmfsep.clustering.FEATURES`) or a
+        grouping by source (:data:`nmfsep.clustering.GROUPINGS`); default ``"auto"``: guided
+        by the built-in model when it hears speech, else ``"mfcc0-or-mod"``.
     mask_power : float
     max_iter : int
         Iterations of the factorisation.

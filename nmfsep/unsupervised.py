@@ -13,11 +13,14 @@ The sample is a uniform random subset of the non-silent frames (each frame gets 
 key; the ``max_frames`` smallest keys are kept), so it spreads over the whole file and does not
 depend on how the stream is chunked. Files shorter than ``max_frames`` frames use every frame.
 
-With ``features="guided"`` the stream also goes through the built-in speech/noise model
-(:class:`SpeechGuide`, a :class:`~nmfsep.engine.Separator` in step with the stream), and the
-sampler keeps, for every frame it keeps, the model's speech share of that frame: the bases are
-then grouped by how much of each one's part falls on speech
-(:func:`nmfsep.clustering.group_bases`). Bench: ``bench/README.md``, "Speech-guided grouping".
+With ``features="guided"`` or ``"auto"`` (the default) the stream also goes through the built-in
+speech/noise model (:class:`SpeechGuide`, a :class:`~nmfsep.engine.Separator` in step with the
+stream), and the sampler keeps, for every frame it keeps, the model's speech share of that
+frame: the bases are then grouped by how much of each one's part falls on speech
+(:func:`nmfsep.clustering.group_bases`). ``"auto"`` does so only when the guide hears speech
+(:func:`nmfsep.clustering.auto_grouping` of the share of the sampled frames' power), and groups
+by ``"mfcc0-or-mod"`` otherwise; the model's record says which (``grouping``,
+``speech_share``). Bench: ``bench/README.md``, "Speech-guided grouping" and "`--features auto`".
 
 The same grouping, inside each block of a model's separation, is ``separate --cluster-blend``
 (:mod:`nmfsep.blend`).
@@ -214,7 +217,7 @@ def sample_frames(
     n_samples : int
         Samples read (per channel); 0: nothing was sampled.
     """
-    guided = options.features == "guided"
+    guided = options.features in ("guided", "auto")
     sampler = FrameSampler(sr=sr, channels=channels, options=options, guided=guided)
     guide = SpeechGuide(sr=sr, channels=channels, seed=options.seed) if guided else None
     n = 0
@@ -291,7 +294,7 @@ def cluster_model(
     options : ClusterOptions
     speech : np.ndarray, shape (n_freq, n_frames), optional
         Speech share of the same frames (:meth:`FrameSampler.speech_share`); needed by
-        ``features="guided"``.
+        ``features="guided"`` and ``"auto"``.
 
     Returns
     -------
@@ -299,7 +302,13 @@ def cluster_model(
         Sources ``source1`` ... ``sourceN`` (lowest spectral centroid first), context 1; its
         ``metadata["training"]["cluster"]`` records what was done.
     """
-    from nmfsep.clustering import choose_n_sources, group_bases, hpss_mask
+    from nmfsep.clustering import (
+        auto_grouping,
+        choose_n_sources,
+        group_bases,
+        hpss_mask,
+        speech_power_share,
+    )
     from nmfsep.errors import ParameterError
 
     o = options
@@ -313,12 +322,17 @@ def cluster_model(
         n_sources = choose_n_sources(
             result.W, candidates=candidates, sr=sr, n_fft=config.n_fft, random_state=o.seed
         )
+    features = o.features
+    share = None if speech is None else speech_power_share(V, speech)
+    if features == "auto" and share is not None:
+        features = auto_grouping(share)
     labels = group_bases(
         result.W,
         H=result.H,
+        V=V,
         n_clusters=n_sources,
-        method=o.features,
-        percussive=hpss_mask(V) if o.features.endswith("hpss") else None,
+        method=features,
+        percussive=hpss_mask(V) if features.endswith("hpss") else None,
         speech=speech,
         sr=sr,
         n_fft=config.n_fft,
@@ -338,7 +352,10 @@ def cluster_model(
         "components": {names[i]: int(np.sum(labels == i)) for i in range(n_sources)},
         "factoriser": o.factoriser,
     }
-    if speech is not None and o.features == "guided":  # which output holds the speech bases
+    if share is not None:  # how much speech the guide heard, and the grouping it led to
+        record["speech_share"] = round(share, 4)
+        record["grouping"] = features
+    if speech is not None and features == "guided":  # which output holds the speech bases
         from nmfsep.clustering import speech_shares
 
         shares = speech_shares(result.W, result.H, speech)

@@ -221,3 +221,39 @@ def test_guided_grouping_needs_a_speech_share_of_the_frames() -> None:
         clustering.group_bases(
             W, n_clusters=2, method="guided", H=H, speech=np.ones((N_FREQ, 3)), sr=SR, n_fft=N_FFT
         )
+
+
+# ------------------------------------------------------------------------------ features "auto"
+
+
+def test_speech_power_share_weighs_the_mask_by_power() -> None:
+    V = np.array([[1.0, 2.0], [0.0, 1.0]])
+    P = np.array([[1.0, 0.0], [0.5, 1.0]])
+    # power 1, 4, 0, 1: speech 1*1 + 0*4 + 0.5*0 + 1*1 = 2 of 6
+    assert clustering.speech_power_share(V, P) == pytest.approx(2.0 / 6.0)
+    assert clustering.speech_power_share(np.zeros((3, 4)), np.ones((3, 4))) == 0.0
+    assert clustering.speech_power_share(V, 2.0 * np.ones_like(V)) == pytest.approx(1.0)  # clipped
+
+
+@pytest.mark.parametrize("level", [0.1, 0.9])
+def test_auto_grouping_is_guided_when_the_guide_hears_speech(level: float) -> None:
+    from nmfsep import defaults
+
+    W, H = _same_band_model()
+    V = W @ H
+    S = np.zeros((N_FREQ, H.shape[1]))
+    S[:, ::2] = level  # a speech power share below ``level``: about half of it
+    H[:6, 1::2] = 0.0
+    H[6:, ::2] = 0.0
+    V = W @ H
+    share = clustering.speech_power_share(V, S)
+    assert 0.2 * level < share < level
+    kw = {"n_clusters": 2, "H": H, "sr": SR, "n_fft": N_FFT, "random_state": 0}
+    auto = clustering.group_bases(W, method="auto", V=V, speech=S, **kw)
+    chosen = clustering.auto_grouping(share)
+    assert chosen == ("guided" if share >= defaults.CLUSTER_AUTO_SPEECH_SHARE else "mfcc0-or-mod")
+    assert chosen == ("guided" if level > 0.5 else "mfcc0-or-mod")
+    same = clustering.group_bases(W, method=chosen, V=V, speech=S, **kw)
+    np.testing.assert_array_equal(auto, same)
+    with pytest.raises(ParameterError, match="speech share"):
+        clustering.group_bases(W, method="auto", V=V, **kw)

@@ -127,3 +127,23 @@ def test_cluster_command_with_guided_features(tmp_path: Path) -> None:
     assert entry["settings"]["features"] == "guided"
     assert entry["settings"]["speech_source"] in entry["outputs"]
     assert sorted(p.name for p in (out / "mix").iterdir()) == ["source1.wav", "source2.wav"]
+
+
+def test_auto_features_follow_the_guide() -> None:
+    _, mix = _speech_in_noise(5.0)  # -0.6 dB (its first 3 s, at -2.2 dB, the guide hears as 0.15)
+    result, model = cluster_separate(mix, SR)  # features="auto" by default
+    record = model.metadata["training"]["cluster"]
+    assert record["features"] == "auto" and record["grouping"] == "guided"
+    assert 0.18 <= record["speech_share"] <= 1.0
+    guided, _ = cluster_separate(mix, SR, features="guided")  # the same grouping, same output
+    for k in result.sources:
+        np.testing.assert_array_equal(guided.sources[k], result.sources[k])
+    assert result.settings["speech_source"] == record["speech_source"]
+    # a mixture with no speech in it: two steady tones in low noise
+    t = np.arange(3 * SR) / SR
+    tones = 0.1 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.sin(2 * np.pi * 1320 * t)
+    music = (tones + 0.01 * _noise(3 * SR)[0]).astype(np.float32)
+    _, model2 = cluster_separate(music, SR)
+    record2 = model2.metadata["training"]["cluster"]
+    assert record2["grouping"] == "mfcc0-or-mod", record2
+    assert record2["speech_share"] < 0.18 and "speech_source" not in record2
