@@ -128,6 +128,7 @@ class Generic:
             max_iter=self.max_iter,
             max_frames=self.max_frames,
             l1=self.l1_train,
+            refiner=None,  # a recipe's refiner is its own (refine_* recipes), never train's
         )
         if self.k_speech == self.k_noise:
             return train_model(data, n_components=self.k_speech, random_state=0, **common)

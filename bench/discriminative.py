@@ -96,7 +96,7 @@ def run_dev(dkw: dict) -> list[dict]:
             for n in ("speech", "noise")
         }
         t = time.process_time()
-        model = train_model(tr, sr=SR)
+        model = train_model(tr, sr=SR, refiner=None)  # plain bases, as measured
         t_plain = time.process_time() - t
         t = time.process_time()
         recon, info = discriminative_bases(model, tr, **dkw)

@@ -574,7 +574,8 @@ def run_dev(data: Path, recipe: Any) -> list[dict]:
             n: [sf.read(d / f"train_{n}.wav", dtype="float32")[0][np.newaxis]]
             for n in ("speech", "noise")
         }
-        est = separate(mix.astype(np.float32)[np.newaxis], SR, train_model(tr, sr=SR))
+        # the plain per-case path, as the folds' "supervised" peer (no trained-path refiner)
+        est = separate(mix.astype(np.float32)[np.newaxis], SR, train_model(tr, sr=SR, refiner=None))
         row["supervised"] = score(s, est.sources["speech"][0], mix)
         row["oracle"] = score(s, oracle_peer(m), mix)
         rows.append(row)

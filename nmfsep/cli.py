@@ -1160,7 +1160,9 @@ def train(
             help="SOURCE is speech: attach the shipped learned mask refiner for speech "
             "(trained on a corpus of many speakers and noises) to it; separations with the "
             f"model then use --refine {defaults.TRAINED_REFINE:g} (on held-out speakers and "
-            "noises: +0.2 dB SDR, +0.4 dB SI-SDR, +0.012 STOI).",
+            "noises: +0.2 dB SDR, +0.4 dB SI-SDR, +0.012 STOI). Default auto: the one source "
+            "whose name has the word 'speech' or 'voice' (e.g. train_speech), if any, with two "
+            "sources or more; none: no refiner.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -1202,11 +1204,14 @@ def train(
         spec = parse_sources(sources)
         if len(spec) < 1:
             raise _usage("name at least one source")
-        if options.refiner is not None:
+        from nmfsep.training import resolve_refiner
+
+        refined = resolve_refiner(list(spec), options.refiner)
+        if refined is not None:
             from nmfsep.training import check_refiner_source
 
             try:
-                check_refiner_source(list(spec), options.refiner)
+                check_refiner_source(list(spec), refined)
             except ParameterError as exc:  # "refiner: ..." -> "--refiner: ..."
                 raise _usage("--" + exc.message) from None
         training_files = [f for files in spec.values() for f in files]

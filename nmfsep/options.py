@@ -490,7 +490,9 @@ class TrainOptions:
         trained speech models (:func:`nmfsep.model.trained_refiner`) to it (it becomes the
         model's first source); the model then recommends ``refine``
         :data:`~nmfsep.defaults.TRAINED_REFINE` to every separation. Needs two sources or
-        more.
+        more. ``"auto"`` (the default): the one source whose name has the word ``speech`` or
+        ``voice`` (:func:`nmfsep.training.resolve_refiner`), if there is one, else none.
+        ``None`` or ``"none"``: no refiner.
     """
 
     n_components: int = defaults.COMPONENTS
@@ -507,7 +509,7 @@ class TrainOptions:
     discriminative: bool = False
     hpss_prior: float = 0.0
     exemplars: int = defaults.EXEMPLARS
-    refiner: str | None = None
+    refiner: str | None = defaults.REFINER_AUTO
 
     def __post_init__(self) -> None:
         _set(self, "hpss_prior", _hpss_strength(self.hpss_prior))
@@ -519,6 +521,8 @@ class TrainOptions:
             raise ParameterError(
                 f"refiner must be the name of the speech source, not {self.refiner!r}"
             )
+        if self.refiner == "none":
+            _set(self, "refiner", None)
         _set(
             self,
             "n_components",

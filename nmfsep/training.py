@@ -8,6 +8,7 @@ examples in proportion to their length, whatever the amount of audio.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,19 @@ def train_config(sr: int, options: TrainOptions) -> STFTConfig:
     return STFTConfig(n_fft=n_fft, hop_length=options.hop_length or n_fft // 4)
 
 
+def resolve_refiner(names: Sequence[str], refiner: str | None) -> str | None:
+    """The source the trained-path refiner goes to: ``refiner`` itself, or for ``"auto"`` the
+    one source whose name has a word of :data:`~nmfsep.defaults.REFINER_SPEECH_WORDS` (words:
+    runs of letters and digits, any case), when there are two sources or more; else None."""
+    if refiner != defaults.REFINER_AUTO:
+        return refiner
+    if len(names) < 2:
+        return None
+    words = set(defaults.REFINER_SPEECH_WORDS)
+    speech = [n for n in names if words & set(re.split(r"[^0-9a-z]+", n.lower()))]
+    return speech[0] if len(speech) == 1 else None
+
+
 def check_refiner_source(names: Sequence[str], refiner: str) -> None:
     """Raise :class:`ParameterError` unless ``refiner`` names one of two sources or more."""
     if refiner not in names:
@@ -113,10 +127,11 @@ def train_model(
     # one array is one example, not a sequence of them (its rows)
     sources = {k: [v] if isinstance(v, np.ndarray) else v for k, v in sources.items()}
     shipped = None
-    if o.refiner is not None:
-        check_refiner_source(list(sources), o.refiner)
+    refined = resolve_refiner(list(sources), o.refiner)
+    if refined is not None:
+        check_refiner_source(list(sources), refined)
         # the refined source comes first in the model (the engine refines the first mask)
-        sources = {o.refiner: sources[o.refiner], **sources}
+        sources = {refined: sources[refined], **sources}
         shipped = trained_refiner()  # read first: a broken installation fails before the work
     config = stft_config or train_config(int(sr), o)
     rng = np.random.default_rng(o.seed)
@@ -198,7 +213,11 @@ def train_model(
     if shipped is not None:
         # the shipped refiner of the trained path, for the first source (nmfsep.refine)
         refiner, rmeta = shipped
-        meta["training"]["refiner"] = {"source": o.refiner, "recipe": rmeta.get("recipe")}
+        meta["training"]["refiner"] = {
+            "source": refined,
+            "recipe": rmeta.get("recipe"),
+            "chosen": "by name" if o.refiner == defaults.REFINER_AUTO else "given",
+        }
         if "credits" in rmeta:
             meta["refiner_credits"] = rmeta["credits"]
         meta.setdefault("separation", {})["refine"] = defaults.TRAINED_REFINE

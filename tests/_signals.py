@@ -36,7 +36,8 @@ def tone_hiss_model(
     *, context: int = 3, names: tuple[str, str] = ("voice", "hiss"), seconds: float = 3.0
 ) -> NMFModel:
     """A small trained model of :func:`tones` (first source) and :func:`hiss` (second), 8 kHz,
-    6 bases each, n_fft 256: the shared fixture of the engine-level tests."""
+    6 bases each, n_fft 256: the shared fixture of the engine-level tests (a plain model: no
+    refiner, whatever the source names)."""
     from nmfsep.spectral import STFTConfig
     from nmfsep.training import train_model
 
@@ -47,4 +48,5 @@ def tone_hiss_model(
         context=context,
         stft_config=STFTConfig(n_fft=256, hop_length=64),
         max_iter=40,
+        refiner=None,
     )

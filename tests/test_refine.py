@@ -401,12 +401,13 @@ def test_train_with_the_refiner(tmp_path: Path) -> None:
     and ``refine=0`` is the plain model's result."""
     from nmfsep import defaults
 
-    plain, with_r = _train(), _train(refiner="voice")
+    plain, with_r = _train(refiner=None), _train(refiner="voice")
     for name in plain.bases:
         np.testing.assert_array_equal(plain.bases[name], with_r.bases[name])
     assert with_r.refiner is not None and plain.refiner is None
     assert with_r.metadata["separation"]["refine"] == defaults.TRAINED_REFINE
     assert with_r.metadata["training"]["refiner"]["source"] == "voice"
+    assert with_r.metadata["training"]["refiner"]["chosen"] == "given"
     assert len(with_r.metadata["refiner_credits"]) > 100
     back = load_model(with_r.save(tmp_path / "m.npz"))
     y = (tones(2.0, seed=9) + hiss(2.0, seed=10))[np.newaxis]
@@ -487,3 +488,44 @@ def test_a_missing_shipped_refiner_fails_before_training(
             callback=lambda *a: calls.append(a),
         )
     assert "\n" not in str(info.value) and not calls
+
+
+def test_train_attaches_the_refiner_to_a_source_named_speech_by_default() -> None:
+    from nmfsep.options import TrainOptions
+    from nmfsep.training import resolve_refiner
+
+    assert TrainOptions().refiner == "auto" and TrainOptions(refiner="none").refiner is None
+    assert resolve_refiner(["train_speech", "train_noise"], "auto") == "train_speech"
+    assert resolve_refiner(["noise", "Voice-1"], "auto") == "Voice-1"
+    for names in (["a", "b"], ["speech"], ["speech", "voice"], ["speechless", "noise"]):
+        assert resolve_refiner(names, "auto") is None, names  # none, alone, two, not a word
+    assert resolve_refiner(["a", "b"], "b") == "b" and resolve_refiner(["a", "b"], None) is None
+    auto = _train()  # sources "voice" and "hiss"
+    assert auto.refiner is not None and list(auto.bases) == ["voice", "hiss"]
+    assert auto.metadata["training"]["refiner"] == {
+        **auto.metadata["training"]["refiner"],
+        "source": "voice",
+        "chosen": "by name",
+    }
+    assert _train(refiner="none").refiner is None
+
+
+def test_cli_train_refiner_by_default_and_none(tmp_path: Path) -> None:
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from nmfsep.cli import app
+
+    runner = CliRunner()
+    speech, noise = tmp_path / "train_speech.wav", tmp_path / "train_noise.wav"
+    sf.write(speech, tones(3.0, seed=5), SR, subtype="FLOAT")
+    sf.write(noise, hiss(3.0, seed=6), SR, subtype="FLOAT")
+    for extra, attached in (([], True), (["--refiner", "none"], False)):
+        out = tmp_path / f"m{len(extra)}.npz"
+        res = runner.invoke(
+            app, ["train", str(noise), str(speech), "-k", "4", "-o", str(out), "-q", *extra]
+        )
+        assert res.exit_code == 0, res.stderr
+        model = load_model(out)
+        assert (model.refiner is not None) is attached
+        assert next(iter(model.bases)) == ("train_speech" if attached else "train_noise")
