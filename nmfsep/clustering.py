@@ -532,14 +532,18 @@ def group_bases(
     return _order_by_centroid(W, labels, n_clusters, sr)
 
 
-def speech_power_share(V: np.ndarray, speech: np.ndarray) -> float:
+def speech_power_share(V: np.ndarray, speech: np.ndarray, *, block: int = 1024) -> float:
     """The guide's speech share of the frames' power: ``sum(P V^2) / sum(V^2)`` for the
-    magnitudes ``V`` and the speech mask ``P`` (both (n_freq, n_frames)); 0 for silence."""
-    V2 = np.square(np.asarray(V, np.float64))
-    total = float(V2.sum())
-    if not total > 0:
-        return 0.0
-    return float(np.sum(np.clip(np.asarray(speech, np.float64), 0.0, 1.0) * V2) / total)
+    magnitudes ``V`` and the speech mask ``P`` (both (n_freq, n_frames), ``P`` clipped to
+    [0, 1]); 0 for silence. Summed in float64 over ``block`` frames at a time, so a sample of
+    20 000 frames needs no float64 copy of its own."""
+    V, P = np.asarray(V), np.asarray(speech)
+    total = part = 0.0
+    for a in range(0, V.shape[1], block):
+        v2 = np.square(V[:, a : a + block], dtype=np.float64)
+        total += float(v2.sum())
+        part += float(np.sum(np.clip(P[:, a : a + block], 0.0, 1.0) * v2))
+    return part / total if total > 0 else 0.0
 
 
 def auto_grouping(share: float) -> str:

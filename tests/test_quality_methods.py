@@ -233,6 +233,11 @@ def test_speech_power_share_weighs_the_mask_by_power() -> None:
     assert clustering.speech_power_share(V, P) == pytest.approx(2.0 / 6.0)
     assert clustering.speech_power_share(np.zeros((3, 4)), np.ones((3, 4))) == 0.0
     assert clustering.speech_power_share(V, 2.0 * np.ones_like(V)) == pytest.approx(1.0)  # clipped
+    rng = np.random.default_rng(0)
+    V, P = rng.random((5, 2500)).astype(np.float32), rng.random((5, 2500)).astype(np.float32)
+    whole = float(np.sum(P.astype(np.float64) * V.astype(np.float64) ** 2) / np.sum(V**2.0))
+    for block in (7, 1024, 5000):  # summed in blocks of frames: the same share
+        assert clustering.speech_power_share(V, P, block=block) == pytest.approx(whole, rel=1e-6)
 
 
 @pytest.mark.parametrize("level", [0.1, 0.9])
