@@ -996,15 +996,17 @@ def _check_target(path: Path, flag: str, inputs: Any) -> None:
 
 
 def _check_train_size(spec: dict[str, list[Path]], sr: int | None, options: Any) -> None:
-    """What the STFT, context and -k imply in memory, refused before any audio is read."""
+    """What the STFT, context and -k imply in memory, refused before any audio is read (the
+    training frames: :func:`nmfsep.training.frame_budget` of them per source)."""
     from nmfsep.audio import audio_info
-    from nmfsep.training import train_config
+    from nmfsep.training import frame_budget, train_config
 
     first = next(iter(spec.values()))[0]
     rate = sr if sr is not None else audio_info(first).sr
     config = train_config(int(rate), options)
     rows = (config.n_fft // 2 + 1) * options.context
-    _limit(lambda: limits.check_memory("the training frames", rows=rows, cols=options.max_frames))
+    frames = frame_budget(config, options)
+    _limit(lambda: limits.check_memory("the training frames", rows=rows, cols=frames))
     _limit(lambda: limits.check_memory("the bases", rows=rows, cols=options.n_components))
     seconds = int(defaults.TRAIN_SECONDS * rate)
     _limit(lambda: limits.check_memory("the training audio", rows=1, cols=seconds))

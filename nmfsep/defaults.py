@@ -28,10 +28,18 @@ CONTEXT = 5
 TRAIN_ITER = 200
 #: Relative tolerance of the NMF stopping rule.
 TOL = 1e-4
-#: Training frames kept per source at most (a seeded random subset beyond that): bounds training
-#: memory to about ``context * n_freq * TRAIN_FRAMES * 4`` bytes per source (about 200 MB at
-#: 16 kHz with the default window).
+#: Training frames kept per source at most (a seeded random subset beyond that), with
+#: ``TrainOptions.max_frames`` at its default (None): 20 000 frames at 16 kHz with the default
+#: window (410 MB of stacked frames), fewer at higher rates (:data:`TRAIN_MEMORY`).
 TRAIN_FRAMES = 20_000
+#: Bytes of one source's stacked training frames at most with the default ``max_frames``: the
+#: frames grow with the rate (5 x 4097 bins at 48 kHz, 5 x 8193 at 96 kHz), and training holds
+#: about six arrays of their size: 14 000 frames of 48 kHz audio took 6.5 GB (bench/README.md,
+#: "Training memory"). This keeps 13 100 frames (5 min of audio) at 44.1 kHz, 6552 (4.7 min) at
+#: 48 kHz and 3276 (2.3 min) at 96 kHz; up to 22.05 kHz nothing changes.
+TRAIN_MEMORY = 512 << 20
+#: The fewest frames that budget may leave (at 192 kHz and above, or with a huge ``n_fft``).
+TRAIN_FRAMES_MIN = 2000
 #: Training frames quieter than this many dB below the loudest frame are not used: they carry no
 #: spectral shape, only cost.
 SILENCE_DB = 60.0

@@ -466,8 +466,11 @@ class TrainOptions:
         Frames per basis (odd).
     max_iter : int
     tol : float
-    max_frames : int
-        Frames per source at most (a seeded sample of the audible ones).
+    max_frames : int, optional
+        Frames per source at most (a seeded sample of the audible ones). Default
+        (:func:`nmfsep.training.frame_budget`): :data:`~nmfsep.defaults.TRAIN_FRAMES`, fewer
+        where the frames are large (high rates) so that they take at most
+        :data:`~nmfsep.defaults.TRAIN_MEMORY`.
     seed : int, optional
     discriminative : bool
         Also learn reconstruction bases that maximise the quality of the masked output on
@@ -504,7 +507,7 @@ class TrainOptions:
     context: int = defaults.CONTEXT
     max_iter: int = defaults.TRAIN_ITER
     tol: float = defaults.TOL
-    max_frames: int = defaults.TRAIN_FRAMES
+    max_frames: int | None = None
     seed: int | None = defaults.SEED
     discriminative: bool = False
     hpss_prior: float = 0.0
@@ -545,11 +548,12 @@ class TrainOptions:
         _set(self, "context", check_odd("context", self.context, high=MAX_CONTEXT))
         _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
         _set(self, "tol", check_number("tol", self.tol, low=0))
-        _set(
-            self,
-            "max_frames",
-            check_int("max_frames", self.max_frames, low=1, high=MAX_CLUSTER_FRAMES),
-        )
+        if self.max_frames is not None:
+            _set(
+                self,
+                "max_frames",
+                check_int("max_frames", self.max_frames, low=1, high=MAX_CLUSTER_FRAMES),
+            )
         _set(self, "seed", check_seed(self.seed))
 
 

@@ -67,6 +67,18 @@ def train_config(sr: int, options: TrainOptions) -> STFTConfig:
     return STFTConfig(n_fft=n_fft, hop_length=options.hop_length or n_fft // 4)
 
 
+def frame_budget(config: STFTConfig, options: TrainOptions) -> int:
+    """Training frames per source at most: ``options.max_frames`` when given, else
+    :data:`~nmfsep.defaults.TRAIN_FRAMES`, fewer when that many stacked frames would take more
+    than :data:`~nmfsep.defaults.TRAIN_MEMORY` bytes, and never fewer than
+    :data:`~nmfsep.defaults.TRAIN_FRAMES_MIN`."""
+    if options.max_frames is not None:
+        return int(options.max_frames)
+    frame_bytes = 4 * (config.n_fft // 2 + 1) * int(options.context)
+    fit = defaults.TRAIN_MEMORY // frame_bytes
+    return max(defaults.TRAIN_FRAMES_MIN, min(defaults.TRAIN_FRAMES, fit))
+
+
 def resolve_refiner(names: Sequence[str], refiner: str | None) -> str | None:
     """The source the trained-path refiner goes to: ``refiner`` itself, or for ``"auto"`` the
     one source whose name has a word of :data:`~nmfsep.defaults.REFINER_SPEECH_WORDS` (words:
@@ -134,6 +146,7 @@ def train_model(
         sources = {refined: sources[refined], **sources}
         shipped = trained_refiner()  # read first: a broken installation fails before the work
     config = stft_config or train_config(int(sr), o)
+    max_frames = frame_budget(config, o)
     rng = np.random.default_rng(o.seed)
     # a stream of its own, so that the learned bases are the same with and without exemplars
     ex_rng = np.random.default_rng(None if o.seed is None else [o.seed, 1])
@@ -160,7 +173,7 @@ def train_model(
                 # over the clip's audible frames (the medians need its consecutive frames)
                 p, t = hpss.percussive_share(S, frames=audible)
                 percussive, total = percussive + p, total + t
-            budget = max(1, round(o.max_frames * y.shape[1] / total_samples))
+            budget = max(1, round(max_frames * y.shape[1] / total_samples))
             if audible.size > budget:
                 audible = np.sort(rng.choice(audible, size=budget, replace=False))
             patches.append(stack_frames(S, o.context, audible))

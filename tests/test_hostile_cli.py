@@ -513,6 +513,23 @@ def test_json_status_error_on_refused_options(args: list[str], work: Path) -> No
     assert not (work / "out").exists()
 
 
+def test_train_short_clips_at_96k(work: Path) -> None:
+    # 8193 bins x 5 frames of context: 20 000 frames would be 3 GiB, and training was refused
+    # at 96 kHz whatever the clips' length; the default budget is now in bytes
+    rng = np.random.default_rng(5)
+    t = np.arange(96000) / 96000
+    sf.write(
+        work / "in" / "tone96.wav", (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 96000
+    )
+    sf.write(
+        work / "in" / "hiss96.wav", (0.05 * rng.standard_normal(96000)).astype(np.float32), 96000
+    )
+    result = cli("train", "tone=in/tone96.wav", "hiss=in/hiss96.wav", "-o", "m.npz", "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    payload = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert payload["status"] == "ok" and payload["sr"] == 96000
+
+
 def test_json_status_failed_with_one_bad_input(work: Path, model: Path) -> None:
     (work / "in" / "c.wav").write_bytes(b"RIFF garbage")
     result = cli("separate", "in", "-m", model, "-o", "out", "--json")

@@ -155,6 +155,44 @@ def test_training_uses_a_bounded_sample_of_audible_frames() -> None:
     assert model.bases["voice"].shape == (3 * 129, 4)
 
 
+@pytest.mark.parametrize(
+    ("sr", "expected"),
+    [(8000, 20_000), (16000, 20_000), (44100, 13100), (48000, 6552), (96000, 3276), (192000, 2000)],
+)
+def test_default_frame_budget_is_bounded_in_bytes(sr: int, expected: int) -> None:
+    from nmfsep import defaults
+    from nmfsep.options import TrainOptions
+    from nmfsep.training import frame_budget, train_config
+
+    options = TrainOptions()
+    config = train_config(sr, options)
+    frames = frame_budget(config, options)
+    assert frames == expected
+    frame_bytes = 4 * (config.n_fft // 2 + 1) * options.context
+    assert frames * frame_bytes <= defaults.TRAIN_MEMORY or frames == defaults.TRAIN_FRAMES_MIN
+    # an explicit count is kept as it is
+    assert frame_budget(config, TrainOptions(max_frames=123)) == 123
+
+
+def test_training_frames_follow_the_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nmfsep import defaults
+
+    # room for 100 stacked frames of 3 x 129 bins: a 3 s voice (375 frames) trains on 100
+    monkeypatch.setattr(defaults, "TRAIN_MEMORY", 100 * 4 * 3 * 129)
+    monkeypatch.setattr(defaults, "TRAIN_FRAMES_MIN", 10)
+    model = train_model(
+        {"voice": [_voice(3.0, 7)[np.newaxis]], "hiss": [_hiss(1.0, 8)[np.newaxis]]},
+        sr=SR,
+        n_components=4,
+        stft_config=STFTConfig(n_fft=256, hop_length=64),
+        context=3,
+        max_iter=5,
+    )
+    stats = model.metadata["training"]["sources"]["voice"]
+    assert stats["frames_audible"] > 100
+    assert 99 <= stats["frames_used"] <= 101
+
+
 def test_stack_frames_of_selected_columns() -> None:
     V = np.random.default_rng(2).random((5, 9)).astype(np.float32)
     cols = np.array([0, 4, 8])
