@@ -20,7 +20,8 @@ Policies decided here
   directory, named ``.{name}.{tag}.nmfsep-tmp`` (never ending with the output extension), flushed
   to disk, then renamed over the destination with :func:`os.replace`. On any exception, including
   ``KeyboardInterrupt``, the temporary file is removed; after a ``SIGKILL`` it is left behind and
-  :func:`cleanup_temp_files` removes it on the next run.
+  :func:`cleanup_temp_files` removes it when a later run writes into that directory (only names
+  of that exact pattern whose writer is dead: never a user's file).
 
 Every problem a user can cause is raised as :class:`~nmfsep.errors.AudioError` (or
 :class:`~nmfsep.errors.ParameterError` for bad arguments) with a one-line message.
@@ -1063,43 +1064,53 @@ def _pid_alive(pid: int) -> bool:
     return state != [b"Z"]
 
 
-def cleanup_temp_files(directory: PathLike, *, min_age_other_hosts: float = 3600.0) -> int:
-    """Remove stale temporary files (``*.nmfsep-tmp``) left under ``directory`` by a killed run.
+def cleanup_temp_files(
+    directories: PathLike | Iterable[PathLike], *, min_age_other_hosts: float = 3600.0
+) -> int:
+    """Remove stale temporary files that a killed run's atomic writes left in ``directories``.
 
-    Searches recursively (not following symbolic links). A temporary file whose writer is a live
-    process on this machine is kept (a concurrent run may still be writing it); one written on
-    another machine (shared file system) is only removed when older than
-    ``min_age_other_hosts`` seconds. Errors (missing directory, permissions) are ignored.
+    Only names of nmfsep's own pattern, ``.{name}.{host}-{pid}-{8 hex digits}.nmfsep-tmp``,
+    are touched, and each directory is looked at alone (not searched recursively): a user's
+    file that merely ends in ``.nmfsep-tmp``, or anything beside the output area, is never
+    removed. A temporary file whose writer is a live process on this machine is kept (a
+    concurrent run may still be writing it); one written on another machine (shared file
+    system) is only removed when older than ``min_age_other_hosts`` seconds. Errors (missing
+    directory, permissions) are ignored.
+
+    Parameters
+    ----------
+    directories : path or iterable of paths
+        The directories a run writes into.
 
     Returns
     -------
     int
         Number of files removed.
     """
-    root = Path(directory)
-    if not root.is_dir():
-        return 0
+    if isinstance(directories, (str, bytes, os.PathLike)):
+        directories = [directories]
     here, now, removed = _host_tag(), time.time(), 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for fname in filenames:
-            if not fname.endswith(TEMP_SUFFIX):
-                continue
-            fpath = Path(dirpath) / fname
+    for root in dict.fromkeys(Path(os.fsdecode(d)) for d in directories):
+        try:
+            names = [e.name for e in os.scandir(root) if e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+        for fname in names:
             m = _TEMP_RE.search(fname)
-            if m is not None:
-                host, pid = m.group(1), int(m.group(2))
-                if host == here:
-                    if _pid_alive(pid):
-                        continue
-                else:
-                    try:
-                        if now - fpath.lstat().st_mtime < min_age_other_hosts:
-                            continue
-                    except OSError:
-                        continue
-            try:
-                if not fpath.is_symlink() and not fpath.is_file():
+            if m is None or not fname.startswith("."):
+                continue
+            fpath = root / fname
+            host, pid = m.group(1), int(m.group(2))
+            if host == here:
+                if _pid_alive(pid):
                     continue
+            else:
+                try:
+                    if now - fpath.lstat().st_mtime < min_age_other_hosts:
+                        continue
+                except OSError:
+                    continue
+            try:
                 fpath.unlink()
                 removed += 1
             except OSError:

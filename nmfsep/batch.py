@@ -14,7 +14,8 @@ Safety rules (issue 10):
   (``.{name}.nmfsep-lock``, created with ``O_CREAT|O_EXCL``, holding ``pid host``, and held with
   ``flock`` while the job runs). A second run into the same OUTDIR finds the claim held and
   reports the input as ``"claimed"`` instead of doing it again; a lock whose process died (its
-  ``flock`` is released by the kernel) is taken over. :func:`cleanup_locks` removes stale ones.
+  ``flock`` is released by the kernel) is taken over. :func:`cleanup_locks` removes stale ones
+  from the directories a run writes into (not a walk of OUTDIR).
 * **All or nothing per input**: outputs are written to temporary files and renamed at the end;
   when anything fails after one of them was renamed (disk full on the second source, the
   ``--save-model`` file, the plot), every output this job already put in place is removed, so a
@@ -28,12 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import string
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ __all__ = [
     "plan_jobs",
     "run_job",
     "run_jobs",
+    "same_path",
     "summarize",
 ]
 
@@ -283,6 +286,15 @@ def _file_id(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file (existing or not): the same resolved path, or the same
+    device and inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    ida = _file_id(a)
+    return ida is not None and ida == _file_id(b)
+
+
 def plan_jobs(
     inputs: Sequence[InputItem],
     *,
@@ -378,6 +390,12 @@ def plan_jobs(
         written = list(outputs.values())
         first = Path(written[0])
         plot_path = str(first.parent / "separation.png") if plot else None
+        if save_model is not None:
+            same = next((p for p in (*written, plot_path) if p and same_path(p, save_model)), None)
+            if same is not None:
+                raise ParameterError(
+                    f"--save-model {save_model} is also the output {same} of {item.path}"
+                )
         written += [p for p in (save_model, plot_path) if p is not None]
         problem = None
         for p in written:
@@ -402,9 +420,12 @@ def plan_jobs(
             claimed[p] = item.path
         existing = []
         if not overwrite:
-            existing = [p for p in outputs.values() if os.path.lexists(p)]
+            # a model saved with the outputs is one of them: a run is done (skipped) when all
+            # exist, and an existing model file is never replaced without --overwrite
+            mine = [*outputs.values(), *([save_model] if save_model is not None else [])]
+            existing = [p for p in mine if os.path.lexists(p)]
             lock = lock_path(written[0])
-            every = len(existing) == len(outputs) or (auto and not os.path.lexists(lock))
+            every = len(existing) == len(mine) or (auto and not os.path.lexists(lock))
             if existing and every and all(map(os.path.isfile, existing)):
                 done = {n: p for n, p in outputs.items() if p in existing}
                 records.append(JobRecord(item.path, "skipped", outputs=done))
@@ -424,14 +445,13 @@ def plan_jobs(
                 # another run's (other model, other sources): never clobbered. (With a stale
                 # claim next to them they are ours, from a run killed between two renames:
                 # the job is redone.)
-                records.append(
-                    JobRecord(
-                        item.path,
-                        "error",
-                        error=f"output {existing[0]} exists but not all of its outputs do; "
-                        "use --overwrite to redo it",
-                    )
+                problem = (
+                    f"--save-model {save_model} exists; use --overwrite to replace it"
+                    if existing == [save_model]
+                    else f"output {existing[0]} exists but not all of its outputs do; "
+                    "use --overwrite to redo it"
                 )
+                records.append(JobRecord(item.path, "error", error=problem))
                 continue
         jobs.append(
             Job(
@@ -467,6 +487,11 @@ def _same_file(fd: int, path: Path) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+#: What a claim file holds (written by :func:`_claim`): ``pid host`` and a newline; empty while
+#: its writer has created but not yet written it.
+_CLAIM_TEXT = re.compile(rb"(\d+ \S+\n)?")
 
 
 def _read_holder(fd: int) -> str:
@@ -594,29 +619,37 @@ def claim_holder(lock: Path) -> str | None:
     return None
 
 
-def cleanup_locks(directory: str | os.PathLike[str]) -> int:
-    """Remove the claim files under ``directory`` that no live process holds (a killed run's).
+def cleanup_locks(directories: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> int:
+    """Remove the claim files in ``directories`` that no live process holds (a killed run's).
 
-    Returns the number removed; errors (permissions, a vanished file) are ignored.
+    Each directory is looked at alone (not searched recursively), and only a file named
+    ``.{name}.nmfsep-lock`` that holds what a claim holds (``pid host``) is removed: a user's
+    file of that name with other content is kept. Returns the number removed; errors
+    (permissions, a vanished file) are ignored.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover
         return 0
-    root = Path(directory)
-    if not root.is_dir():
-        return 0
+    if isinstance(directories, (str, os.PathLike)):
+        directories = [directories]
     removed = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for fname in filenames:
-            if not fname.endswith(LOCK_SUFFIX):
+    for root in dict.fromkeys(Path(d) for d in directories):
+        try:
+            names = [e.name for e in os.scandir(root) if e.is_file(follow_symlinks=False)]
+        except OSError:
+            continue
+        for fname in names:
+            if not (fname.startswith(".") and fname.endswith(LOCK_SUFFIX)):
                 continue
-            path = Path(dirpath) / fname
+            path = root / fname
             try:
                 fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
             except OSError:
                 continue
             try:
+                if _CLAIM_TEXT.fullmatch(os.pread(fd, 512, 0)) is None:
+                    continue
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 if _same_file(fd, path):
                     os.unlink(path)

@@ -14,6 +14,7 @@ With ``--json`` a summary is printed on stdout in every case, with ``"status"``:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -434,7 +435,18 @@ def _usage(message: str) -> typer.Exit:
 
 def _print_json(payload: dict[str, Any]) -> None:
     _STATE["json_printed"] = True
-    print(json.dumps(payload, indent=2, default=str), flush=True)
+    text = json.dumps(payload, indent=2, default=str)
+    try:
+        if sys.stdout is None:  # started with stdout closed: print() would drop it silently
+            raise OSError(errno.EBADF, "standard output is closed")
+        print(text, flush=True)
+    except OSError as exc:
+        from nmfsep.pipes import detach_stdout
+
+        detach_stdout()  # the interpreter's final flush must not fail again
+        reason = exc.strerror or str(exc)
+        print(f"error: cannot write the JSON summary to stdout ({reason})", file=sys.stderr)
+        raise typer.Exit(1) from None
 
 
 @contextlib.contextmanager
@@ -729,13 +741,22 @@ def _run_single(
     report = _Reporter(quiet=quiet, verbose=verbose, json_out=json_out)
     if stdout is not None and json_out:
         raise _usage("--json and --stdout both write to stdout: give one")
-    if fmt == "same" and source == pipes.STDIO:
-        fmt = "wav"
     from_stdin = source == pipes.STDIO
+    src: Any = pipes.open_stream() if from_stdin else source
+    base = "PCM_16"
+    if from_stdin and to_files:
+        # the stream's header says its container and sample format, as a file's would: a
+        # 24-bit or float stream keeps them (a 1e-30 float stream would be silence in 16 bits)
+        container, base = src.format_info()
+        if fmt == "same":
+            fmt = {"FLAC": "flac", "OGG": "ogg"}.get(container, "wav")
+    elif fmt == "same" and from_stdin:
+        fmt = "wav"
     track = name or ("stdin" if from_stdin else Path(source).stem)
     label = pipes.STDIO if from_stdin else source
     targets: dict[str, Any] = {}
     subtypes: dict[str, str | None] = {}
+    paths: dict[str, str] = {}
     if to_files:
         from nmfsep.batch import check_template, same_ext
 
@@ -750,10 +771,10 @@ def _run_single(
         done = [p for p in paths.values() if os.path.isfile(p)]
         # cluster -n auto: the first N of the planned outputs are written, all together
         auto = isinstance(options, ClusterOptions) and options.n_sources == 0
-        if not overwrite and done and (auto or len(done) == len(paths)):
+        saved = save_model is None or os.path.isfile(save_model)
+        if not overwrite and done and saved and (auto or len(done) == len(paths)):
             report.notice(f"skip  {label}: outputs exist (use --overwrite to redo)")
             return
-        base = "PCM_16"
         if not from_stdin and not pipes.needs_ffmpeg(source):
             from nmfsep.audio import audio_info
 
@@ -761,11 +782,19 @@ def _run_single(
         for n, p in paths.items():
             targets[n] = p
             subtypes[n] = subtype or output_subtype(base, Path(p).suffix.lower().lstrip("."))
+    if save_model is not None:
+        from nmfsep.batch import same_path
+
+        clash = next((p for p in paths.values() if same_path(p, save_model)), None)
+        if clash is not None:
+            raise _usage(f"--save-model {save_model} is also the output {clash}")
+        if not overwrite and os.path.lexists(save_model):
+            raise _usage(f"--save-model {save_model}: exists (use --overwrite to replace it)")
     if stdout is not None:
+        _check_stdout(None if from_stdin else source)
         container, default_subtype = _STREAM_FORMATS["wav" if fmt == "same" else fmt]
         targets[stdout] = pipes.OutputStream(sys.stdout.buffer, container)
         subtypes[stdout] = subtype or default_subtype
-    src: Any = pipes.open_stream() if from_stdin else source
     common: dict[str, Any] = {
         "mono": channels == "mono",
         "subtypes": subtypes,
@@ -824,6 +853,29 @@ def _run_single(
         raise typer.Exit(1)
 
 
+def _check_stdout(source: str | None) -> None:
+    """Refuse ``--stdout`` when standard output is closed, or is the input file itself (``1<>
+    in.wav``: the input would be overwritten while it is read). ``source``: the input's path,
+    None when it is read from stdin (then stdin's file is compared)."""
+    if sys.stdout is None:
+        raise _usage("--stdout: standard output is closed")
+    try:
+        out = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return  # not a real file (a test's capture): nothing to overwrite
+    import stat
+
+    if not stat.S_ISREG(out.st_mode):
+        return
+    try:
+        inp = os.stat(source) if source is not None else os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError):
+        return
+    if (inp.st_dev, inp.st_ino) == (out.st_dev, out.st_ino):
+        what = source if source is not None else "stdin"
+        raise _usage(f"--stdout: standard output is the input {what}; refusing to write over it")
+
+
 def _run_batch(
     *,
     command: str,
@@ -863,10 +915,6 @@ def _run_batch(
     _check_outdir(outdir)
     if plot:
         _require("matplotlib", "plot", "--plot")
-    if outdir.is_dir():
-        removed = cleanup_temp_files(outdir)
-        if removed:
-            report.notice(f"removed {removed} unfinished temporary file(s) from an earlier run")
     try:
         planned, records = plan_jobs(
             inputs,
@@ -884,8 +932,19 @@ def _run_batch(
         )
     except ParameterError as exc:
         raise _usage(str(exc)) from None
-    if outdir.is_dir():  # after planning: a stale claim marks a killed run's partial outputs
-        cleanup_locks(outdir)  # claims of killed runs (a live run's claims are kept)
+    # What killed runs left where this run writes (after planning: a stale claim marks a
+    # killed run's partial outputs): the directories of the planned files only, never a walk
+    # of OUTDIR, and only nmfsep's own temporary and claim files (a live run's are kept).
+    areas = {
+        os.path.dirname(os.path.abspath(p))
+        for job in planned
+        for p in (*job.outputs.values(), job.plot, job.save_model)
+        if p is not None
+    }
+    removed = cleanup_temp_files(areas)
+    if removed:
+        report.notice(f"removed {removed} unfinished temporary file(s) from an earlier run")
+    cleanup_locks(areas)
     if job_extra:
         planned = [replace(job, **job_extra) for job in planned]
     for record in records:
@@ -2062,7 +2121,22 @@ def main() -> None:
             hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
             message = exc.format_message()  # type: ignore[attr-defined]
             print(_one_line(f"error: {message}{hint}"), file=sys.stderr)
-            sys.exit(int(getattr(exc, "exit_code", 2)))
+            code = int(getattr(exc, "exit_code", 2))
+            if "--json" in sys.argv[1:]:
+                # refused while parsing, before the command's own --json guard: it answers
+                # here, so that a script reading stdout always gets the one JSON object
+                with contextlib.suppress(Exception):
+                    _print_json(
+                        {
+                            "command": getattr(ctx, "info_name", None),
+                            "version": __version__,
+                            "status": "error",
+                            "ok": False,
+                            "error": message,
+                            "exit_code": code,
+                        }
+                    )
+            sys.exit(code)
         # a bug, not a user error: one line unless asked for the traceback
         if os.environ.get("NMFSEP_DEBUG"):
             raise

@@ -205,7 +205,9 @@ def safe_gain(x: np.ndarray) -> float:
     lo, hi = defaults.SAFE_PEAK
     if peak == 0.0 or lo <= peak <= hi:
         return 1.0
-    return 2.0 ** -math.ceil(math.log2(peak))
+    # at most 2**126, so that the gain itself is a (normal) float32: a subnormal peak (float
+    # audio at 1e-40) is still brought up to 2**-23 or more, never multiplied by infinity
+    return 2.0 ** min(-math.ceil(math.log2(peak)), 126)
 
 
 def analysis_bands(freqs: np.ndarray, n_bands: int) -> np.ndarray:

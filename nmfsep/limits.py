@@ -97,6 +97,10 @@ MAX_TEMPLATE_WIDTH = 255
 #: Most STFT frames of a whole-file (non-streamed) operation: 2**22 frames is 12 hours at the
 #: default hop of 10 ms; beyond it even the activations alone need gigabytes.
 MAX_FRAMES = 1 << 22
+#: Most STFT frames that overlap one window (``hop_length >= win_length / 32``, 97 % overlap):
+#: each sample is in at most this many frames, so a spectrogram's size stays a bounded multiple
+#: of its audio's (``--hop-length 1`` made a 25 s clip take 7 GB).
+MAX_FRAMES_PER_WINDOW = 32
 #: Longest audio (seconds) a whole-file operation (evaluate, plot, cluster) may load: 4 hours.
 MAX_SECONDS = 4 * 3600.0
 #: Largest single array an input or option may make us allocate: 2 GiB.

@@ -334,6 +334,10 @@ class NMFModel:
             raise ModelError(f"bad w_norm {self.w_norm!r} (must be one of {', '.join(W_NORMS)})")
         if not isinstance(self.metadata, dict):
             raise ModelError("metadata must be a dict")
+        for key in ("separation", "training"):
+            # read as mappings of settings: another type would fail far from the file
+            if not isinstance(self.metadata.get(key, {}), dict):
+                raise ModelError(f"metadata[{key!r}] must be a mapping of settings")
         if self.refiner is not None:
             from nmfsep.refine import Refiner
 

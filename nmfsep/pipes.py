@@ -71,6 +71,7 @@ class StreamReader(io.RawIOBase):
         self.base = 0
         self.pos = 0
         self.eof = False  # the end of the data has been read
+        self.limit: int | None = None  # the stream ends here (a WAV's data chunk ends)
 
     def readable(self) -> bool:
         return True
@@ -104,6 +105,30 @@ class StreamReader(io.RawIOBase):
         threading.Thread(target=copy, daemon=True).start()
         return r
 
+    def stream_wav(self) -> None:
+        """Make a WAV stream readable to its end whatever its length: libsndfile seeks past a
+        data chunk of known size (to look for chunks after it) and back, which a pipe cannot do
+        beyond :data:`HEAD_BYTES`. The header's sizes are rewritten to "unknown" (``0xFFFFFFFF``,
+        as for a streamed WAV) and the stream ends where the data chunk does, so the samples are
+        the same and nothing after them is read as audio."""
+        head = self.peek(12)
+        order = "<" if head[:4] == b"RIFF" else ">"
+        pos = 12
+        while True:
+            chunk = self.peek(pos + 8)[pos:]
+            if len(chunk) < 8 or pos + 8 > HEAD_BYTES:
+                return  # no data chunk in the head: leave it to libsndfile
+            size = struct.unpack(order + "I", chunk[4:8])[0]
+            if chunk[:4] == b"data":
+                if size in (0, 0xFFFFFFFF):
+                    return  # streamed already
+                unknown = struct.pack(order + "I", 0xFFFFFFFF)
+                self.buf[4:8] = unknown
+                self.buf[pos + 4 : pos + 8] = unknown
+                self.limit = pos + 8 + size
+                return
+            pos += 8 + size + (size & 1)
+
     def _fill(self, upto: int) -> None:
         while not self.eof and self.base + len(self.buf) < upto:
             chunk = self.raw.read(max(upto - self.base - len(self.buf), 1 << 16))
@@ -123,6 +148,8 @@ class StreamReader(io.RawIOBase):
             return b""  # a probe of the "end": there is nothing there
         if size is None or size < 0:
             size = 1 << 20
+        if self.limit is not None:
+            size = max(0, min(size, self.limit - self.pos))
         self._fill(self.pos + size)
         a = self.pos - self.base
         if a < 0:
@@ -180,14 +207,25 @@ class InputStream:
     name: str
     reader: StreamReader
     process: subprocess.Popen[bytes] | None = None
+    _opened: sf.SoundFile | None = field(default=None, repr=False)
+
+    def format_info(self) -> tuple[str, str]:
+        """The stream's container and sample format (``"WAV"``, ``"PCM_24"``), read from its
+        header; the stream stays open for :meth:`open`."""
+        if self._opened is None:
+            self._opened = self.open()
+        return str(self._opened.format), str(self._opened.subtype)
 
     def open(self) -> sf.SoundFile:
-        """The stream as a sound file (call once).
+        """The stream as a sound file (call once; after :meth:`format_info`, its file).
 
         WAV and FLAC are parsed through :class:`StreamReader`; Ogg through a pipe that
         libsndfile reads natively (libvorbisfile would otherwise search the "end" of the
         stream); MP3 is refused (libsndfile's decoder loses frames on a pipe)."""
-        head = self.reader.peek(4)
+        if self._opened is not None:
+            opened, self._opened = self._opened, None
+            return opened
+        head = self.reader.peek(12)
         if not head:
             self.close()
             raise AudioError("no audio on standard input (empty stream)", path=self.name)
@@ -198,10 +236,21 @@ class InputStream:
                 "or pipe WAV, FLAC or Ogg",
                 path=self.name,
             )
+        wav = head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE"
+        if not (wav or head[:4] in (b"OggS", b"fLaC", b"RF64")):
+            # other containers make libsndfile seek about a pipe (an 8SVX stream spins forever)
+            self.close()
+            raise AudioError(
+                "not a WAV, FLAC or Ogg stream: from a pipe nmfsep reads those; give the file "
+                "name for other formats",
+                path=self.name,
+            )
         try:
             with _quiet_callbacks():
-                if head == b"OggS":
+                if head[:4] == b"OggS":
                     return sf.SoundFile(self.reader.relay(), closefd=True)
+                if wav:
+                    self.reader.stream_wav()
                 return sf.SoundFile(self.reader)
         except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError) as exc:
             self.close()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nmfsep.errors import ParameterError
+from nmfsep.limits import MAX_FRAMES_PER_WINDOW
 
 _WINDOWS = ("hann", "hamming", "blackman", "sqrt_hann")
 
@@ -52,9 +53,11 @@ class STFTConfig:
                 f"win_length must be in [1, n_fft={n_fft}], got {self.win_length!r}"
             )
         hop = _as_int(self.hop_length)
-        if hop is None or not 1 <= hop <= win:
+        least = max(1, win // MAX_FRAMES_PER_WINDOW)
+        if hop is None or not least <= hop <= win:
             raise ParameterError(
-                f"hop_length must be in [1, win_length={win}], got {self.hop_length!r}"
+                f"hop_length must be in [{least}, win_length={win}] (at most "
+                f"{MAX_FRAMES_PER_WINDOW} frames per window), got {self.hop_length!r}"
             )
         if not isinstance(self.window, str) or self.window not in _WINDOWS:
             raise ParameterError(

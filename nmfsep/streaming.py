@@ -85,7 +85,9 @@ def _chunks(
     start, left = span
     if start:
         try:
-            if f.seekable() and f.frames < _UNKNOWN_FRAMES:
+            # a stream (``at_end`` given) is skipped by reading: its header's length may be
+            # "unknown" (nmfsep.pipes.StreamReader.stream_wav), and reading finds its end
+            if f.seekable() and f.frames < _UNKNOWN_FRAMES and at_end is None:
                 if start >= f.frames:
                     raise AudioError(
                         f"--start is past the end of the input ({f.frames / f.samplerate:.3f} s)",
@@ -140,8 +142,11 @@ _UNKNOWN_FRAMES = 1 << 40
 
 
 def _span(sr: int, start: float, duration: float | None) -> tuple[int, int | None]:
-    """Frames ``(start, count)`` of a time range in seconds."""
-    return round(start * sr), None if duration is None else max(1, round(duration * sr))
+    """Frames ``(start, count)`` of a time range in seconds (at most 2**62 frames each: a
+    start of 1e306 s is past any end, a duration of 1e306 s reads to it)."""
+    cap = float(1 << 62)
+    count = None if duration is None else max(1, round(min(duration * sr, cap)))
+    return round(min(start * sr, cap)), count
 
 
 class _StreamWriters:

@@ -290,10 +290,12 @@ def test_cleanup_temp_files(tmp_path: Path) -> None:
     stale = [
         tmp_path / f".a.wav.{host}-{dead}-0123abcd{TEMP_SUFFIX}",
         tmp_path / "sub" / f".b.wav.{host}-{dead}-0123abcd{TEMP_SUFFIX}",
-        tmp_path / f".legacy{TEMP_SUFFIX}",
         tmp_path / f".c.wav.ffffff-1-0123abcd{TEMP_SUFFIX}",  # other host, old
     ]
     kept = [
+        # not nmfsep's own names: a user's files, whatever they end with
+        tmp_path / f".legacy{TEMP_SUFFIX}",
+        tmp_path / f"draft{TEMP_SUFFIX}",
         tmp_path / f".d.wav.{host}-{os.getpid()}-0123abcd{TEMP_SUFFIX}",  # live writer
         tmp_path / f".e.wav.ffffff-1-0123abcd{TEMP_SUFFIX}",  # other host, recent
         tmp_path / "song.wav",
@@ -301,8 +303,11 @@ def test_cleanup_temp_files(tmp_path: Path) -> None:
     for p in stale + kept:
         p.write_bytes(b"x")
     old = time.time() - 2 * 3600
-    os.utime(stale[3], (old, old))
-    assert cleanup_temp_files(tmp_path) == 4
+    os.utime(stale[2], (old, old))
+    # each directory alone: the one in sub/ goes only when sub/ is named
+    assert cleanup_temp_files(tmp_path) == 2
+    assert not stale[0].exists() and stale[1].exists() and not stale[2].exists()
+    assert cleanup_temp_files([tmp_path / "sub", tmp_path]) == 1
     assert all(not p.exists() for p in stale)
     assert all(p.exists() for p in kept)
     assert cleanup_temp_files(tmp_path / "missing") == 0

@@ -165,6 +165,11 @@ def test_safe_gain_is_a_power_of_two() -> None:
         assert 2.0**-20 <= peak * g <= 2.0**13
     assert safe_gain(np.array([0.5], np.float32)) == 1.0
     assert safe_gain(np.zeros(3, np.float32)) == 1.0
+    # subnormal peaks: the gain stays a finite float32 (at most 2**126) and lifts them
+    for peak in (5e-41, 1.4e-45):
+        g = safe_gain(np.array([peak], np.float32))
+        assert g == 2.0**126 and np.isfinite(np.float32(g))
+        assert np.float32(peak) * np.float32(g) >= 2.0**-23
 
 
 def test_analysis_bands_layout() -> None:

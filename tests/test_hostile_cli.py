@@ -299,6 +299,51 @@ def test_cluster_save_model_refused(kind: str, work: Path) -> None:
     assert tree(work) == before and not (work / "out").exists()
 
 
+def test_cluster_save_model_never_replaces_a_file_unasked(work: Path) -> None:
+    a = work / "in" / "a.wav"
+
+    def run(*extra: str | Path) -> object:
+        return cli("cluster", a, "-o", "out", "-k", "4", *extra)
+
+    notes = work / "notes.txt"
+    notes.write_text("mine")
+    # a file that exists: refused without --overwrite (it was replaced by a zip)
+    err = assert_refused(run("--save-model", notes), 1, "notes.txt", "--overwrite")
+    assert notes.read_text() == "mine" and "exists" in err
+    # one of the run's own outputs: refused before any work, whatever --overwrite says
+    own = work / "out" / "a" / "source1.wav"
+    assert_refused(run("--save-model", own, "--overwrite"), 2, "--save-model", "output")
+    assert not own.exists()
+    # a new file is written; the same command again skips (outputs and model exist)
+    assert_ok(run("--save-model", work / "m.npz"))
+    before = (work / "m.npz").read_bytes()
+    again = run("--save-model", work / "m.npz")
+    assert_ok(again)
+    assert "skip" in again.stderr and (work / "m.npz").read_bytes() == before  # type: ignore[attr-defined]
+    # --overwrite replaces it
+    assert_ok(run("--save-model", notes, "--overwrite"))
+    assert notes.read_bytes()[:2] == b"PK"
+
+
+def test_subnormal_float_audio_separates_and_trains(work: Path, model: Path) -> None:
+    # float audio at 1e-40 (subnormal): the level gain was 2**134, infinite in float32
+    quiet = _signal(0.5, 7) * np.float32(1e-40)
+    sf.write(work / "in" / "q.wav", quiet, SR, subtype="FLOAT")
+    result = cli("separate", "in/q.wav", "-m", model, "-o", "out")
+    assert_ok(result)
+    assert "Warning" not in result.stderr  # type: ignore[attr-defined]
+    parts = [
+        sf.read(work / "out" / "q" / f"{s}.wav", dtype="float32")[0] for s in ("tone", "noise")
+    ]
+    assert all(np.isfinite(p).all() for p in parts) and np.abs(parts[0]).max() > 0
+    got, _ = sf.read(work / "in" / "q.wav", dtype="float32")
+    assert np.abs(parts[0] + parts[1] - got).max() <= 1e-44
+    result = cli("train", "tone=in/q.wav", "noise=in/a.wav", "-o", "m.npz", "-k", "2",
+                 "--max-iter", "3")  # fmt: skip
+    assert_ok(result)
+    assert "Warning" not in result.stderr  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dir", "model-itself"])
 def test_info_plot_refused(kind: str, work: Path, model: Path) -> None:
     pytest.importorskip("matplotlib")
@@ -462,8 +507,14 @@ def test_input_claimed_by_a_live_run_is_left_to_it(
 def test_cleanup_locks_keeps_held_and_removes_stale(work: Path, held_claim: Path) -> None:
     stale = held_claim.with_name(".other.wav" + batch.LOCK_SUFFIX)
     stale.write_text("1 x\n")
-    assert batch.cleanup_locks(work / "out") == 1
-    assert held_claim.exists() and not stale.exists()
+    users = held_claim.with_name(".notes" + batch.LOCK_SUFFIX)
+    users.write_text("keep\n")  # named like a claim, but not one
+    deeper = held_claim.parent / "sub" / stale.name
+    deeper.parent.mkdir()
+    deeper.write_text("1 x\n")
+    assert batch.cleanup_locks(work / "out") == 0  # one directory, not searched recursively
+    assert batch.cleanup_locks(held_claim.parent) == 1
+    assert held_claim.exists() and not stale.exists() and users.exists() and deeper.exists()
 
 
 def test_scheduler_jobs_get_absolute_paths(work: Path) -> None:

@@ -87,6 +87,8 @@ META_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "context -1": ({"context": -1}, "bad context -1"),
     "context str": ({"context": "5"}, "context"),
     "context missing v2": ({"context": None}, "context"),
+    "separation a list": ({"metadata": {"separation": [1, 2]}}, "must be a mapping"),
+    "training a string": ({"metadata": {"training": "x"}}, "metadata['training']"),
 }
 
 
@@ -146,8 +148,8 @@ def test_too_many_bases_in_all(tmp_path: Path) -> None:
 
 def test_rows_not_matching_settings(tmp_path: Path) -> None:
     meta, arrays = raw(small_model())
-    meta["n_fft"] = meta["win_length"] = 1024  # 513 rows needed, the arrays have 33
-    refused(write_npz(tmp_path / "m.npz", meta, arrays), "need 513")
+    meta["n_fft"] = meta["win_length"] = 512  # 257 rows needed, the arrays have 33
+    refused(write_npz(tmp_path / "m.npz", meta, arrays), "need 257")
 
 
 @pytest.mark.parametrize(

@@ -311,3 +311,120 @@ def test_cluster_blend_from_a_stream_equals_the_file(tmp_path: Path) -> None:
     ref, _ = sf.read(tmp_path / "o" / "mix" / "speech.wav", dtype="float32", always_2d=True)
     assert y.shape == ref.shape
     np.testing.assert_allclose(y, ref, atol=1e-4)  # 16-bit file output against float stdout
+
+
+def test_a_wav_longer_than_the_head_streams_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libsndfile seeks past a data chunk of known size and back; a pipe keeps only its head
+    # (4 MiB; 64 KiB here), so a longer WAV of known length failed ("cannot seek back")
+    import io
+
+    from nmfsep import pipes
+
+    monkeypatch.setattr(pipes, "HEAD_BYTES", 1 << 16)
+    monkeypatch.setattr(pipes, "WINDOW_BYTES", 1 << 12)
+    y = (0.1 * np.random.default_rng(0).standard_normal((40_000, 2))).astype(np.float32)
+    p = tmp_path / "x.wav"
+    sf.write(p, y, 8000, subtype="FLOAT")
+    # a chunk after the data (as some editors write): metadata, never read as samples
+    data = p.read_bytes() + b"LIST" + struct.pack("<I", 8) + b"INFOabcd"
+    stream = pipes.InputStream("-", pipes.StreamReader(io.BytesIO(data)))
+    assert stream.format_info() == ("WAV", "FLOAT")
+    blocks = []
+    with stream.open() as f:
+        while len(block := f.read(4096, dtype="float32", always_2d=True)):
+            blocks.append(block)
+    np.testing.assert_array_equal(np.concatenate(blocks), y)
+
+
+def test_other_containers_on_stdin_are_refused_not_spun_on(tmp_path: Path) -> None:
+    # an 8SVX stream made libsndfile seek about the pipe forever (deaf to SIGTERM)
+    p = tmp_path / "x.8svx"
+    sf.write(p, np.zeros(800, np.float32), 8000, format="SVX", subtype="PCM_16")
+    r = nmfsep("separate", "-", "--stdout", "speech", stdin=p.read_bytes())
+    assert r.returncode == 1 and r.stdout == b""
+    assert b"not a WAV, FLAC or Ogg stream" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_stdin_keeps_its_container_and_sample_format(tmp_path: Path) -> None:
+    y, sr = sf.read(MIX, dtype="float32")
+    flac = tmp_path / "in.flac"
+    sf.write(flac, y, sr, subtype="PCM_24")
+    r = nmfsep("separate", "-", "--format", "same", "-o", str(tmp_path / "o"), "-q",
+               stdin=flac.read_bytes())  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    info = sf.info(tmp_path / "o" / "stdin" / "speech.flac")
+    assert (info.format, info.subtype) == ("FLAC", "PCM_24")
+    # a float stream far below 16-bit resolution: float outputs that still sum to it
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, y[:8000] * np.float32(1e-30), sr, subtype="FLOAT")
+    r = nmfsep("separate", "-", "-o", str(tmp_path / "q"), "-q", stdin=quiet.read_bytes())
+    assert r.returncode == 0, r.stderr
+    parts = [sf.read(tmp_path / "q" / "stdin" / f"{s}.wav", dtype="float32") for s in
+             ("speech", "noise")]  # fmt: skip
+    assert all(sf.info(tmp_path / "q" / "stdin" / f"{s}.wav").subtype == "FLOAT"
+               for s in ("speech", "noise"))  # fmt: skip
+    total = parts[0][0] + parts[1][0]
+    assert np.abs(parts[0][0]).max() > 0
+    np.testing.assert_allclose(total, y[:8000] * np.float32(1e-30), rtol=0, atol=1e-35)
+
+
+def test_stdout_that_is_the_input_file_is_refused(tmp_path: Path) -> None:
+    # `nmfsep separate in.wav --stdout speech 1<>in.wav` wrote over its own input
+    p = tmp_path / "in.wav"
+    p.write_bytes(MIX.read_bytes())
+    with open(p, "r+b") as same:
+        r = subprocess.run(
+            [sys.executable, "-m", "nmfsep", "separate", str(p), "--stdout", "speech"],
+            stdout=same,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            timeout=300,
+        )
+    assert r.returncode == 2 and b"is the input" in r.stderr and r.stderr.count(b"\n") == 1
+    assert p.read_bytes() == MIX.read_bytes()
+
+
+def test_closed_or_full_stdout_for_stdout_and_json_is_one_line() -> None:
+    def run(*args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "nmfsep", *args],
+            stderr=subprocess.PIPE,
+            env=ENV,
+            timeout=300,
+            **kw,  # type: ignore[call-overload]
+        )
+
+    closed = run("separate", str(MIX), "--stdout", "speech", stdout=subprocess.DEVNULL,
+                 preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert (
+        closed.returncode == 2 and closed.stderr == b"error: --stdout: standard output is closed\n"
+    )
+    if Path("/dev/full").exists():
+        with open("/dev/full", "wb") as full:
+            r = run(
+                "info", str(ROOT / "nmfsep" / "data" / "default_model.npz"), "--json", stdout=full
+            )
+        assert r.returncode == 1
+        assert (
+            r.stderr
+            == b"error: cannot write the JSON summary to stdout (No space left on device)\n"
+        )
+
+
+def test_json_answers_a_refusal_of_the_parser() -> None:
+    r = nmfsep("separate", str(MIX), "--max-iter", "0", "--json")
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1
+    payload = json.loads(r.stdout)
+    assert payload["status"] == "error" and payload["exit_code"] == 2
+    assert payload["command"] == "separate" and "--max-iter" in payload["error"]
+
+
+def test_cluster_from_stdin_never_replaces_a_model_file_unasked(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    r = nmfsep("cluster", "-", "-o", str(tmp_path / "o"), "--save-model", str(notes),
+               stdin=MIX.read_bytes())  # fmt: skip
+    assert r.returncode == 2 and b"exists" in r.stderr and r.stderr.count(b"\n") == 1
+    assert notes.read_text() == "mine" and not (tmp_path / "o").exists()

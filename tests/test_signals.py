@@ -137,7 +137,7 @@ _DRIVER = textwrap.dedent(
 
 def test_sigkill_mid_write_leaves_no_partial_output(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    target = out / "song" / "speech.wav"
+    target = out / "mix" / "speech.wav"
     driver = tmp_path / "driver.py"
     driver.write_text(_DRIVER)
     proc = subprocess.Popen(
@@ -157,14 +157,21 @@ def test_sigkill_mid_write_leaves_no_partial_output(tiny_model: Path, tmp_path: 
     assert temp.name.startswith(".") and not temp.name.endswith(".wav")
     assert temp.parent == target.parent
 
-    # The next run into the same OUTDIR removes it (its writer is dead) and says so.
+    # The next run that writes into that directory removes it (its writer is dead) and says
+    # so; it looks nowhere else: a dead run's leftover in another directory of OUTDIR, and a
+    # user's file that only ends like a temporary file, are left alone.
+    elsewhere = out / "other" / temp.name
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    mine = out / "mix" / "notes.nmfsep-tmp"
+    mine.write_bytes(b"keep")
     mix = tmp_path / "mix.wav"
     sf.write(mix, _signal(0.25, 8000), 8000)
     result = runner.invoke(app, ["separate", str(mix), "-m", str(tiny_model), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "removed 1 unfinished temporary file(s)" in result.stderr
-    assert _temp_files(out) == [] and not target.exists()
-    assert (out / "mix" / "speech.wav").is_file()
+    assert not temp.exists() and elsewhere.exists() and mine.read_bytes() == b"keep"
+    assert target.is_file()
 
 
 def test_sigkill_of_the_cli_mid_run(batch_dir: Path, tiny_model: Path, tmp_path: Path) -> None:

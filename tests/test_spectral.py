@@ -46,6 +46,9 @@ def test_dict_round_trip_and_integral_floats() -> None:
         dict(hop_length=0),
         dict(hop_length=2000),
         dict(hop_length=[1]),
+        # more than 32 frames per window: a spectrogram 1024x its audio (hop 1) was possible
+        dict(hop_length=1),
+        dict(n_fft=2048, hop_length=63),
         dict(window="kaiser"),
         dict(window=["hann"]),
     ],
@@ -53,6 +56,11 @@ def test_dict_round_trip_and_integral_floats() -> None:
 def test_invalid_settings_raise_parameter_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ParameterError):
         STFTConfig(**kwargs)
+
+
+def test_the_densest_hop_allowed() -> None:
+    assert STFTConfig(n_fft=2048, hop_length=64).hop_length == 64
+    assert STFTConfig(n_fft=16, hop_length=1).hop_length == 1
 
 
 def test_from_dict_refuses_unknown_keys_and_non_mappings() -> None:
