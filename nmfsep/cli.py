@@ -116,7 +116,9 @@ Verbose = Annotated[
 ]
 Jobs = Annotated[
     int | None,
-    typer.Option("--jobs", "-j", help="Worker processes (default: number of CPU cores).", min=1),
+    typer.Option(
+        "--jobs", "-j", help="Worker processes (default: number of CPU cores).", min=1, max=256
+    ),
 ]
 Recursive = Annotated[
     bool, typer.Option("--recursive", "-r", help="Descend into subdirectories of directory inputs.")
@@ -1284,6 +1286,7 @@ def train(
             if json_out:
                 _print_json({"command": "train", "model": str(output), "status": "skipped"})
             return
+        _check_outdir(output.absolute().parent)  # refused now, not after the training
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         iterations = options.max_iter

@@ -97,6 +97,15 @@ MAX_TEMPLATE_WIDTH = 255
 #: Most STFT frames of a whole-file (non-streamed) operation: 2**22 frames is 12 hours at the
 #: default hop of 10 ms; beyond it even the activations alone need gigabytes.
 MAX_FRAMES = 1 << 22
+#: Largest |beta| of the command line's and options' divergences: the MU updates raise the model
+#: to the power beta - 1, which overflows float32 beyond this on ordinary spectra (the library's
+#: ``fit_nmf`` takes any beta). Common choices are 0 (IS), 1 (KL), 2 (EU).
+MAX_ABS_BETA = 5.0
+#: Largest Wiener mask exponent: at 64 the mask is already binary to within float32.
+MAX_MASK_POWER = 64.0
+#: Largest sparsity penalty (L1/L2) on activations at unit mean level: far past the point where
+#: every activation is zero.
+MAX_PENALTY = 1e6
 #: Most STFT frames that overlap one window (``hop_length >= win_length / 32``, 97 % overlap):
 #: each sample is in at most this many frames, so a spectrogram's size stays a bounded multiple
 #: of its audio's (``--hop-length 1`` made a 25 s clip take 7 GB).

@@ -51,6 +51,13 @@ def _opt_beta(value: Any) -> float | None:
     return None if value is None else parse_beta(value)
 
 
+def _check_beta_range(beta: float | None) -> None:
+    if beta is not None and abs(beta) > limits.MAX_ABS_BETA:
+        raise ParameterError(
+            f"beta must be in [-{limits.MAX_ABS_BETA:g}, {limits.MAX_ABS_BETA:g}], got {beta:g}"
+        )
+
+
 def _first(*values: Any) -> Any:
     """The first value that is not None."""
     return next((v for v in values if v is not None), None)
@@ -219,7 +226,9 @@ class SeparateOptions:
             _set(
                 self,
                 "mask_power",
-                check_number("mask_power", self.mask_power, low=0, low_open=True),
+                check_number(
+                    "mask_power", self.mask_power, low=0, low_open=True, high=limits.MAX_MASK_POWER
+                ),
             )
         if self.free_source is not None and not isinstance(self.free_source, str):
             raise ParameterError(f"free_source must be a source name, got {self.free_source!r}")
@@ -244,8 +253,9 @@ class SeparateOptions:
                 check_int("free_components", self.free_components, high=MAX_FREE_COMPONENTS),
             )
         _set(self, "beta", _opt_beta(self.beta))
+        _check_beta_range(self.beta)
         if self.l1 is not None:
-            _set(self, "l1", check_number("l1", self.l1, low=0))
+            _set(self, "l1", check_number("l1", self.l1, low=0, high=limits.MAX_PENALTY))
         if self.max_iter is not None:
             _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
         _set(self, "tol", check_number("tol", self.tol, low=0))
@@ -389,17 +399,21 @@ class ClusterOptions:
             "n_sources",
             check_int("n_sources", self.n_sources, low=0, high=limits.MAX_CLUSTER_SOURCES),
         )
+        if self.n_sources == 1:
+            raise ParameterError("n_sources must be 2 or more (or auto): one source is the mixture")
         _set(self, "phase_iters", check_int("phase_iters", self.phase_iters, high=MAX_PHASE_ITERS))
         _set(
             self,
             "n_components",
             check_int("n_components", self.n_components, low=1, high=MAX_COMPONENTS),
         )
-        if self.n_components < self.n_sources:
+        if self.n_components < max(2, self.n_sources):
             raise ParameterError(
-                f"n_components ({self.n_components}) must be at least n_sources ({self.n_sources})"
+                f"n_components ({self.n_components}) must be at least n_sources "
+                f"({self.n_sources or 'auto: 2'})"
             )
         _set(self, "beta", parse_beta(self.beta))
+        _check_beta_range(self.beta)
         _set(
             self,
             "factoriser",
@@ -408,13 +422,19 @@ class ClusterOptions:
         if self.factoriser == "vb" and self.beta != 1.0:
             # the Gamma-Poisson model of nmfsep.bayes is the KL divergence's (Cemgil 2009)
             raise ParameterError(f"factoriser 'vb' needs beta 1 (KL), got beta {self.beta:g}")
-        _set(self, "l1", check_number("l1", self.l1, low=0))
+        _set(self, "l1", check_number("l1", self.l1, low=0, high=limits.MAX_PENALTY))
         _set(
             self,
             "features",
             check_choice("features", self.features, defaults.CLUSTER_FEATURE_KINDS),
         )
-        _set(self, "mask_power", check_number("mask_power", self.mask_power, low=0, low_open=True))
+        _set(
+            self,
+            "mask_power",
+            check_number(
+                "mask_power", self.mask_power, low=0, low_open=True, high=limits.MAX_MASK_POWER
+            ),
+        )
         _set(self, "max_iter", check_int("max_iter", self.max_iter, low=1, high=MAX_ITER))
         _set(
             self,
@@ -537,8 +557,9 @@ class TrainOptions:
             check_int("exemplars", self.exemplars, low=0, high=MAX_COMPONENTS - self.n_components),
         )
         _set(self, "beta", parse_beta(self.beta))
-        _set(self, "l1", check_number("l1", self.l1, low=0))
-        _set(self, "l2", check_number("l2", self.l2, low=0))
+        _check_beta_range(self.beta)
+        _set(self, "l1", check_number("l1", self.l1, low=0, high=limits.MAX_PENALTY))
+        _set(self, "l2", check_number("l2", self.l2, low=0, high=limits.MAX_PENALTY))
         if self.n_fft is not None:
             _set(self, "n_fft", check_int("n_fft", self.n_fft, low=16, high=MAX_N_FFT))
         if self.hop_length is not None:

@@ -710,6 +710,13 @@ def test_outdir_not_writable_simulated(
     assert error_lines(result.stderr) == [
         f"error: {locked / 'sub'}: cannot create the output directory: {locked} is not writable"
     ]
+    # train: refused before the training (it failed only when saving)
+    result = runner.invoke(
+        app, ["train", f"speech={mix}", f"noise={mix}", "-o", str(locked / "m.npz"), "-k", "2"]
+    )
+    assert result.exit_code == 1
+    assert error_lines(result.stderr) == [f"error: {locked}: output directory is not writable"]
+    assert "bases" not in result.stderr
     assert not list(locked.iterdir())
 
 
@@ -752,6 +759,12 @@ def test_existing_outputs_are_skipped_and_never_clobbered(
         (["--format", "mp4"], "--format must be one of wav, flac"),
         (["--mask-power", "-1"], "Invalid value for '--mask-power'"),
         (["--jobs", "0"], "Invalid value for '--jobs'"),
+        # accepted before, then numpy overflow warnings (or a per-file error for -j)
+        (["--mask-power", "1e308"], "--mask-power must be a finite number > 0 and <= 64"),
+        (["--l1", "1e308"], "--l1 must be a finite number >= 0 and <= 1e+06"),
+        (["--beta", "1e308"], "--beta must be in [-5, 5]"),
+        (["--beta", "-6"], "--beta must be in [-5, 5]"),
+        (["--jobs", "257"], "Invalid value for '--jobs'"),
     ],
 )
 def test_bad_options_are_usage_errors(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,19 @@ def test_auto_features_follow_the_guide() -> None:
     record2 = model2.metadata["training"]["cluster"]
     assert record2["grouping"] == "mfcc0-or-mod", record2
     assert record2["speech_share"] < 0.18 and "speech_source" not in record2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"n_sources": 1}, "one source is the mixture"),  # was "add --free-components K"
+        ({"n_sources": "auto", "n_components": 1}, "must be at least n_sources (auto: 2)"),
+        ({"mask_power": 65.0}, "<= 64"),
+        ({"beta": 5.5}, "beta must be in [-5, 5]"),
+    ],
+)
+def test_cluster_options_refuse_what_cannot_separate(
+    kwargs: dict[str, object], needle: str
+) -> None:
+    with pytest.raises(ParameterError, match=re.escape(needle)):
+        ClusterOptions(**kwargs)
