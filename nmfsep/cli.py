@@ -285,8 +285,8 @@ class _Reporter:
         self.records: list[Any] = []
 
     def notice(self, message: str) -> None:
-        if not self.quiet:
-            self.err.print(message, markup=False)
+        if not self.quiet:  # one line each, as errors are (a file name may hold a line break)
+            self.err.print(_one_line(message), markup=False)
 
     def error(self, path: str | None, message: str) -> None:
         # Errors are printed even with --quiet: one line, file first.
@@ -837,6 +837,7 @@ def _run_single(
             realtime=round(audio / max(seconds, 1e-9), 2),
             model=save_model if trained is not None else None,
         )
+    _finishing()
     report.record(record)
     if json_out:
         summary = summarize([record], seconds=time.perf_counter() - t0)
@@ -991,6 +992,7 @@ def _run_batch(
             left = [JobRecord(j.input, "interrupted") for j in planned if j.input not in finished]
             _print_json(payload("interrupted", report.records + left))
         raise typer.Exit(code) from None
+    _finishing()
     all_records = records + done
     result = payload("failed" if any(r.status == "error" for r in all_records) else "ok",
                      all_records)  # fmt: skip
@@ -2085,6 +2087,17 @@ def _say_if_compiling(quiet: bool) -> None:
     cache = os.environ.get("NUMBA_CACHE_DIR")
     if not cache or not glob.glob(os.path.join(glob.escape(cache), "nmfsep_*", "_kernels.*.nbi")):
         print(COMPILING, file=sys.stderr, flush=True)
+
+
+def _finishing() -> None:
+    """The work is done and every output in place: a SIGTERM from here on has nothing left to
+    stop, and would only turn a finished run (whose JSON may already say ``ok``) into exit 143.
+    Only the console script's own handler is replaced (never a host process's)."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to change
+        if signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _terminate(signum: int, frame: Any) -> None:

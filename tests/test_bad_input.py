@@ -793,6 +793,12 @@ def test_file_name_with_a_line_break_stays_on_one_line(tiny_model: Path, tmp_pat
     (line,) = error_lines(result.stderr)
     assert "two\\nlines.wav: not an audio file" in line
     assert not any(line.startswith("lines.wav") for line in result.stderr.splitlines())
+    # and so does the ok line of such a file
+    sf.write(path, tone(SR // 4), SR)
+    result = separate(path, "-o", tmp_path / "out", model=tiny_model)
+    assert result.exit_code == 0
+    (ok,) = [line for line in result.stderr.splitlines() if line.startswith("ok ")]
+    assert "two\\nlines.wav ->" in ok and not result.stderr.splitlines()[-1].startswith("lines")
 
 
 # ---------------------------------------------------------------------------------------------

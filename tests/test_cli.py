@@ -599,3 +599,22 @@ def test_train_warns_when_a_source_has_too_little_audio(audio_dir: Path, tmp_pat
     assert any(w.startswith("warning: speech: only ") and "for 8 bases" in w for w in warnings)
     assert any(w.startswith("warning: speech: ") and "not 50" in w for w in warnings)
     assert not any("noise: only" in w for w in warnings), warnings
+
+
+def test_a_finished_run_no_longer_turns_sigterm_into_exit_143() -> None:
+    # a TERM that arrived while the final JSON ("status": "ok") was printed made the exit 143
+    import signal
+
+    from nmfsep import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, cli._terminate)  # the console script's handler
+        cli._finishing()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        mine = lambda signum, frame: None  # noqa: E731 - a host process's own handler
+        signal.signal(signal.SIGTERM, mine)
+        cli._finishing()
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
