@@ -312,6 +312,8 @@ class NMFModel:
                 raise ModelError(f"source {name!r}: bases contain NaN or infinite values")
             if (W < 0).any():
                 raise ModelError(f"source {name!r}: bases contain negative values")
+            if not W.any():
+                raise ModelError(f"source {name!r}: bases are all zero (it would always be silent)")
         total = sum(int(W.shape[1]) for W in self.bases.values())
         limits.check_count(
             "number of bases (all sources)",

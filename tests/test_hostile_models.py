@@ -163,6 +163,12 @@ def test_wrong_dtypes(dtype: Any, needle: str, tmp_path: Path) -> None:
     refused(write_npz(tmp_path / "m.npz", meta, arrays), needle)
 
 
+def test_all_zero_bases_are_refused(tmp_path: Path) -> None:
+    meta, arrays = raw(small_model())
+    arrays["W_1"] = np.zeros_like(arrays["W_1"])
+    refused(write_npz(tmp_path / "m.npz", meta, arrays), "all zero")
+
+
 def test_float16_bases_are_read_as_float32(tmp_path: Path) -> None:
     meta, arrays = raw(small_model())
     arrays = {k: v.astype(np.float16) for k, v in arrays.items()}
