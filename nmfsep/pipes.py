@@ -72,6 +72,7 @@ class StreamReader(io.RawIOBase):
         self.pos = 0
         self.eof = False  # the end of the data has been read
         self.limit: int | None = None  # the stream ends here (a WAV's data chunk ends)
+        self.rewritten: dict[int, bytes] = {}  # offset -> the original bytes stream_wav replaced
 
     def readable(self) -> bool:
         return True
@@ -123,11 +124,22 @@ class StreamReader(io.RawIOBase):
                 if size in (0, 0xFFFFFFFF):
                     return  # streamed already
                 unknown = struct.pack(order + "I", 0xFFFFFFFF)
-                self.buf[4:8] = unknown
-                self.buf[pos + 4 : pos + 8] = unknown
+                for at in (4, pos + 4):
+                    self.rewritten[at] = bytes(self.buf[at : at + 4])
+                    self.buf[at : at + 4] = unknown
                 self.limit = pos + 8 + size
                 return
             pos += 8 + size + (size & 1)
+
+    def head(self) -> bytes:
+        """The bytes buffered from the stream's start, as they came (what :meth:`stream_wav`
+        rewrote put back); the rest of the stream is still in :attr:`raw`."""
+        if self.base:
+            raise OSError("the start of the stream is no longer buffered")
+        out = bytearray(self.buf)
+        for at, original in self.rewritten.items():
+            out[at : at + len(original)] = original
+        return bytes(out)
 
     def _fill(self, upto: int) -> None:
         while not self.eof and self.base + len(self.buf) < upto:
@@ -320,6 +332,8 @@ def spool(stream: InputStream, directory: str | os.PathLike[str] | None = None) 
     fd, name = tempfile.mkstemp(prefix=".nmfsep-stdin-", suffix=".audio", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
+            # what was read already (the header, when format_info looked at it), then the rest
+            out.write(stream.reader.head())
             shutil.copyfileobj(stream.reader.raw, out, 1 << 20)
     except BaseException:
         os.unlink(name)

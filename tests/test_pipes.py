@@ -428,3 +428,19 @@ def test_cluster_from_stdin_never_replaces_a_model_file_unasked(tmp_path: Path) 
                stdin=MIX.read_bytes())  # fmt: skip
     assert r.returncode == 2 and b"exists" in r.stderr and r.stderr.count(b"\n") == 1
     assert notes.read_text() == "mine" and not (tmp_path / "o").exists()
+
+
+def test_cluster_from_stdin_to_files_spools_the_whole_stream(tmp_path: Path) -> None:
+    # the stream's header is read first (for its sample format): the spooled copy must still
+    # start at the stream's first byte, with the header as it came
+    y, sr = sf.read(MIX, dtype="float32")
+    src = tmp_path / "in.wav"
+    sf.write(src, y, sr, subtype="PCM_24")
+    r = nmfsep("cluster", "-", "-o", str(tmp_path / "o"), "-q", stdin=src.read_bytes())
+    assert r.returncode == 0, r.stderr
+    parts = [sf.read(tmp_path / "o" / "stdin" / f"source{i}.wav", dtype="float64") for i in (1, 2)]
+    assert all(sf.info(tmp_path / "o" / "stdin" / f"source{i}.wav").subtype == "PCM_24"
+               for i in (1, 2))  # fmt: skip
+    mixture, _ = sf.read(src, dtype="float64")
+    assert parts[0][0].shape == mixture.shape
+    assert np.abs(parts[0][0] + parts[1][0] - mixture).max() < 1e-5
