@@ -9,6 +9,7 @@ the directory's name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 from collections.abc import Iterable, Sequence
@@ -128,7 +129,7 @@ def expand_inputs(
         elif path.exists():
             add(path, path.stem)
         elif not _GLOB_CHARS & set(item):
-            out.append(InputItem(path=item, track=path.stem, error="no such file"))
+            out.append(InputItem(path=item, track=path.stem, error=_why_missing(path)))
         else:
             matches = sorted(glob.glob(item, recursive=recursive))
             files = found((Path(m) for m in matches if Path(m).is_file()), _glob_base(item))
@@ -231,7 +232,23 @@ def _expand(path: str) -> list[Path]:
         if not files:
             raise AudioError("pattern matches no file", path=path)
         return files
-    raise AudioError("no such file", path=p)
+    raise AudioError(_why_missing(p), path=p)
+
+
+def _why_missing(path: Path) -> str:
+    """What a path that does not lead to a file is: missing, or a symbolic link that leads
+    nowhere (a loop, or a target that does not exist)."""
+    if not path.is_symlink():
+        return "no such file"
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+    try:
+        return f"dangling symbolic link (to {os.readlink(path)})"
+    except OSError:
+        return "dangling symbolic link"
 
 
 def parse_sources(specs: Sequence[str]) -> dict[str, list[Path]]:

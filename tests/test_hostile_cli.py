@@ -857,3 +857,14 @@ def test_two_concurrent_runs_split_the_work(slow_batch: Path, work: Path, model:
     for name in ("a", "b", "long0", "long1", "long2", "long3"):
         assert (work / "out" / name / "noise.wav").is_file()
     assert own_files(work / "out") == []
+
+
+def test_symbolic_links_that_lead_nowhere_are_named_as_such(work: Path, model: Path) -> None:
+    (work / "in" / "loop1.wav").symlink_to("loop2.wav")
+    (work / "in" / "loop2.wav").symlink_to("loop1.wav")
+    (work / "in" / "gone.wav").symlink_to("nowhere.wav")
+    result = cli("separate", "in/loop1.wav", "in/gone.wav", "-m", model, "-o", "out")
+    err = assert_refused(result, 1, "in/loop1.wav: symbolic link loop")
+    assert "in/gone.wav: dangling symbolic link (to nowhere.wav)" in err
+    result = cli("train", "tone=in/loop1.wav", "-o", "m.npz")
+    assert_refused(result, 1, "in/loop1.wav: symbolic link loop")
