@@ -2114,6 +2114,19 @@ def _is_usage_error(exc: BaseException) -> bool:
     )
 
 
+def _json_outside_command(status: str, error: str, code: int, command: str | None) -> None:
+    """With ``--json``, the one JSON object a script reads on stdout, for what ends the program
+    outside a command's own guard (the parser's refusal, a SIGTERM while parsing)."""
+    if "--json" not in sys.argv[1:] or _STATE["json_printed"]:
+        return
+    if command is None:
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    payload = {"command": command, "version": __version__, "status": status, "ok": False,
+               "error": error, "exit_code": code}  # fmt: skip
+    with contextlib.suppress(Exception):
+        _print_json(payload)
+
+
 def main() -> None:
     """Console-script entry point: Ctrl-C exits with 130 and no traceback, SIGTERM with 143."""
     import signal
@@ -2131,6 +2144,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 143:  # SIGTERM while the command line was still being parsed
+            _json_outside_command("interrupted", "terminated (SIGTERM)", 143, None)
+        raise
     except Exception as exc:
         if _is_usage_error(exc):
             ctx = getattr(exc, "ctx", None)
@@ -2138,20 +2155,8 @@ def main() -> None:
             message = exc.format_message()  # type: ignore[attr-defined]
             print(_one_line(f"error: {message}{hint}"), file=sys.stderr)
             code = int(getattr(exc, "exit_code", 2))
-            if "--json" in sys.argv[1:]:
-                # refused while parsing, before the command's own --json guard: it answers
-                # here, so that a script reading stdout always gets the one JSON object
-                with contextlib.suppress(Exception):
-                    _print_json(
-                        {
-                            "command": getattr(ctx, "info_name", None),
-                            "version": __version__,
-                            "status": "error",
-                            "ok": False,
-                            "error": message,
-                            "exit_code": code,
-                        }
-                    )
+            # refused while parsing, before the command's own --json guard
+            _json_outside_command("error", message, code, getattr(ctx, "info_name", None))
             sys.exit(code)
         # a bug, not a user error: one line unless asked for the traceback
         if os.environ.get("NMFSEP_DEBUG"):

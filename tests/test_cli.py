@@ -618,3 +618,29 @@ def test_a_finished_run_no_longer_turns_sigterm_into_exit_143() -> None:
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_while_parsing_still_answers_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a TERM in the first moments (imports, parsing) exited 143 with an empty stdout
+    import signal
+
+    from nmfsep import cli
+
+    def terminated(**kw: object) -> None:
+        raise SystemExit(143)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "app", terminated)
+    monkeypatch.setattr(sys, "argv", ["nmfsep", "separate", "x.wav", "--json"])
+    monkeypatch.setitem(cli._STATE, "json_printed", False)
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli.main()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert info.value.code == 143
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["status"] == "interrupted" and payload["command"] == "separate"
+    assert payload["exit_code"] == 143
