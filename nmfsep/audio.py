@@ -64,6 +64,7 @@ __all__ = [
     "cleanup_temp_files",
     "find_audio_files",
     "load_audio",
+    "no_peak_chunk",
     "plan_clip",
     "resample",
     "sf_message",
@@ -791,6 +792,19 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 # atomic writing (the one write path: audio, models, plots)
 
 
+#: libsndfile's ``SFC_SET_ADD_PEAK_CHUNK`` (sndfile.h), which soundfile does not wrap.
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def no_peak_chunk(f: sf.SoundFile) -> sf.SoundFile:
+    """``f`` (just opened for writing) without the PEAK chunk libsndfile adds to float WAV and
+    AIFF files: it holds the time of writing, so the same samples written a second later were
+    other bytes, and a seed must reproduce the files, not only their samples."""
+    with contextlib.suppress(AttributeError, TypeError):  # soundfile's internals moved
+        sf._snd.sf_command(f._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+    return f
+
+
 def _host_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')) & 0xFFFFFF:06x}"
 
@@ -1328,8 +1342,8 @@ def write_audio(
         on_clip(plan)
     try:
         with atomic_open(dest, protect=protect) as fh:
-            with sf.SoundFile(
-                fh, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype
+            with no_peak_chunk(
+                sf.SoundFile(fh, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype)
             ) as out:
                 for start in range(0, n, _BLOCK_FRAMES):
                     # a copy: for one channel .T is already contiguous, and the caller's

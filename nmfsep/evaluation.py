@@ -117,6 +117,7 @@ def evaluate_files(
         One per reference: ``name``, ``estimate``, ``reference`` and the scores.
     sr : int
     """
+    from nmfsep.metrics import FILTER_LENGTH as BSS_FILTER_TAPS
     from nmfsep.metrics import evaluate_separation, oracle_wiener_estimates
 
     if oracle and mixture is None:
@@ -134,6 +135,22 @@ def evaluate_files(
         warn(
             f"the files' lengths differ by more than 1 % ({n / sr:.2f} s to {longest / sr:.2f} "
             f"s): scored on the first {n / sr:.2f} s; are they from the same recording?"
+        )
+    if bss and n < BSS_FILTER_TAPS:
+        lengths = {p: len(y) for p, y in zip([*refs, *ests], [*ref, *est], strict=True)}
+        if mix is not None:
+            lengths[Path(mixture)] = len(mix)  # type: ignore[arg-type]
+        short = min(lengths, key=lengths.__getitem__)
+        raise NmfsepError(
+            f"is {lengths[short]} samples long: BSS-eval needs {BSS_FILTER_TAPS} or more (its "
+            "distortion filter); --no-bss scores SI-SDR alone",
+            path=short,
+        )
+    if warn is not None and len(ests) > len(refs):
+        warn(
+            f"{len(ests)} estimates for {len(refs)} reference(s): each reference is scored "
+            f"against its best-matching estimate; {len(ests) - len(refs)} estimate(s) are not "
+            "scored (one --reference per source)"
         )
     scores = evaluate_separation(
         ref[:, :n],

@@ -37,6 +37,10 @@ _SILENT_NORM = 1e-10  # L2 norm below which a signal counts as silent
 # input handling
 
 
+#: Taps of BSS-eval's distortion filter (``bss_eval_sources``' 512): a signal must be longer.
+FILTER_LENGTH = 512
+
+
 def _as_2d(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
@@ -265,7 +269,7 @@ def bss_eval(
     references: Any,
     estimates: Any,
     *,
-    filter_length: int = 512,
+    filter_length: int = FILTER_LENGTH,
     compute_permutation: bool = False,
 ) -> dict[str, np.ndarray]:
     """BSS-eval SDR, SIR and SAR (``bss_eval_sources`` definitions) through fast_bss_eval.
@@ -377,7 +381,7 @@ def evaluate_separation(
     names: list[str] | tuple[str, ...] | None = None,
     solve_permutation: bool = True,
     bss: bool = True,
-    filter_length: int = 512,
+    filter_length: int = FILTER_LENGTH,
 ) -> list[SourceScore]:
     """Score estimates against references: SI-SDR, BSS-eval SDR/SIR/SAR, improvements.
 

@@ -257,6 +257,7 @@ class _Writers:
             _resolve_format,
             _sf_detail,
             atomic_open,
+            no_peak_chunk,
             write_error,
         )
 
@@ -286,9 +287,10 @@ class _Writers:
                 raise write_error(exc, dest, AudioError) from None
             st = os.fstat(fh.fileno())
             try:
-                out = sf.SoundFile(
-                    fh, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype
-                )
+                out = no_peak_chunk(
+                    sf.SoundFile(fh, "w", samplerate=sr, channels=channels, format=fmt,
+                                 subtype=subtype)
+                )  # fmt: skip
             except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
                 raise AudioError(f"cannot write audio ({_sf_detail(exc)})", path=dest) from None
             # Closed (header finalised) before atomic_open flushes and renames: LIFO order.
@@ -418,7 +420,7 @@ class _Writers:
     def _unspool(self) -> None:
         import soundfile as sf
 
-        from nmfsep.audio import plan_clip
+        from nmfsep.audio import no_peak_chunk, plan_clip
 
         spooled = [i for i, s in enumerate(self.spools) if s is not None]
         if not spooled:
@@ -435,9 +437,9 @@ class _Writers:
             fh = self.handles[i]
             fh.seek(0)
             fh.truncate()
-            out = sf.SoundFile(
-                fh, "w", samplerate=self.sr, channels=self.channels, format=fmt,
-                subtype=plan.subtype,
+            out = no_peak_chunk(
+                sf.SoundFile(fh, "w", samplerate=self.sr, channels=self.channels, format=fmt,
+                             subtype=plan.subtype)
             )  # fmt: skip
             self.files[i] = out
             gain = np.float32(plan.gain)

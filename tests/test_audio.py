@@ -624,3 +624,13 @@ def test_libsndfile_detail_drops_the_file_prefix(raw: str) -> None:
     from nmfsep.audio import _sf_detail
 
     assert _sf_detail(RuntimeError(raw)).startswith("Opus only supports sample rates")
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_float_files_carry_no_time_of_writing(tmp_path: Path, ext: str) -> None:
+    # libsndfile's PEAK chunk holds a timestamp: the same samples were other bytes a second later
+    y = (0.1 * np.random.default_rng(0).standard_normal((1, 800))).astype(np.float32)
+    write_audio(tmp_path / f"a.{ext}", y, 8000, subtype="FLOAT")
+    assert b"PEAK" not in (tmp_path / f"a.{ext}").read_bytes()
+    back, _ = load_audio(tmp_path / f"a.{ext}")
+    np.testing.assert_array_equal(back, y)

@@ -644,3 +644,28 @@ def test_sigterm_while_parsing_still_answers_json(
     payload = json.loads(capsys.readouterr().out)
     assert payload["status"] == "interrupted" and payload["command"] == "separate"
     assert payload["exit_code"] == 143
+
+
+def test_evaluate_says_what_it_leaves_out_and_names_a_short_file(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    clean, _ = sf.read(audio_dir / "clean.wav")
+    mix, _ = sf.read(audio_dir / "mix.wav")
+    sf.write(tmp_path / "speech.wav", clean, SR, subtype="FLOAT")
+    sf.write(tmp_path / "a.wav", clean + 0.1 * (mix - clean), SR, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", mix - clean, SR, subtype="FLOAT")
+    # `--reference r a b` makes a and b estimates: two estimates for one reference
+    args = ["evaluate", str(tmp_path / "a.wav"), "--reference", str(tmp_path / "speech.wav")]
+    extra = runner.invoke(app, [*args, str(tmp_path / "b.wav"), "--json"])
+    assert extra.exit_code == 0, extra.output
+    assert (
+        "2 estimates for 1 reference(s)" in extra.stderr
+        and "1 estimate(s) are not scored" in extra.stderr
+    )
+    # a file too short for BSS-eval: exit 1 (the data), naming the file; not a usage error
+    sf.write(tmp_path / "one.wav", clean[:1], SR, subtype="FLOAT")
+    short = runner.invoke(
+        app, ["evaluate", str(tmp_path / "one.wav"), "--reference", str(tmp_path / "speech.wav")]
+    )
+    assert short.exit_code == 1
+    assert f"error: {tmp_path / 'one.wav'}: is 1 samples long: BSS-eval needs 512" in short.stderr

@@ -868,3 +868,13 @@ def test_symbolic_links_that_lead_nowhere_are_named_as_such(work: Path, model: P
     assert "in/gone.wav: dangling symbolic link (to nowhere.wav)" in err
     result = cli("train", "tone=in/loop1.wav", "-o", "m.npz")
     assert_refused(result, 1, "in/loop1.wav: symbolic link loop")
+
+
+def test_float_outputs_are_the_same_bytes_run_after_run(work: Path, model: Path) -> None:
+    # libsndfile's PEAK chunk holds the time of writing: a rerun a second later differed
+    sf.write(work / "in" / "f.wav", _signal(0.5, 9), SR, subtype="FLOAT")
+    assert_ok(cli("separate", "in/f.wav", "-m", model, "-o", "out", "--seed", "3"))
+    for name in ("tone", "noise"):
+        data = (work / "out" / "f" / f"{name}.wav").read_bytes()
+        assert sf.info(work / "out" / "f" / f"{name}.wav").subtype == "FLOAT"
+        assert b"PEAK" not in data

@@ -284,3 +284,17 @@ def test_samples_by_channels_layout_is_named() -> None:
     y = np.zeros((SR, 2), np.float32)
     with pytest.raises(ParameterError, match=r"samples by channels.*y\.T"):
         separate(y, SR)
+
+
+def test_the_library_refuses_absurd_rates_before_any_work() -> None:
+    # the CLI capped --sr, the library did not: sr=1e8 made 4000 samples take all of 24 GB
+    from nmfsep.separation import cluster_separate
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(4000)).astype(np.float32)
+    for call in (
+        lambda: separate(x, 10**8),
+        lambda: cluster_separate(x, 10**8),
+        lambda: train_model({"a": [x], "b": [x]}, sr=10**9),
+    ):
+        with pytest.raises(ParameterError, match=r"sr must be an integer in \[1, 768000\]"):
+            call()
