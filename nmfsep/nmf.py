@@ -376,8 +376,16 @@ def _rescale_extreme(p: dict[str, Any]) -> float:
     peak = float(np.max(p["V"], initial=0.0))
     if peak <= 2.0**_LEVEL_BITS:
         return 1.0
-    scale = 2.0 ** -round(np.log2(peak))
+    bits = round(np.log2(peak))
     beta = p["beta"]
+    if bits * max(abs(beta), abs(beta - 2)) > 1000:
+        # the factors s**beta ... leave float64 (2**1024): so does the loss of such a problem
+        raise ParameterError(
+            f"beta {beta:g} on data peaking at {peak:.3g}: the divergence is of order "
+            f"2**{bits * abs(beta):.0f}, beyond floating point; scale the data down or use a "
+            "smaller |beta|"
+        )
+    scale = 2.0**-bits
     dt = p["V"].dtype.type
     p["V"] = p["V"] * dt(scale)
     if p["H"] is not None:

@@ -754,3 +754,14 @@ def test_small_scale_exact_fit_is_kept(beta):
     res, seen = record(V=V, n_components=1, beta=beta, max_iter=15, random_state=0)
     assert res.W @ res.H == pytest.approx(V, rel=1e-6)
     assert max(loss for _, loss in seen) <= 1e-20
+
+
+@pytest.mark.parametrize(("level", "beta"), [(1e12, 40.0), (1e12, -40.0), (1e30, 20.0)])
+def test_a_divergence_beyond_floating_point_is_refused(level: float, beta: float) -> None:
+    # loud data with a large |beta|: ZeroDivisionError / OverflowError from the rescaling
+    V = np.random.default_rng(0).random((20, 30)).astype(np.float32) * np.float32(level)
+    with pytest.raises(ParameterError, match="beyond floating point"):
+        fit_nmf(V, n_components=3, beta=beta, max_iter=5, random_state=0)
+    # the same data at a usual beta still works, at its own level
+    r = fit_nmf(V, n_components=3, beta=3.0, max_iter=5, random_state=0)
+    assert np.isfinite(r.W).all() and np.isfinite(r.H).all() and np.isfinite(r.losses).all()
