@@ -216,6 +216,17 @@ def check_sample_rate(
     return n
 
 
+def check_array_rate(sr: object) -> int:
+    """The rate of audio handed to the library as an array: a whole number of Hz in
+    ``[1, MAX_SAMPLE_RATE]`` (no minimum: a low rate is the caller's choice), else
+    ParameterError. The STFT window grows with the rate: 1e8 Hz made 4000 samples take all
+    of 24 GB."""
+    x = _as_real(sr)
+    if isinstance(sr, bool) or x is None or not x.is_integer() or not 1 <= x <= MAX_SAMPLE_RATE:
+        raise ParameterError(f"sr must be an integer in [1, {MAX_SAMPLE_RATE}], got {sr!r}")
+    return int(x)
+
+
 def check_channels(
     channels: object,
     *,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nmfsep import limits
 from nmfsep.engine import Separator
 from nmfsep.errors import ParameterError
 from nmfsep.model import NMFModel
@@ -105,7 +106,7 @@ def separate(
     -------
     SeparationResult
     """
-    y = check_audio(y, sr)
+    y = check_audio(y, limits.check_array_rate(sr))
     separator = Separator(
         _as_model(model),
         sr=int(sr),
@@ -156,7 +157,7 @@ def cluster_separate(
     """
     from nmfsep.unsupervised import cluster_model, sample_frames
 
-    y = check_audio(y, sr)
+    y = check_audio(y, limits.check_array_rate(sr))
     opts = options_from(ClusterOptions, options, overrides)
     V, speech, config, _ = sample_frames([y], sr=int(sr), channels=y.shape[0], options=opts)
     model = cluster_model(V, sr=int(sr), config=config, options=opts, speech=speech)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nmfsep import defaults, hpss
+from nmfsep import defaults, hpss, limits
 from nmfsep.engine import default_stft, safe_gain
 from nmfsep.errors import ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
@@ -134,6 +134,7 @@ def train_model(
     NMFModel
     """
     o = options_from(TrainOptions, options, overrides)
+    sr = limits.check_array_rate(sr)
     if not sources:
         raise ParameterError("at least one source is needed to train a model")
     # one array is one example, not a sequence of them (its rows)
