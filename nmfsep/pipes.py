@@ -116,9 +116,11 @@ class StreamReader(io.RawIOBase):
         order = "<" if head[:4] == b"RIFF" else ">"
         pos = 12
         while True:
+            if pos + 8 > HEAD_BYTES:
+                return  # no data chunk in the head: leave it to libsndfile (and read no more)
             chunk = self.peek(pos + 8)[pos:]
-            if len(chunk) < 8 or pos + 8 > HEAD_BYTES:
-                return  # no data chunk in the head: leave it to libsndfile
+            if len(chunk) < 8:
+                return
             size = struct.unpack(order + "I", chunk[4:8])[0]
             if chunk[:4] == b"data":
                 if size in (0, 0xFFFFFFFF):

@@ -444,3 +444,24 @@ def test_cluster_from_stdin_to_files_spools_the_whole_stream(tmp_path: Path) -> 
     mixture, _ = sf.read(src, dtype="float64")
     assert parts[0][0].shape == mixture.shape
     assert np.abs(parts[0][0] + parts[1][0] - mixture).max() < 1e-5
+
+
+def test_a_huge_chunk_before_the_data_is_not_buffered() -> None:
+    # a header claiming a 2 GB chunk before "data": looking for the data chunk must stop at
+    # the head, not read 2 GB of the pipe into memory
+    from nmfsep import pipes
+
+    class Endless:
+        def __init__(self, head: bytes) -> None:
+            self.head, self.served = head, 0
+
+        def read(self, n: int) -> bytes:
+            data = self.head[self.served : self.served + n] or bytes(min(n, 1 << 16))
+            self.served += len(data)
+            return data
+
+    head = b"RIFF" + struct.pack("<I", 36) + b"WAVE" + b"LIST" + struct.pack("<I", 0x7FFF0000)
+    raw = Endless(head)
+    reader = pipes.StreamReader(raw)  # type: ignore[arg-type]
+    reader.stream_wav()
+    assert reader.limit is None and raw.served <= pipes.HEAD_BYTES + (1 << 16)
