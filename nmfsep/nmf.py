@@ -110,6 +110,7 @@ from typing import Any
 import numpy as np
 
 from nmfsep.errors import ParameterError
+from nmfsep.limits import MAX_ARRAY_BYTES, check_memory
 from nmfsep.validation import parse_beta
 
 __all__ = ["NMFResult", "beta_divergence", "fit_nmf"]
@@ -543,6 +544,16 @@ def _check_inputs(V: Any, **kw: Any) -> dict[str, Any]:
             raise ParameterError(
                 f"inconsistent number of components: {Ks[0][0]} gives {K}, {name} gives {k}"
             )
+    # W, H and their update buffers: refuse a size the data cannot justify before numpy tries
+    # (n_components=1e9 was a MemoryError); large data may have factors as large as itself
+    check_memory(
+        "W and H",
+        rows=K,
+        cols=F + N,
+        itemsize=dtype.itemsize,
+        copies=2,
+        maximum=max(MAX_ARRAY_BYTES, 4 * Va.nbytes),
+    )
     init = kw["init"]
     if init is not None and init not in _INITS:
         raise ParameterError(f"unknown init {init!r} (use one of {', '.join(_INITS)})")

@@ -526,6 +526,7 @@ V_OK = np.ones((4, 5))
         (dict(V=V_OK, n_components=0), "n_components must be >= 1"),
         (dict(V=V_OK, n_components=-3), "n_components must be >= 1"),
         (dict(V=V_OK, n_components=2.5), "n_components must be an integer"),
+        (dict(V=V_OK, n_components=10**9), r"W and H would need .* over the limit"),
         (dict(V=V_OK, n_components=2, init="svd"), "unknown init 'svd'"),
         (dict(V=V_OK, n_components=2, init="custom"), "init='custom' needs W"),
         (dict(V=V_OK, W=np.ones((4, 2)), init="nndsvda"), "computes both W and H"),
