@@ -62,12 +62,18 @@ def match_references(
     return refs
 
 
-def _load(paths: Sequence[Path], sr: int | None) -> tuple[np.ndarray, int]:
+def _load(
+    paths: Sequence[Path], sr: int | None, channels: dict[Path, int] | None = None
+) -> tuple[np.ndarray, int]:
+    """The files' channel means, cut to the shortest, at one rate (``channels`` collects each
+    file's channel count)."""
     from nmfsep.audio import load_audio
 
     signals, rate = [], sr
     for path in paths:
         y, file_sr = load_audio(path)
+        if channels is not None:
+            channels[path] = int(y.shape[0])
         if rate is None:
             rate = file_sr
         elif file_sr != rate:
@@ -124,9 +130,13 @@ def evaluate_files(
         raise ParameterError("--oracle needs --mixture")
     refs = [Path(r) for r in references]
     ests = [Path(e) for e in estimates]
-    ref, sr = _load(refs, None)
-    est, _ = _load(ests, sr)
-    mix = _load([Path(mixture)], sr)[0][0] if mixture is not None else None
+    channels: dict[Path, int] = {}
+    ref, sr = _load(refs, None, channels)
+    est, _ = _load(ests, sr, channels)
+    mix = _load([Path(mixture)], sr, channels)[0][0] if mixture is not None else None
+    if warn is not None and len(set(channels.values())) > 1:
+        counts = " and ".join(str(c) for c in sorted(set(channels.values())))
+        warn(f"the files have {counts} channels: each file is scored on its channel mean")
     names = [p.stem for p in refs]
     by_name = [e.stem for e in ests] == names
     n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))

@@ -97,6 +97,22 @@ def test_evaluate_warns_when_lengths_differ(separated: Path, tmp_path: Path) -> 
     assert len(warnings) == 1 and "1 %" in warnings[0]
 
 
+def test_evaluate_warns_when_channel_counts_differ(separated: Path, tmp_path: Path) -> None:
+    y, sr = sf.read(separated / "speech.wav", dtype="float32")
+    stereo = tmp_path / "speech.wav"
+    sf.write(stereo, np.stack([y, y], axis=1), sr)
+    r = nmfsep("evaluate", str(stereo), "--reference", str(AUDIO / "speech.wav"),
+               "--metrics", "si-sdr", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "1 and 2 channels" in warnings[0], r.stderr
+    # scored on the channel mean, which here is the mono estimate itself
+    mono = nmfsep("evaluate", str(separated / "speech.wav"), "--reference",
+                  str(AUDIO / "speech.wav"), "--metrics", "si-sdr", "--json")  # fmt: skip
+    si = [json.loads(x.stdout)["sources"][0]["si_sdr"] for x in (r, mono)]
+    assert si[0] == pytest.approx(si[1], abs=1e-3)
+
+
 def test_atten_lim_floors_the_first_source(tmp_path: Path) -> None:
     mix, _ = sf.read(AUDIO / "mix.wav", dtype="float32")
     r = nmfsep("separate", str(AUDIO / "mix.wav"), "-o", str(tmp_path), "--atten-lim", "6",
