@@ -206,7 +206,8 @@ def check_sample_rate(
     if x is None or not x.is_integer():
         raise _fail(error, f"{what}{where} must be a whole number of Hz, got {_show(sr)}", path)
     n = int(x) if not isinstance(sr, numbers.Integral) else int(sr)
-    shown = f"{what} {n} Hz{where}"
+    # a hostile 1e300 would print its 301 digits: large values in short scientific form
+    shown = f"{what} {n if abs(n) < 10**12 else f'{float(n):.3g}'} Hz{where}"
     if n <= 0:
         raise _fail(error, f"{shown} is not valid", path)
     if n < MIN_SAMPLE_RATE:

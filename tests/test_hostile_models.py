@@ -80,6 +80,7 @@ META_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "sr 0": ({"sr": 0}, "model sample rate 0 Hz is not valid"),
     "sr 1": ({"sr": 1}, "below the minimum of 1000 Hz"),
     "sr 2^31": ({"sr": 2**31}, "over the limit of 768000 Hz"),
+    "sr 10^300": ({"sr": 10**300}, "model sample rate 1e+300 Hz is over the limit"),
     "n_fft 2^27": ({"n_fft": 2**27, "win_length": 2**27}, "n_fft 134217728 is over the limit"),
     "n_fft 2^17": ({"n_fft": 2**17}, "over the limit of 65536"),
     "context 2": ({"context": 2}, "bad context 2"),
