@@ -815,7 +815,11 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
         progress(job.input, 0, 0)  # started (the first piece may take a while)
     if isinstance(job.options, ClusterOptions):
         result, model = streaming.cluster_file(
-            job.input, job.outputs, options=job.options, **common
+            job.input,
+            job.outputs,
+            options=job.options,
+            allow_silent=job.save_model is None,
+            **common,
         )
     else:
         result = streaming.separate_file(
@@ -849,7 +853,9 @@ def _run_job_in_memory(
     y, sr = load_audio(job.input, mono=job.mono, offset=job.start, duration=job.duration)
     model = None
     if isinstance(job.options, ClusterOptions):
-        result, model = cluster_separate(y, sr, options=job.options)
+        result, model = cluster_separate(
+            y, sr, options=job.options, allow_silent=job.save_model is None
+        )
     else:
         result = separate(y, sr, _load_model_cached(job.model), options=job.options)
     # one decision for all the sources of the input (same gain: they still sum to the mixture)

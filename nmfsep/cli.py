@@ -813,7 +813,9 @@ def _run_single(
         with bars:
             bars.piece(label, 0, 0)
             if isinstance(options, ClusterOptions):
-                result, trained = streaming.cluster_file(src, targets, options=options, **common)
+                result, trained = streaming.cluster_file(
+                    src, targets, options=options, allow_silent=save_model is None, **common
+                )
             else:
                 from nmfsep.batch import _load_model_cached
 

@@ -136,6 +136,7 @@ def cluster_separate(
     sr: int,
     *,
     options: ClusterOptions | None = None,
+    allow_silent: bool = True,
     **overrides: Any,
 ) -> tuple[SeparationResult, NMFModel]:
     """Separate a mixture without training: NMF on (a sample of) its frames, k-means on the
@@ -147,6 +148,9 @@ def cluster_separate(
     sr : int
     options : ClusterOptions, optional
         Or its fields as keyword arguments (``n_sources``, ``n_components``, ``features``, ...).
+    allow_silent : bool
+        A digitally silent mixture gives silent sources and a model of equal flat bases
+        (``settings["silent"]``); with ``False``, a ``ParameterError`` instead.
 
     Returns
     -------
@@ -160,7 +164,9 @@ def cluster_separate(
     y = check_audio(y, limits.check_array_rate(sr))
     opts = options_from(ClusterOptions, options, overrides)
     V, speech, config, _ = sample_frames([y], sr=int(sr), channels=y.shape[0], options=opts)
-    model = cluster_model(V, sr=int(sr), config=config, options=opts, speech=speech)
+    model = cluster_model(
+        V, sr=int(sr), config=config, options=opts, speech=speech, allow_silent=allow_silent
+    )
     separator = Separator(
         model, sr=int(sr), channels=y.shape[0], options=opts.separate_options(), keep_masks=True
     )

@@ -750,12 +750,15 @@ def cluster_file(
     start: float = 0.0,
     duration: float | None = None,
     spool_dir: PathLike | None = None,
+    allow_silent: bool = True,
     **overrides: Any,
 ) -> tuple[StreamResult, NMFModel]:
     """Separate a file without training, in bounded memory: a first pass samples frames and
     learns the clustered model (:mod:`nmfsep.unsupervised`), a second separates with it.
 
-    Parameters are those of :func:`separate_file`, with :class:`~nmfsep.options.ClusterOptions`.
+    Parameters are those of :func:`separate_file`, with :class:`~nmfsep.options.ClusterOptions`;
+    ``allow_silent`` as :func:`~nmfsep.unsupervised.cluster_model`'s (``False`` when the model
+    is to be saved: a digitally silent file is then an error before anything is written).
     With ``n_sources="auto"``, ``outputs`` may name more sources than are found: only those
     found are written (``result.outputs``); a stream target beyond them is an error.
     A stream (standard input, or ffmpeg's decoding) cannot be read twice: it is first copied
@@ -775,7 +778,7 @@ def cluster_file(
         writing = _Writing(
             mono, subtypes, progress, clip_mode, [src, *(protect or ())], on_clip, start, duration
         )
-        return _cluster(src, label, outputs, opts, n_threads, writing)
+        return _cluster(src, label, outputs, opts, n_threads, writing, allow_silent)
 
 
 def _cluster(
@@ -785,6 +788,7 @@ def _cluster(
     opts: ClusterOptions,
     n_threads: int,
     writing: _Writing,
+    allow_silent: bool,
 ) -> tuple[StreamResult, NMFModel]:
     from nmfsep.unsupervised import cluster_model, sample_frames
 
@@ -793,7 +797,9 @@ def _cluster(
         frames, speech, config, n = sample_frames(chunks, sr=sr, channels=channels, options=opts)
         if n == 0:
             raise writing.no_audio(label)
-    model = cluster_model(frames, sr=sr, config=config, options=opts, speech=speech)
+    model = cluster_model(
+        frames, sr=sr, config=config, options=opts, speech=speech, allow_silent=allow_silent
+    )
     del frames, speech
     if opts.n_sources == 0:  # auto: ``outputs`` may name more sources than were found
         names = model.source_names

@@ -281,6 +281,7 @@ def cluster_model(
     config: STFTConfig,
     options: ClusterOptions,
     speech: np.ndarray | None = None,
+    allow_silent: bool = True,
 ) -> NMFModel:
     """Factorise sampled mixture frames, cluster the bases, and make a model of the clusters.
 
@@ -295,6 +296,11 @@ def cluster_model(
     speech : np.ndarray, shape (n_freq, n_frames), optional
         Speech share of the same frames (:meth:`FrameSampler.speech_share`); needed by
         ``features="guided"`` and ``"auto"``.
+    allow_silent : bool
+        What a digitally silent mixture (no frame kept) gives: a model whose sources all have
+        the same flat basis (``record["silent"]`` is true), so that separating it writes
+        silent sources as :func:`~nmfsep.separation.separate` does; with ``False`` (a model
+        that is to be saved) a ``ParameterError``.
 
     Returns
     -------
@@ -313,7 +319,29 @@ def cluster_model(
 
     o = options
     if V.shape[1] == 0:
-        raise ParameterError("the mixture is silent: nothing to cluster")
+        if not allow_silent:
+            raise ParameterError("the mixture is silent: there are no bases to learn or save")
+        # nothing to learn: equal flat bases split nothing into silent sources (n "auto": 2)
+        n_silent = o.n_sources or 2
+        names = [f"source{i + 1}" for i in range(n_silent)]
+        flat = np.full((V.shape[0], 1), 1.0 / np.sqrt(V.shape[0]), np.float32)
+        return NMFModel(
+            bases={name: flat.copy() for name in names},
+            sr=int(sr),
+            stft=config,
+            beta=o.beta,
+            metadata={
+                "training": {
+                    "cluster": {
+                        "method": "cluster",
+                        "silent": True,
+                        "n_sources": n_silent,
+                        "n_sources_auto": o.n_sources == 0,
+                        "frames_used": 0,
+                    }
+                }
+            },
+        )
     result = factorise(V, options=o)
     k = int(result.W.shape[1])
     n_sources = o.n_sources

@@ -164,3 +164,40 @@ def test_cluster_options_refuse_what_cannot_separate(
 ) -> None:
     with pytest.raises(ParameterError, match=re.escape(needle)):
         ClusterOptions(**kwargs)
+
+
+@pytest.mark.parametrize("n_sources", [2, 3, "auto"])
+def test_cluster_of_digital_silence_gives_silent_sources(n_sources: int | str) -> None:
+    y = np.zeros((1, SR), np.float32)
+    result, model = cluster_separate(y, SR, n_sources=n_sources)
+    expected = 2 if n_sources == "auto" else n_sources
+    assert sorted(result.sources) == [f"source{i + 1}" for i in range(expected)]
+    assert all(not s.any() and s.shape == y.shape for s in result.sources.values())
+    assert model.metadata["training"]["cluster"]["silent"] is True
+    with pytest.raises(ParameterError, match="the mixture is silent"):
+        cluster_separate(y, SR, n_sources=n_sources, allow_silent=False)
+
+
+@pytest.mark.parametrize("plot", [False, True])
+def test_cluster_command_writes_silent_sources_but_saves_no_model(
+    tmp_path: Path, plot: bool
+) -> None:
+    """As ``separate`` does, a silent file gives silent outputs; a model of it would hold no
+    bases, so ``--save-model`` makes that file an error, with nothing written."""
+    if plot:
+        pytest.importorskip("matplotlib")
+    src = tmp_path / "quiet.wav"
+    sf.write(src, np.zeros(SR, np.float32), SR, subtype="PCM_16")
+    extra = ["--plot"] if plot else []
+    r = CliRunner().invoke(app, ["cluster", str(src), "-o", str(tmp_path / "a"), "-q", *extra])
+    assert r.exit_code == 0, r.output
+    for name in ("source1", "source2"):
+        y, _ = sf.read(tmp_path / "a" / "quiet" / f"{name}.wav")
+        assert y.shape == (SR,) and not y.any()
+    model = tmp_path / "b" / "m.npz"
+    r = CliRunner().invoke(
+        app, ["cluster", str(src), "-o", str(tmp_path / "b"), "--save-model", str(model), *extra]
+    )
+    assert r.exit_code == 1
+    assert f"error: {src}: the mixture is silent: there are no bases to learn or save" in r.stderr
+    assert not model.exists() and not (tmp_path / "b" / "quiet").exists()
