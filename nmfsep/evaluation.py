@@ -99,8 +99,9 @@ def evaluate_files(
 ) -> tuple[list[dict[str, Any]], int]:
     """Score estimate files against reference files.
 
-    Estimates are matched to references by file name when every name matches, otherwise by
-    the permutation with the best mean SI-SDR (``cluster`` outputs).
+    Estimates are matched to references by file name when every reference's name is the name
+    of one estimate (in any order; estimates of no reference's name are then left out),
+    otherwise by the permutation with the best mean SI-SDR (``cluster`` outputs).
 
     Parameters
     ----------
@@ -130,6 +131,22 @@ def evaluate_files(
         raise ParameterError("--oracle needs --mixture")
     refs = [Path(r) for r in references]
     ests = [Path(e) for e in estimates]
+    given = list(ests)
+    # by name when every reference's name is the name of exactly one estimate, in any order
+    # (a shell glob sorts noise.wav before speech.wav); the other estimates are not scored
+    ref_stems, est_stems = [p.stem for p in refs], [p.stem for p in ests]
+    by_name = len(set(ref_stems)) == len(ref_stems) and all(
+        est_stems.count(stem) == 1 for stem in ref_stems
+    )
+    unnamed = 0
+    if by_name:
+        unnamed = len(ests) - len(refs)
+        ests = [ests[est_stems.index(stem)] for stem in ref_stems]
+    elif warn is not None and set(ref_stems) & set(est_stems):
+        warn(
+            "the estimates' names do not all match the references': they are paired by the "
+            "best SI-SDR instead"
+        )
     channels: dict[Path, int] = {}
     ref, sr = _load(refs, None, channels)
     est, _ = _load(ests, sr, channels)
@@ -137,8 +154,7 @@ def evaluate_files(
     if warn is not None and len(set(channels.values())) > 1:
         counts = " and ".join(str(c) for c in sorted(set(channels.values())))
         warn(f"the files have {counts} channels: each file is scored on its channel mean")
-    names = [p.stem for p in refs]
-    by_name = [e.stem for e in ests] == names
+    names = ref_stems
     n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
     longest = max(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
     if warn is not None and longest > 1.01 * n:
@@ -156,6 +172,11 @@ def evaluate_files(
             "distortion filter); --no-bss scores SI-SDR alone",
             path=short,
         )
+    if warn is not None and unnamed:
+        warn(
+            f"{unnamed} estimate(s) have no reference of the same name and are not scored "
+            "(one --reference per source)"
+        )
     if warn is not None and len(ests) > len(refs):
         warn(
             f"{len(ests)} estimates for {len(refs)} reference(s): each reference is scored "
@@ -171,7 +192,12 @@ def evaluate_files(
         bss=bss,
     )
     rows = [
-        {"estimate": str(ests[s.estimate_index]), "reference": str(refs[i]), **s.to_dict()}
+        {
+            "estimate": str(ests[s.estimate_index]),
+            "reference": str(refs[i]),
+            **s.to_dict(),
+            "estimate_index": given.index(ests[s.estimate_index]),  # as given
+        }
         for i, s in enumerate(scores)
     ]
     if warn is not None:

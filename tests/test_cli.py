@@ -646,6 +646,42 @@ def test_sigterm_while_parsing_still_answers_json(
     assert payload["exit_code"] == 143
 
 
+def test_evaluate_pairs_by_name_in_any_order(tmp_path: Path) -> None:
+    """A shell glob lists noise.wav before speech.wav: the names still decide the pairs (they
+    were paired by SI-SDR, and a poor speech estimate got the noise estimate's score)."""
+    rng = np.random.default_rng(0)
+    s, n = rng.standard_normal((2, SR)) * 0.1
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "est").mkdir()
+    sf.write(tmp_path / "ref" / "speech.wav", s, SR, subtype="FLOAT")
+    sf.write(tmp_path / "ref" / "noise.wav", n, SR, subtype="FLOAT")
+    sf.write(tmp_path / "est" / "speech.wav", 0.3 * s + 0.7 * n, SR, subtype="FLOAT")
+    sf.write(tmp_path / "est" / "noise.wav", 0.7 * s + 0.3 * n, SR, subtype="FLOAT")
+    sf.write(tmp_path / "est" / "other.wav", s, SR, subtype="FLOAT")
+    refs = ["--reference", str(tmp_path / "ref" / "speech.wav")]
+    refs += ["--reference", str(tmp_path / "ref" / "noise.wav")]
+    est = [str(tmp_path / "est" / f"{name}.wav") for name in ("noise", "speech")]
+    r = runner.invoke(app, ["evaluate", *est, *refs, "--no-bss", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.stdout)["sources"]}
+    assert rows["speech"]["estimate"] == est[1] and rows["speech"]["estimate_index"] == 1
+    assert rows["noise"]["estimate"] == est[0] and rows["noise"]["estimate_index"] == 0
+    assert r.stderr == ""
+    # an estimate of no reference's name is left out, and said so
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "est" / "other.wav"), *est, *refs,
+                            "--no-bss", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert [row["estimate"] for row in json.loads(r.stdout)["sources"]] == est[::-1]
+    assert "1 estimate(s) have no reference of the same name" in r.stderr
+    # names that only partly match: paired by SI-SDR, with a warning
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "est" / "other.wav"), est[1], *refs,
+                            "--no-bss", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "paired by the best SI-SDR" in r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)["sources"]}
+    assert rows["speech"]["estimate"].endswith("other.wav")
+
+
 def test_evaluate_says_what_it_leaves_out_and_names_a_short_file(
     audio_dir: Path, tmp_path: Path
 ) -> None:
