@@ -239,6 +239,14 @@ def _os_message(exc: OSError) -> str:
     return _one_line(exc.strerror or exc)
 
 
+def os_error(exc: OSError) -> NmfsepError:
+    """An OS error about a file (``exc.filename`` set) as one clear line naming it, the path
+    shortened: what a path check that the OS refused (a name over 255 bytes, a directory
+    without search permission) tells the user instead of an internal error."""
+    name = exc.filename if exc.filename is not None else "?"
+    return NmfsepError(_os_message(exc), path=_short(Path(os.fsdecode(name))))
+
+
 def _file_kind(mode: int) -> str | None:
     """What a non-regular file is ("a FIFO (named pipe)", ...), None for a regular file."""
     for test, name in _FILE_KINDS:

@@ -739,13 +739,22 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
         except MemoryError:
             record = JobRecord(job.input, "error", error="out of memory")
         except Exception as exc:  # a bug, not a bad input: still one line per file, batch goes on
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            record = JobRecord(
-                job.input,
-                "error",
-                error=f"internal error: {type(exc).__name__}: {exc} "
-                f"({Path(where.filename).name}:{where.lineno}); please report it",
-            )
+            if isinstance(exc, OSError) and exc.filename is not None:  # the OS refused a path
+                from nmfsep.audio import os_error
+
+                err = os_error(exc)
+                about_input = os.path.abspath(err.path or "") == os.path.abspath(job.input)
+                record = JobRecord(
+                    job.input, "error", error=err.message if about_input else str(err)
+                )
+            else:
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                record = JobRecord(
+                    job.input,
+                    "error",
+                    error=f"internal error: {type(exc).__name__}: {exc} "
+                    f"({Path(where.filename).name}:{where.lineno}); please report it",
+                )
         if record.status == "error":
             _rollback(written, before)
     except BaseException:  # Ctrl-C / SIGTERM in this process: nothing half-done is left

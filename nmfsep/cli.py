@@ -489,6 +489,18 @@ def _json_guard(command: str, json_out: bool) -> Iterator[None]:
         _fail(exc)
         say("error", exc.exit_code, str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if exc.filename is None:  # not about a file: a bug
+            say("error", 1, f"internal error: {type(exc).__name__}: {exc}")
+            raise
+        # a path check the OS refused (a name over 255 bytes, a directory without search
+        # permission): Path.exists() and is_dir() raise on those instead of answering False
+        from nmfsep.audio import os_error
+
+        err = os_error(exc)
+        _fail(err)
+        say("error", err.exit_code, str(err))
+        raise typer.Exit(err.exit_code) from None
     except Exception as exc:
         say("error", 1, f"internal error: {type(exc).__name__}: {exc}")
         raise

@@ -878,3 +878,33 @@ def test_float_outputs_are_the_same_bytes_run_after_run(work: Path, model: Path)
         data = (work / "out" / "f" / f"{name}.wav").read_bytes()
         assert sf.info(work / "out" / "f" / f"{name}.wav").subtype == "FLOAT"
         assert b"PEAK" not in data
+
+
+LONG = "a" * 300  # one path component over NAME_MAX (255 bytes)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["separate", f"{LONG}.wav"],
+        ["cluster", f"{LONG}.wav"],
+        ["separate", "in/a.wav", "-o", LONG],
+        ["train", f"{LONG}.wav", "-o", "x.npz"],
+        ["train", f"{LONG}=in/a.wav", "-o", "x.npz"],
+        ["evaluate", "in/a.wav", "--reference-dir", LONG],
+    ],
+    ids=["separate", "cluster", "outdir", "train", "train-spec", "evaluate-dir"],
+)
+def test_a_name_the_os_refuses_is_one_line(work: Path, args: list[str]) -> None:
+    """Path.exists() / is_dir() raise ENAMETOOLONG (and EACCES under a directory without
+    search permission) instead of answering False: one line naming the path, no internal
+    error, and the JSON says the same."""
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1, r.output
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: aaaa") and "file name too long" in line, line
+    assert "internal error" not in line and len(line) < 300
+    j = runner.invoke(app, [*args, "--json"])
+    assert j.exit_code == 1
+    payload = json.loads(j.stdout)
+    assert payload["status"] == "error" and "internal error" not in j.stdout
