@@ -206,7 +206,19 @@ def evaluate_files(
                 warn(f"{path}: the reference is silent: SDR and SI-SDR are undefined against it")
     if perceptual:
         for i, (row, s) in enumerate(zip(rows, scores, strict=True)):
-            row.update(perceptual_scores(ref[i, :n], est[s.estimate_index, :n], sr, perceptual))
+            got = perceptual_scores(ref[i, :n], est[s.estimate_index, :n], sr, perceptual)
+            row.update(got)
+            missing = [m for m, v in got.items() if v is None]
+            if warn is not None and missing and np.any(ref[i, :n]):
+                why = {
+                    "stoi": "STOI needs about 0.4 s of speech",
+                    "pesq": "PESQ found no utterance",
+                }
+                reasons = dict.fromkeys(why["pesq" if m == "pesq" else "stoi"] for m in missing)
+                warn(
+                    f"{ests[s.estimate_index]}: no {' or '.join(m.upper() for m in missing)} "
+                    f"score ({'; '.join(reasons)})"
+                )
     if oracle and mix is not None:
         from nmfsep.engine import stft_for_rate
         from nmfsep.model import default_model, load_model
@@ -274,9 +286,16 @@ def perceptual_scores(
 
             from pystoi import stoi
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "not enough frames" on very short clips
-                out[name] = float(stoi(ref, est, sr, extended=name == "estoi"))
+            # pystoi needs 30 frames (384 ms at 10 kHz) of speech after dropping silent ones:
+            # on fewer it warns and returns a 1e-5 placeholder, on a few samples it raises.
+            # Neither is a score: None (the caller warns).
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                try:
+                    value: float | None = float(stoi(ref, est, sr, extended=name == "estoi"))
+                except (ValueError, IndexError):
+                    value = None
+            out[name] = None if said else value
         elif name == "pesq":
             out["pesq"] = _pesq(ref, est, sr)
     return out

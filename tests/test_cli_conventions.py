@@ -50,6 +50,23 @@ def test_evaluate_perceptual_metrics_json(separated: Path) -> None:
     assert "sdr" not in row  # BSS-eval not asked for
 
 
+@pytest.mark.parametrize("n", [100, 4000])
+def test_evaluate_stoi_of_a_clip_too_short_is_null_with_a_warning(n: int, tmp_path: Path) -> None:
+    """pystoi raised on 100 samples and gave its 1e-5 placeholder on 0.25 s, even for an
+    estimate equal to its reference: neither is a score."""
+    pytest.importorskip("pystoi")
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, 0.1 * np.random.default_rng(1).standard_normal(n), 16000)
+    r = nmfsep("evaluate", str(clip), "--reference", str(clip), "--metrics", "stoi,estoi",
+               "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["sources"][0]
+    assert row["stoi"] is None and row["estoi"] is None
+    assert (
+        r.stderr == f"warning: {clip}: no STOI or ESTOI score (STOI needs about 0.4 s of speech)\n"
+    )
+
+
 def test_evaluate_table_shows_only_the_asked_metrics(separated: Path) -> None:
     pytest.importorskip("pystoi")
     r = nmfsep(
