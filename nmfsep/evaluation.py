@@ -86,6 +86,43 @@ def _load(
     return np.stack([s[:n] for s in signals]), rate
 
 
+#: Bytes per sample of every file while it is scored: the float32 load, its float64 channel
+#: mean and the scorers' copies (measured: 36 bytes per sample at peak for two 20-minute files).
+_BYTES_PER_SAMPLE = 48
+
+
+def _check_memory(paths: Sequence[Path], n_bss: int) -> None:
+    """Refuse, before loading anything, what would not fit the limit table's array budget:
+    BSS-eval solves all ``n_bss`` references jointly (its Gram matrix grows with the square of
+    their number: 24 references of 1 s took 2.7 GB), and the files are scored whole."""
+    from nmfsep import limits
+    from nmfsep.audio import audio_info
+    from nmfsep.metrics import FILTER_LENGTH
+
+    side = FILTER_LENGTH * n_bss
+    gram = 5 * 8 * side * side // 2  # its float64 (taps x n)^2 system, 2.5 times at peak
+    if gram > limits.MAX_ARRAY_BYTES:
+        raise ParameterError(
+            f"BSS-eval of {n_bss} references would need {limits.format_bytes(gram)} (it scores "
+            f"them jointly), over the limit of {limits.format_bytes(limits.MAX_ARRAY_BYTES)}: "
+            "--no-bss scores SI-SDR alone, or score fewer sources at a time"
+        )
+    samples = 0
+    for path in paths:
+        try:
+            info = audio_info(path)
+        except NmfsepError:  # the load names the problem (or ffmpeg decodes it)
+            continue
+        samples += info.frames * info.channels
+    need = samples * _BYTES_PER_SAMPLE
+    if need > limits.MAX_ARRAY_BYTES:
+        raise NmfsepError(
+            f"scoring these {len(paths)} files whole would need {limits.format_bytes(need)}, "
+            f"over the limit of {limits.format_bytes(limits.MAX_ARRAY_BYTES)}: score shorter "
+            "excerpts of them"
+        )
+
+
 def evaluate_files(
     estimates: Sequence[PathLike],
     references: Sequence[PathLike],
@@ -147,6 +184,9 @@ def evaluate_files(
             "the estimates' names do not all match the references': they are paired by the "
             "best SI-SDR instead"
         )
+    _check_memory(
+        [*refs, *ests, *([] if mixture is None else [Path(mixture)])], len(refs) if bss else 0
+    )
     channels: dict[Path, int] = {}
     ref, sr = _load(refs, None, channels)
     est, _ = _load(ests, sr, channels)

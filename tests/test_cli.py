@@ -682,6 +682,31 @@ def test_evaluate_pairs_by_name_in_any_order(tmp_path: Path) -> None:
     assert rows["speech"]["estimate"].endswith("other.wav")
 
 
+def test_evaluate_refuses_what_would_not_fit_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BSS-eval's joint system grows with the square of the references (24 files of 1 s took
+    2.7 GB) and files are scored whole (a 7.5 MB FLAC of an hour ran out of memory): both are
+    refused up front from the headers, in one line."""
+    from nmfsep import evaluation, limits
+
+    rng = np.random.default_rng(0)
+    for i in range(21):
+        sf.write(tmp_path / f"r{i}.wav", 0.1 * rng.standard_normal(400), SR, subtype="FLOAT")
+    refs = [x for i in range(21) for x in ("--reference", str(tmp_path / f"r{i}.wav"))]
+    est = [str(tmp_path / f"r{i}.wav") for i in range(21)]
+    loaded: list[object] = []
+    monkeypatch.setattr(evaluation, "_load", lambda *a, **k: loaded.append(a))
+    r = runner.invoke(app, ["evaluate", *est, *refs])
+    assert r.exit_code == 2 and not loaded
+    assert r.stderr.startswith("error: BSS-eval of 21 references would need 2.15 GiB")
+    assert "--no-bss" in r.stderr and r.stderr.count("\n") == 1
+    monkeypatch.setattr(limits, "MAX_ARRAY_BYTES", 400 * 48 * 4 - 1)
+    r = runner.invoke(app, ["evaluate", *est[:2], *refs[:4], "--no-bss"])
+    assert r.exit_code == 1 and not loaded
+    assert r.stderr.startswith("error: scoring these 4 files whole would need 75 KiB")
+
+
 def test_evaluate_says_what_it_leaves_out_and_names_a_short_file(
     audio_dir: Path, tmp_path: Path
 ) -> None:
