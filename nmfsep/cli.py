@@ -281,7 +281,7 @@ class _Reporter:
         self.quiet = quiet
         self.verbose = verbose
         self.json_out = json_out
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         self.records: list[Any] = []
 
     def notice(self, message: str) -> None:
@@ -1957,7 +1957,7 @@ def evaluate(
         table.add_row(
             escape(_printable(row["name"])), escape(_printable(Path(row["estimate"]).name)), *cells
         )
-    Console().print(table)
+    Console(emoji=False).print(table)
 
 
 def _evaluate_without_reference(estimates: list[Path], *, json_out: bool, csv_out: bool) -> None:
@@ -1993,7 +1993,7 @@ def _evaluate_without_reference(estimates: list[Path], *, json_out: bool, csv_ou
     for row in rows:
         cells = ["-" if row[k] is None else f"{row[k]:.2f}" for k in DNSMOS_KEYS]
         table.add_row(escape(_printable(Path(row["estimate"]).name)), *cells)
-    Console().print(table)
+    Console(emoji=False).print(table)
 
 
 @app.command(
@@ -2037,7 +2037,7 @@ def info(
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = Console(emoji=False)
     # names from files are text, never rich markup ("[/x]" would crash, "[red]" colour)
     console.print(_printable(f"nmfsep model {model}"), markup=False, highlight=False)
     table = Table(show_header=True)

@@ -261,20 +261,24 @@ def parse_sources(specs: Sequence[str]) -> dict[str, list[Path]]:
     AudioError
         A path that does not exist or a directory without audio files.
     """
+    from nmfsep.model import check_source_name
+
     sources: dict[str, list[Path]] = {}
     for spec in specs:
         name, sep, paths = spec.partition("=")
         if sep and not Path(spec).exists():
-            name = name.strip()
-            if not name or "/" in name or name.startswith("."):
-                raise ParameterError(f"bad source name in {spec!r}")
+            # checked before any file is read (the model would refuse it after training)
+            name = check_source_name(name.strip(), ParameterError)
             if not paths.strip():
                 raise ParameterError(f"source {name!r} names no files")
             files = [f for part in paths.split(",") if part.strip() for f in _expand(part.strip())]
         else:
             files = _expand(spec)
             p = Path(spec)
-            name = p.name if p.is_dir() else p.stem
+            try:
+                name = check_source_name(p.name if p.is_dir() else p.stem, ParameterError)
+            except ParameterError as exc:
+                raise ParameterError(f"{exc.message}: name it with NAME={spec}") from None
         if name in sources:
             raise ParameterError(
                 f"source {name!r} is named twice; use NAME=PATH,PATH to give one source "

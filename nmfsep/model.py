@@ -75,6 +75,7 @@ __all__ = [
     "REFINER_FORMAT_NAME",
     "REFINER_FORMAT_VERSION",
     "NMFModel",
+    "check_source_name",
     "default_model",
     "describe_model",
     "load_model",
@@ -98,6 +99,22 @@ _SR_RANGE = (limits.MIN_SAMPLE_RATE, limits.MAX_SAMPLE_RATE)
 #: a source name is a safe file-name component: a letter or digit first (so never "." or ".."
 #: or "-x"), then letters, digits, "_", ".", "+", "-"; no "/", NUL, newline or other control
 _NAME_RE = re.compile(r"\w[\w.+\-]*")
+
+
+def check_source_name(name: object, error: type[NmfsepError] = ModelError) -> str:
+    """``name`` if it can be a source's name, else ``error``: it is used as a file name, so
+    letters, digits, ``_ . + -``, starting with a letter or digit, at most
+    ``limits.MAX_NAME_CHARS`` characters (``train`` checks it before reading any audio)."""
+    if isinstance(name, str) and len(name) <= limits.MAX_NAME_CHARS and _NAME_RE.fullmatch(name):
+        return name
+    shown = ascii(name) if len(repr(name)) <= 80 else ascii(str(name)[:60]) + "..."
+    raise error(
+        f"bad source name {shown} (a source name is used as a file name: letters, digits, "
+        f"'_', '.', '+', '-'; must start with a letter or digit; at most "
+        f"{limits.MAX_NAME_CHARS} characters)"
+    )
+
+
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -282,17 +299,7 @@ class NMFModel:
         self.context = int(self.context)
         n_freq = self.stft.n_freq * self.context
         for name, W in self.bases.items():
-            if (
-                not isinstance(name, str)
-                or len(name) > limits.MAX_NAME_CHARS
-                or not _NAME_RE.fullmatch(name)
-            ):
-                shown = ascii(name) if len(repr(name)) <= 80 else ascii(name[:60]) + "..."
-                raise ModelError(
-                    f"bad source name {shown} (a source name is used as a file name: letters, "
-                    "digits, '_', '.', '+', '-'; must start with a letter or digit; at most "
-                    f"{limits.MAX_NAME_CHARS} characters)"
-                )
+            check_source_name(name)
             if not isinstance(W, np.ndarray) or W.dtype != np.float32:
                 raise ModelError(f"source {name!r}: bases must be a float array")
             if W.ndim != 2:
@@ -581,13 +588,7 @@ def _build_model(npz: Any, members: dict[str, Any], meta: dict[str, Any]) -> NMF
         if not isinstance(src, dict):
             raise ModelError(f"model metadata: source #{i} is not a JSON object")
         name = _require(src, "name", str)
-        if len(name) > limits.MAX_NAME_CHARS or not _NAME_RE.fullmatch(name):
-            shown = ascii(name) if len(name) <= 60 else ascii(name[:60]) + "..."
-            raise ModelError(
-                f"bad source name {shown} (a source name is used as a file name: letters, "
-                "digits, '_', '.', '+', '-'; must start with a letter or digit; at most "
-                f"{limits.MAX_NAME_CHARS} characters)"
-            )
+        check_source_name(name)
         k = _require(src, "n_components", int)
         key = src.get("array", f"W_{i}")
         if not isinstance(key, str) or key == "metadata" or key in used:

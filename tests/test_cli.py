@@ -311,6 +311,25 @@ def test_train_named_sources_and_errors(audio_dir: Path, tmp_path: Path) -> None
     assert twice.exit_code == 2 and "named twice" in twice.stderr
 
 
+@pytest.mark.parametrize("name", ["a:b", "x y", "a\\b", "a/b", ".x", "s" * 65, "é\u0301x"])
+def test_train_refuses_a_bad_source_name_before_reading(
+    name: str, audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every name the model would refuse after training is a usage error up front (``a:b``,
+    ``x y`` were refused only after the audio was read, with exit 1)."""
+    from nmfsep import audio
+
+    monkeypatch.setattr(audio, "load_audio", lambda *a, **k: pytest.fail("audio was read"))
+    r = runner.invoke(app, ["train", f"{name}={audio_dir / 'speech.wav'}", "-o", "m.npz"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith("error: bad source name ") and r.stderr.count("\n") == 1
+    # a name taken from a file's stem says how to give another
+    odd = tmp_path / "my speech.wav"
+    odd.write_bytes((audio_dir / "speech.wav").read_bytes())
+    r = runner.invoke(app, ["train", str(odd), "-o", str(tmp_path / "m.npz")])
+    assert r.exit_code == 2 and f"name it with NAME={odd}" in r.stderr
+
+
 def test_bad_model_file_is_one_line_error(audio_dir: Path, tmp_path: Path) -> None:
     fake = tmp_path / "fake.npz"
     fake.write_bytes(b"not a model at all")
