@@ -101,6 +101,22 @@ _SR_RANGE = (limits.MIN_SAMPLE_RATE, limits.MAX_SAMPLE_RATE)
 _NAME_RE = re.compile(r"\w[\w.+\-]*")
 
 
+#: Range of a basis's largest value: saved bases are normalised (columns of unit norm, values
+#: about 0.01-1); a file with bases scaled by 1e38 overflowed float32 in the products.
+_BASIS_RANGE = (1e-10, 1e10)
+
+
+def _check_scale(name: str, W: np.ndarray, what: str) -> None:
+    peak = W.max(axis=0)
+    low, high = _BASIS_RANGE
+    if (peak > high).any() or ((peak > 0) & (peak < low)).any():
+        worst = float(peak.max()) if (peak > high).any() else float(peak[peak > 0].min())
+        raise ModelError(
+            f"source {name!r}: {what} out of range (a column peaks at {worst:.3g}; saved bases "
+            f"are normalised, each column's largest value between {low:g} and {high:g})"
+        )
+
+
 def check_source_name(name: object, error: type[NmfsepError] = ModelError) -> str:
     """``name`` if it can be a source's name, else ``error``: it is used as a file name, so
     letters, digits, ``_ . + -``, starting with a letter or digit, at most
@@ -321,6 +337,7 @@ class NMFModel:
                 raise ModelError(f"source {name!r}: bases contain negative values")
             if not W.any():
                 raise ModelError(f"source {name!r}: bases are all zero (it would always be silent)")
+            _check_scale(name, W, "bases")
         total = sum(int(W.shape[1]) for W in self.bases.values())
         limits.check_count(
             "number of bases (all sources)",
@@ -339,6 +356,11 @@ class NMFModel:
         ):
             raise ModelError(f"bad beta {self.beta!r} (must be a finite number)")
         self.beta = float(self.beta)
+        if abs(self.beta) > limits.MAX_ABS_BETA:  # what train and --beta accept
+            raise ModelError(
+                f"bad beta {self.beta:g} (must be in [-{limits.MAX_ABS_BETA:g}, "
+                f"{limits.MAX_ABS_BETA:g}])"
+            )
         if self.w_norm not in W_NORMS:
             raise ModelError(f"bad w_norm {self.w_norm!r} (must be one of {', '.join(W_NORMS)})")
         if not isinstance(self.metadata, dict):
@@ -366,6 +388,7 @@ class NMFModel:
                     raise ModelError(
                         f"source {name!r}: reconstruction bases must be finite and non-negative"
                     )
+                _check_scale(name, R, "reconstruction bases")
 
     # -- I/O -----------------------------------------------------------------------------------
 

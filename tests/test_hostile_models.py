@@ -81,6 +81,8 @@ META_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "sr 1": ({"sr": 1}, "below the minimum of 1000 Hz"),
     "sr 2^31": ({"sr": 2**31}, "over the limit of 768000 Hz"),
     "sr 10^300": ({"sr": 10**300}, "model sample rate 1e+300 Hz is over the limit"),
+    "beta 100": ({"beta": 100}, "bad beta 100 (must be in [-5, 5])"),
+    "beta -1e308": ({"beta": -1e308}, "bad beta -1e+308"),
     "n_fft 2^27": ({"n_fft": 2**27, "win_length": 2**27}, "n_fft 134217728 is over the limit"),
     "n_fft 2^17": ({"n_fft": 2**17}, "over the limit of 65536"),
     "context 2": ({"context": 2}, "bad context 2"),
@@ -168,6 +170,22 @@ def test_all_zero_bases_are_refused(tmp_path: Path) -> None:
     meta, arrays = raw(small_model())
     arrays["W_1"] = np.zeros_like(arrays["W_1"])
     refused(write_npz(tmp_path / "m.npz", meta, arrays), "all zero")
+
+
+@pytest.mark.parametrize("scale", [1e38, 1e11, 1e-12, 1e-38])
+def test_bases_out_of_range_are_refused(scale: float, tmp_path: Path) -> None:
+    """Bases scaled by 1e38 overflowed float32 in the products (numpy's warnings, then exit 0);
+    a column peaking near 1e-38 would need activations beyond float32."""
+    meta, arrays = raw(small_model())
+    arrays["W_0"] = (arrays["W_0"] / arrays["W_0"].max(axis=0) * scale).astype(np.float32)
+    refused(write_npz(tmp_path / "m.npz", meta, arrays), "source 'speech': bases out of range")
+
+
+def test_bases_in_range_with_a_zero_column_load(tmp_path: Path) -> None:
+    meta, arrays = raw(small_model())
+    arrays["W_0"][:, 1] = 0.0
+    arrays["W_0"][:, 0] *= 1e-9 / arrays["W_0"][:, 0].max()
+    load_model(write_npz(tmp_path / "m.npz", meta, arrays))
 
 
 def test_float16_bases_are_read_as_float32(tmp_path: Path) -> None:
