@@ -543,8 +543,12 @@ def _parse_metadata(
     if dtype.itemsize // 4 > _MAX_METADATA_CHARS:
         raise ModelError("model metadata too large")
     text = str(npz["metadata"][()])
+
+    def no_constant(word: str) -> Any:  # NaN / Infinity: Python's json extension, not JSON
+        raise ModelError(f"model metadata holds {word}, which is not JSON (nmfsep never writes it)")
+
     try:
-        meta = json.loads(text)
+        meta = json.loads(text, parse_constant=no_constant)
     except (ValueError, RecursionError):
         raise ModelError("model metadata is not valid JSON") from None
     if not isinstance(meta, dict):

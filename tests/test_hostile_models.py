@@ -82,6 +82,8 @@ META_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "sr 2^31": ({"sr": 2**31}, "over the limit of 768000 Hz"),
     "sr 10^300": ({"sr": 10**300}, "model sample rate 1e+300 Hz is over the limit"),
     "beta 100": ({"beta": 100}, "bad beta 100 (must be in [-5, 5])"),
+    "NaN in user metadata": ({"metadata": {"note": [float("nan")]}}, "metadata holds NaN"),
+    "Infinity in user metadata": ({"metadata": {"x": float("-inf")}}, "holds -Infinity"),
     "beta -1e308": ({"beta": -1e308}, "bad beta -1e+308"),
     "n_fft 2^27": ({"n_fft": 2**27, "win_length": 2**27}, "n_fft 134217728 is over the limit"),
     "n_fft 2^17": ({"n_fft": 2**17}, "over the limit of 65536"),
