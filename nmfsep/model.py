@@ -16,7 +16,7 @@ A single uncompressed ``.npz`` archive (``numpy.savez``) readable with
      "sources": [{"name": "speech", "n_components": 32, "array": "W_0"}, ...],
      "sr": 16000, "n_fft": 1024, "hop_length": 256, "win_length": 1024, "window": "hann",
      "beta": 1.0, "w_norm": "l2", "context": 5, "nmfsep_version": "0.1.0",
-     "metadata": {...free JSON: training files and seconds, credits/licenses, created, ...}}
+     "metadata": {...free JSON: training files and seconds, credits/licenses, ...}}
 
 * ``R_0``, ``R_1``, ... (optional, discriminatively trained models): float32 arrays of the same
   shapes as ``W_i``, each source's *reconstruction* bases; its entry in ``sources`` then names
@@ -208,7 +208,7 @@ class NMFModel:
         patch of ``c`` consecutive frames stacked into ``c * n_freq`` rows (frame ``t - c//2``
         first). ``1`` is the classic one-frame spectrum.
     metadata : dict
-        Free JSON-able information: training files and seconds, credits/licenses, created, ...
+        Free JSON-able information: training files and seconds, credits/licenses, ...
     recon : dict[str, np.ndarray], optional
         Reconstruction bases of every source (same names, order and shapes as ``bases``), learned
         by discriminative training: the masks are built from them while the activations are
@@ -398,7 +398,7 @@ class NMFModel:
 
         user = _to_jsonable(self.metadata)
         user.setdefault("nmfsep_version", __version__)
-        user.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        # no time of writing: the same training (same --seed) gives the same bytes
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

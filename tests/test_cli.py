@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -749,3 +751,17 @@ def test_evaluate_says_what_it_leaves_out_and_names_a_short_file(
     )
     assert short.exit_code == 1
     assert f"error: {tmp_path / 'one.wav'}: is 1 samples long: BSS-eval needs 512" in short.stderr
+
+
+def test_train_twice_gives_the_same_bytes(audio_dir: Path, tmp_path: Path) -> None:
+    """A model file holds no time of writing: the same training and seed, the same file (the
+    metadata's ``created`` timestamp made every run differ)."""
+    args = [f"speech={audio_dir / 'speech.wav'}", f"noise={audio_dir / 'noise.wav'}",
+            "-k", "4", "--n-fft", "256", "--max-iter", "10", "-q"]  # fmt: skip
+    digests = []
+    for name in ("a.npz", "b.npz"):
+        r = runner.invoke(app, ["train", *args, "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+        time.sleep(1.05)  # a time of writing in seconds would differ
+    assert digests[0] == digests[1]

@@ -137,7 +137,7 @@ def test_round_trip_is_bit_exact(model: NMFModel, saved: Path) -> None:
     assert loaded.metadata["training"] == model.metadata["training"]
     assert loaded.metadata["credits"] == "CC-BY"
     assert loaded.metadata["nmfsep_version"] == nmfsep.__version__
-    assert "created" in loaded.metadata
+    assert "created" not in loaded.metadata  # no time of writing: reproducible bytes
     # saving a loaded model again gives the same model
     again = load_model(loaded.save(saved.with_name("again.npz")))
     assert again.metadata == loaded.metadata
