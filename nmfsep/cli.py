@@ -2131,7 +2131,9 @@ def _is_usage_error(exc: BaseException) -> bool:
 def _json_outside_command(status: str, error: str, code: int, command: str | None) -> None:
     """With ``--json``, the one JSON object a script reads on stdout, for what ends the program
     outside a command's own guard (the parser's refusal, a SIGTERM while parsing)."""
-    if "--json" not in sys.argv[1:] or _STATE["json_printed"]:
+    # "--json=1" is refused by the parser, but the script that wrote it still reads stdout
+    asked = any(a == "--json" or a.startswith("--json=") for a in sys.argv[1:])
+    if not asked or _STATE["json_printed"]:
         return
     if command is None:
         command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)

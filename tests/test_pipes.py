@@ -419,6 +419,11 @@ def test_json_answers_a_refusal_of_the_parser() -> None:
     payload = json.loads(r.stdout)
     assert payload["status"] == "error" and payload["exit_code"] == 2
     assert payload["command"] == "separate" and "--max-iter" in payload["error"]
+    # "--json=1": the parser refuses the value, the script still gets its object
+    r = nmfsep("separate", str(MIX), "--json=1")
+    assert r.returncode == 2 and json.loads(r.stdout)["error"] == (
+        "Option '--json' does not take a value."
+    )
 
 
 def test_cluster_from_stdin_never_replaces_a_model_file_unasked(tmp_path: Path) -> None:
