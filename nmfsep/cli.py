@@ -43,7 +43,8 @@ app = typer.Typer(
 # Defined once and reused by every command that takes them.
 
 OutDir = Annotated[
-    Path, typer.Option("--outdir", "-o", help="Output directory.", show_default=True)
+    Path,
+    typer.Option("--outdir", "-o", help="Output directory.", show_default=True, readable=False),
 ]
 Template = Annotated[
     str,
@@ -1162,9 +1163,9 @@ def train(
             show_default=False,
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write.")] = Path(
-        "model.npz"
-    ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model file to write.", readable=False)
+    ] = Path("model.npz"),
     components: Annotated[
         int | None,
         typer.Option(
@@ -1673,7 +1674,9 @@ def cluster(
     ] = None,
     save_model: Annotated[
         Path | None,
-        typer.Option("--save-model", help="Write the clustered bases as a model (one input)."),
+        typer.Option(
+            "--save-model", help="Write the clustered bases as a model (one input).", readable=False
+        ),
     ] = None,
     overwrite: Overwrite = False,
     jobs: Jobs = None,
@@ -1816,21 +1819,28 @@ def _finite(value: Any) -> Any:
 @_guarded("evaluate")
 def evaluate(
     estimates: Annotated[
-        list[Path], typer.Argument(help="Estimated source files.", show_default=False)
+        list[Path],
+        typer.Argument(help="Estimated source files.", show_default=False, readable=False),
     ],
     reference: Annotated[
         list[Path] | None,
-        typer.Option("--reference", help="Reference (true source) file; repeat per source."),
+        typer.Option(
+            "--reference", help="Reference (true source) file; repeat per source.", readable=False
+        ),
     ] = None,
     reference_dir: Annotated[
         Path | None,
         typer.Option(
-            "--reference-dir", help="Directory of references, matched to estimates by file name."
+            "--reference-dir",
+            help="Directory of references, matched to estimates by file name.",
+            readable=False,
         ),
     ] = None,
     mixture: Annotated[
         Path | None,
-        typer.Option("--mixture", help="The unprocessed mixture: adds improvements over it."),
+        typer.Option(
+            "--mixture", help="The unprocessed mixture: adds improvements over it.", readable=False
+        ),
     ] = None,
     oracle: Annotated[
         bool,
@@ -1842,7 +1852,10 @@ def evaluate(
     model: Annotated[
         Path | None,
         typer.Option(
-            "--model", "-m", help="STFT settings for --oracle (default: built-in model's)."
+            "--model",
+            "-m",
+            help="STFT settings for --oracle (default: built-in model's).",
+            readable=False,
         ),
     ] = None,
     no_bss: Annotated[
@@ -2010,7 +2023,8 @@ def info(
         typer.Argument(help="Model file, or 'default' for the built-in model.", show_default=False),
     ],
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Draw each source's bases into this PNG.")
+        Path | None,
+        typer.Option("--plot", help="Draw each source's bases into this PNG.", readable=False),
     ] = None,
     plot_scale: PlotScale = "log",
     json_out: JsonOut = False,

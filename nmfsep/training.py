@@ -17,7 +17,7 @@ import numpy as np
 
 from nmfsep import defaults, hpss, limits
 from nmfsep.engine import default_stft, safe_gain
-from nmfsep.errors import ParameterError
+from nmfsep.errors import AudioError, ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
 from nmfsep.model import NMFModel, trained_refiner
 from nmfsep.nmf import fit_nmf
@@ -182,7 +182,8 @@ def train_model(
         V = _unit_mean(np.concatenate(patches, axis=1))
         del patches
         if V.shape[1] == 0:
-            raise ParameterError(f"source {name!r}: the training audio is silent")
+            # the data, not a parameter: exit 1 on the command line, as an empty file is
+            raise AudioError(f"source {name!r}: the training audio is silent")
         result = fit_nmf(
             V,
             n_components=o.n_components,
@@ -304,6 +305,11 @@ def train_from_files(
             y, _ = load_audio(f, sr=rate, duration=seconds * share if share < 1.0 else None)
             audio[name].append(y)
             files_meta[name].append({"file": Path(f).name, "seconds": round(seconds, 3)})
+        if not any(y.any() for y in audio[name]):  # named here, where the files are known
+            raise AudioError(
+                f"source {name!r}: the training audio is silent",
+                path=files[0] if len(files) == 1 else None,
+            )
         note = f" (reading {share:.0%} of it)" if share < 1.0 else ""
         say(f"{name}: {len(files)} file(s), {total:.1f} s of audio{note}")
     model = train_model(

@@ -765,3 +765,31 @@ def test_train_twice_gives_the_same_bytes(audio_dir: Path, tmp_path: Path) -> No
         digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
         time.sleep(1.05)  # a time of writing in seconds would differ
     assert digests[0] == digests[1]
+
+
+def test_train_on_silence_is_a_data_error_naming_the_file(audio_dir: Path, tmp_path: Path) -> None:
+    """Exit 1 like an empty file (it was 2, a usage error), naming the file, nothing written."""
+    silent = tmp_path / "quiet.wav"
+    sf.write(silent, np.zeros(SR), SR, subtype="PCM_16")
+    model = tmp_path / "m.npz"
+    r = runner.invoke(
+        app, ["train", f"speech={silent}", f"noise={audio_dir / 'noise.wav'}", "-o", str(model)]
+    )
+    assert r.exit_code == 1, r.output
+    assert r.stderr.splitlines()[-1] == (
+        f"error: {silent}: source 'speech': the training audio is silent"
+    )
+    assert not model.exists()
+
+
+def test_path_options_leave_readability_to_the_loaders(
+    audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """click's Path type refused an unreadable file itself (a usage error, exit 2, in click's
+    words) where ``separate`` says "permission denied" with exit 1: the path options leave the
+    check to nmfsep's loaders. Here access() says no to everything and nothing is refused."""
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    clean = str(audio_dir / "clean.wav")
+    r = runner.invoke(app, ["evaluate", clean, "--reference", clean, "--mixture",
+                            str(audio_dir / "mix.wav"), "--no-bss", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
