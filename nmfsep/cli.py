@@ -705,6 +705,7 @@ def _dispatch(
         if len(items) != 1:
             raise _usage("--save-model takes exactly one input")
         _check_target(Path(save_model), "--save-model", [i.path for i in items])
+        _check_outdir(Path(save_model).absolute().parent)  # refused now, not after the work
     _run_batch(
         inputs=items,
         sources=wanted,
@@ -805,6 +806,7 @@ def _run_single(
             raise _usage(f"--save-model {save_model} is also the output {clash}")
         if not overwrite and os.path.lexists(save_model):
             raise _usage(f"--save-model {save_model}: exists (use --overwrite to replace it)")
+        _check_outdir(Path(save_model).absolute().parent)
     if stdout is not None:
         _check_stdout(None if from_stdin else source)
         container, default_subtype = _STREAM_FORMATS["wav" if fmt == "same" else fmt]

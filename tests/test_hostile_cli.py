@@ -299,6 +299,25 @@ def test_cluster_save_model_refused(kind: str, work: Path) -> None:
     assert tree(work) == before and not (work / "out").exists()
 
 
+@pytest.mark.parametrize("stdin", [False, True])
+def test_cluster_save_model_under_a_file_is_refused_before_the_work(
+    stdin: bool, work: Path
+) -> None:
+    """``--save-model in/a.wav/x.npz`` failed only after clustering (exit 1, outputs written);
+    now refused up front, as ``train -o`` is."""
+    a = work / "in" / "a.wav"
+    before = tree(work)
+    args = ["-", "--name", "a"] if stdin else [str(a)]
+    result = runner.invoke(
+        app,
+        ["cluster", *args, "-o", "out", "-k", "4", "--save-model", f"{a}/x.npz"],
+        input=a.read_bytes() if stdin else None,
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"error: {a}: output directory is a file"
+    assert tree(work) == before and not (work / "out").exists()
+
+
 def test_cluster_save_model_never_replaces_a_file_unasked(work: Path) -> None:
     a = work / "in" / "a.wav"
 
