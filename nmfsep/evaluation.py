@@ -197,11 +197,6 @@ def evaluate_files(
     names = ref_stems
     n = min(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
     longest = max(ref.shape[1], est.shape[1], *([] if mix is None else [mix.shape[0]]))
-    if warn is not None and longest > 1.01 * n:
-        warn(
-            f"the files' lengths differ by more than 1 % ({n / sr:.2f} s to {longest / sr:.2f} "
-            f"s): scored on the first {n / sr:.2f} s; are they from the same recording?"
-        )
     if bss and n < BSS_FILTER_TAPS:
         lengths = {p: len(y) for p, y in zip([*refs, *ests], [*ref, *est], strict=True)}
         if mix is not None:
@@ -211,6 +206,11 @@ def evaluate_files(
             f"is {lengths[short]} samples long: BSS-eval needs {BSS_FILTER_TAPS} or more (its "
             "distortion filter); --no-bss scores SI-SDR alone",
             path=short,
+        )
+    if warn is not None and longest > 1.01 * n:
+        warn(
+            f"the files' lengths differ by more than 1 % ({n / sr:.2f} s to {longest / sr:.2f} "
+            f"s): scored on the first {n / sr:.2f} s; are they from the same recording?"
         )
     if warn is not None and unnamed:
         warn(
