@@ -188,6 +188,8 @@ def read_file_list(source: str, stdin: Any = None) -> list[str]:
             raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
             total += len(raw)
             body = raw.rstrip(b"\r\n")
+            if number == 1 and body.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Notepad)
+                body = body[3:]
             if len(body) > MAX_LIST_LINE:
                 raise ParameterError(
                     f"line {number} of {where} is longer than {MAX_LIST_LINE} "

@@ -626,6 +626,14 @@ def test_bad_file_lists(content: bytes, needle: str, work: Path, model: Path) ->
     assert_refused(result, 2, needle)
 
 
+def test_file_list_with_a_utf8_bom(work: Path, model: Path) -> None:
+    """A list saved by Notepad starts with a BOM: it is not part of the first name."""
+    (work / "list").write_bytes(b"\xef\xbb\xbfin/a.wav\r\nin/b.wav\r\n")
+    result = cli("separate", "-m", model, "-o", "out", "--files-from", "list")
+    assert_ok(result)
+    assert (work / "out" / "a" / "tone.wav").is_file() and (work / "out" / "b").is_dir()
+
+
 def test_file_list_from_stdin(work: Path, model: Path) -> None:
     result = cli("separate", "-m", model, "-o", "out", "--files-from", "-", input="in/a.wav\n")
     assert_ok(result)
