@@ -263,6 +263,10 @@ def _check_sr(sr: object, name: str = "sr") -> int:
     return int(sr)
 
 
+#: Said after "no such file" when the missing path is "-" (where stdin cannot be read).
+STDIN_HINT = ' (standard input, "-", is read by separate and cluster only)'
+
+
 def _check_path_length(path: Path, error: type[NmfsepError]) -> None:
     """Refuse a path longer than PATH_MAX or with a component longer than NAME_MAX (bytes)."""
     raw = os.fsencode(path)
@@ -295,7 +299,8 @@ def _check_readable_file(path: Path) -> os.stat_result:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise AudioError("no such file", path=path) from None
+        hint = STDIN_HINT if os.fspath(path) == "-" else ""
+        raise AudioError("no such file" + hint, path=path) from None
     except NotADirectoryError:
         raise AudioError(
             "no such file (a component of the path is not a directory)", path=path

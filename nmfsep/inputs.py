@@ -241,7 +241,9 @@ def _why_missing(path: Path) -> str:
     """What a path that does not lead to a file is: missing, or a symbolic link that leads
     nowhere (a loop, or a target that does not exist)."""
     if not path.is_symlink():
-        return "no such file"
+        from nmfsep.audio import STDIN_HINT
+
+        return "no such file" + (STDIN_HINT if os.fspath(path) == "-" else "")
     try:
         path.stat()
     except OSError as exc:

@@ -742,7 +742,8 @@ def _load_archive(path: str | os.PathLike[str], build: Any) -> Any:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise ModelError("no such model file", path=p) from None
+        stdin = " (a model is read from a file, not standard input)" if os.fspath(p) == "-" else ""
+        raise ModelError("no such model file" + stdin, path=p) from None
     except OSError as exc:
         raise ModelError(f"cannot access model file ({exc.strerror or exc})", path=p) from None
     if stat.S_ISDIR(st.st_mode):

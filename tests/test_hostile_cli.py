@@ -935,3 +935,19 @@ def test_a_name_the_os_refuses_is_one_line(work: Path, args: list[str]) -> None:
     assert j.exit_code == 1
     payload = json.loads(j.stdout)
     assert payload["status"] == "error" and "internal error" not in j.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "-", "-o", "x.npz"], 'no such file (standard input, "-", is read by'),
+        (["evaluate", "-", "--reference", "in/a.wav"], 'no such file (standard input, "-"'),
+        (["info", "-"], "no such model file (a model is read from a file, not standard input)"),
+        (["separate", "in/a.wav", "-m", "-"], "no such model file (a model is read from a file"),
+    ],
+    ids=["train", "evaluate", "info", "model"],
+)
+def test_dash_where_stdin_is_not_read_says_so(args: list[str], needle: str, work: Path) -> None:
+    result = runner.invoke(app, args, input=b"")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: -: ") and needle in result.stderr
