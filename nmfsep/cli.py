@@ -1085,10 +1085,23 @@ def _check_train_size(spec: dict[str, list[Path]], sr: int | None, options: Any)
     rate = sr if sr is not None else audio_info(first).sr
     config = train_config(int(rate), options)
     rows = (config.n_fft // 2 + 1) * options.context
-    frames = frame_budget(config, options)
+    # no more frames than the files hold (a 1 s file at 768 kHz has 47, not the 2000 floor)
+    held = longest = 0
+    for files in spec.values():
+        samples = 0
+        for f in files:
+            try:
+                info = audio_info(f)
+            except NmfsepError:  # read later, and named then (or decoded by ffmpeg)
+                samples = 1 << 62
+                break
+            samples += info.frames * rate // max(info.sr, 1)
+        held = max(held, samples // config.hop_length + len(files))
+        longest = max(longest, samples)
+    frames = min(frame_budget(config, options), held)
     _limit(lambda: limits.check_memory("the training frames", rows=rows, cols=frames))
     _limit(lambda: limits.check_memory("the bases", rows=rows, cols=options.n_components))
-    seconds = int(defaults.TRAIN_SECONDS * rate)
+    seconds = min(int(defaults.TRAIN_SECONDS * rate), longest)
     _limit(lambda: limits.check_memory("the training audio", rows=1, cols=seconds))
 
 

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nmfsep import defaults
+from nmfsep import defaults, limits
 from nmfsep.errors import ParameterError
 from nmfsep.frames import stack_frames, unstack_frames
 from nmfsep.masks import wiener_masks
@@ -94,6 +94,9 @@ def default_stft(sr: int, *, window_seconds: float = defaults.WINDOW_SECONDS) ->
     NMF bases tell sources apart by. 16 kHz gives n_fft 2048 / hop 512, 44.1 kHz 4096 / 1024.
     """
     n_fft = int(2 ** round(math.log2(max(window_seconds * sr, 16))))
+    # at 768 kHz the window would be 2^17 samples, over the limit table's n_fft: the largest
+    # allowed (85 ms there, still longer than the 64 ms of 2048 at 32 kHz)
+    n_fft = min(n_fft, limits.MAX_N_FFT)
     return STFTConfig(n_fft=n_fft, hop_length=n_fft // 4)
 
 

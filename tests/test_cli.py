@@ -795,3 +795,17 @@ def test_path_options_leave_readability_to_the_loaders(
     r = runner.invoke(app, ["evaluate", clean, "--reference", clean, "--mixture",
                             str(audio_dir / "mix.wav"), "--no-bss", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
+
+
+def test_train_at_768_khz_on_a_short_file(tmp_path: Path) -> None:
+    """Refused before ("the training frames would need 2.44 GiB": the 2000-frame floor, not the
+    file's 47 frames; then the 128 ms window was 2^17 samples, over the n_fft limit)."""
+    rate = 768_000
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", 0.1 * rng.standard_normal(rate // 4), rate, "FLOAT")
+    model = tmp_path / "m.npz"
+    r = runner.invoke(app, ["train", f"a={tmp_path / 'a.wav'}", f"b={tmp_path / 'b.wav'}",
+                            "-o", str(model), "-k", "2", "--max-iter", "2", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["stft"]["n_fft"] == 65536
