@@ -256,6 +256,12 @@ def output_paths(
             raise ParameterError(f"bad --filename template {template!r}: {exc}") from None
         if "\0" in rel:
             raise ParameterError(f"output path {rel!r} holds a NUL byte")
+        if rel.startswith("/") and not template.startswith("/"):
+            # e.g. {track:.0} or {dir} of a file at / gave "": "/speech.wav" is not an escape
+            raise ParameterError(
+                f"output path {rel!r} has an empty folder name: a --filename placeholder gave "
+                "nothing"
+            )
         target = Path(os.path.normpath(root / rel))
         if (
             not rel

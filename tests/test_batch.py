@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from nmfsep import batch
+from nmfsep.errors import ParameterError
 
 
 @pytest.mark.parametrize("race", ["made_by_another", "removed_by_another"])
@@ -39,3 +40,13 @@ def test_claim_survives_another_job_touching_the_parents(
     claim.release()  # nothing written: the directories it made go again, not the other's
     assert not (tmp_path / "out" / "x").exists()
     assert (tmp_path / "out").exists() == (race == "made_by_another")
+
+
+def test_a_placeholder_that_gives_nothing_is_named(tmp_path: Path) -> None:
+    """``{track:.0}/...`` (or ``{dir}`` of a file at /) gave "/speech.wav", reported as leaving
+    the output directory; a doubled slash in the template itself is harmless."""
+    kw = dict(track="mix", input_path="/data/mix.wav", sources=["speech"], ext="wav")
+    with pytest.raises(ParameterError, match="has an empty folder name: a --filename placeholder"):
+        batch.output_paths(tmp_path, "{track:.0}/{source}.{ext}", **kw)  # type: ignore[arg-type]
+    paths = batch.output_paths(tmp_path, "{track}//{source}.{ext}", **kw)  # type: ignore[arg-type]
+    assert paths == {"speech": str(tmp_path / "mix" / "speech.wav")}
