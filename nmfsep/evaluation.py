@@ -405,6 +405,11 @@ def dnsmos_files(
             rows.append({"estimate": str(path), **dict.fromkeys(DNSMOS_KEYS)})
             continue
         peak = float(np.abs(x).max(initial=0.0))
+        if peak == 0.0:  # the models would score silence as if it were a recording
+            if warn is not None:
+                warn(f"{path}: silent: no DNSMOS score")
+            rows.append({"estimate": str(path), **dict.fromkeys(DNSMOS_KEYS)})
+            continue
         if peak > 1.0:  # the models expect samples in [-1, 1]
             x = x / peak
         with warnings.catch_warnings():

@@ -215,9 +215,10 @@ def test_evaluate_without_reference_gives_dnsmos(tmp_path: Path) -> None:
     voiced = 0.2 * np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
     sf.write(tmp_path / "a.wav", voiced + 0.01 * rng.standard_normal(t.size), 16000)
     sf.write(tmp_path / "short.wav", voiced[:4000], 16000)
+    sf.write(tmp_path / "silent.wav", np.zeros(t.size), 16000)
     cmd = [sys.executable, "-m", "nmfsep", "evaluate", "--no-reference", "--json"]
     result = subprocess.run(
-        [*cmd, str(tmp_path / "a.wav"), str(tmp_path / "short.wav")],
+        [*cmd, *(str(tmp_path / f"{n}.wav") for n in ("a", "short", "silent"))],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     have = all(importlib.util.find_spec(m) for m in ("speechmos", "onnxruntime"))
@@ -228,8 +229,10 @@ def test_evaluate_without_reference_gives_dnsmos(tmp_path: Path) -> None:
     rows = json.loads(result.stdout)["files"]
     assert 1.0 <= rows[0]["ovrl_mos"] <= 5.0 and 1.0 <= rows[0]["sig_mos"] <= 5.0
     assert rows[1]["ovrl_mos"] is None  # under one second: no score, and a line saying so
-    assert (
-        result.stderr == f"warning: {tmp_path / 'short.wav'}: shorter than 1 s: no DNSMOS score\n"
+    assert rows[2]["ovrl_mos"] is None  # silence: the models would score it as a recording
+    assert result.stderr == (
+        f"warning: {tmp_path / 'short.wav'}: shorter than 1 s: no DNSMOS score\n"
+        f"warning: {tmp_path / 'silent.wav'}: silent: no DNSMOS score\n"
     )
 
 
