@@ -784,6 +784,12 @@ def _run_single(
             )
         except ParameterError as exc:
             raise _usage(exc.message) from None
+        # no output (nor the model) may be the input: stdin's file when it is one (`< out.wav`),
+        # even with --overwrite; the batch path refuses the same by device and inode
+        _check_not_input(
+            [*paths.values(), *([save_model] if save_model is not None else [])],
+            None if from_stdin else source,
+        )
         done = [p for p in paths.values() if os.path.isfile(p)]
         # cluster -n auto: the first N of the planned outputs are written, all together
         auto = isinstance(options, ClusterOptions) and options.n_sources == 0
@@ -791,6 +797,14 @@ def _run_single(
         if not overwrite and done and saved and (auto or len(done) == len(paths)):
             report.notice(f"skip  {label}: outputs exist (use --overwrite to redo)")
             return
+        if not overwrite and done and not auto:  # as a file input's batch refuses it
+            raise _fail(
+                NmfsepError(
+                    f"output {done[0]} exists but not all of its outputs do; use --overwrite "
+                    "to redo it",
+                    path=label,
+                )
+            )
         if not from_stdin and not pipes.needs_ffmpeg(source):
             from nmfsep.audio import audio_info
 
@@ -801,6 +815,7 @@ def _run_single(
     if save_model is not None:
         from nmfsep.batch import same_path
 
+        _check_not_input([save_model], None if from_stdin else source)  # also with --stdout
         clash = next((p for p in paths.values() if same_path(p, save_model)), None)
         if clash is not None:
             raise _usage(f"--save-model {save_model} is also the output {clash}")
@@ -808,7 +823,7 @@ def _run_single(
             raise _usage(f"--save-model {save_model}: exists (use --overwrite to replace it)")
         _check_outdir(Path(save_model).absolute().parent)
     if stdout is not None:
-        _check_stdout(None if from_stdin else source)
+        _check_stdout(None if from_stdin else source, model)
         container, default_subtype = _STREAM_FORMATS["wav" if fmt == "same" else fmt]
         targets[stdout] = pipes.OutputStream(sys.stdout.buffer, container)
         subtypes[stdout] = subtype or default_subtype
@@ -838,9 +853,19 @@ def _run_single(
                     src, targets, _load_model_cached(model), options=options, **common
                 )
         if trained is not None and save_model is not None:
-            trained.save(save_model)
+            try:
+                trained.save(save_model, protect=[] if from_stdin else [source])
+            except NmfsepError:
+                # the run failed: the outputs it just wrote go too, as a batch job's would
+                for path in result.outputs.values():
+                    if isinstance(path, str):
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
+                raise
     except NmfsepError as exc:
-        record = JobRecord(label, "error", error=exc.message)
+        # name the file when it is another than the input (the model that could not be saved)
+        other = exc.path is not None and os.fspath(exc.path) != label
+        record = JobRecord(label, "error", error=str(exc) if other else exc.message)
     else:
         seconds = time.perf_counter() - t0
         audio = result.n_samples / result.sr
@@ -873,27 +898,58 @@ def _run_single(
         raise typer.Exit(1)
 
 
-def _check_stdout(source: str | None) -> None:
+def _file_id(path: str | None = None, fd: int | None = None) -> tuple[int, int] | None:
+    """(device, inode) of a regular file given by path or descriptor; None otherwise."""
+    import stat
+
+    try:
+        if path is not None:
+            st = os.stat(path)
+        elif fd is not None:
+            st = os.fstat(fd)
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _stdin_id() -> tuple[int, int] | None:
+    try:
+        return _file_id(fd=sys.stdin.fileno())
+    except (ValueError, AttributeError, OSError):  # closed, or not a real file (a test)
+        return None
+
+
+def _check_not_input(targets: list[str], source: str | None) -> None:
+    """Refuse a target that is the input file (``source``; None: stdin's file, when it is one)."""
+    inp = _file_id(source) if source is not None else _stdin_id()
+    if inp is None:
+        return
+    for target in targets:
+        if _file_id(target) == inp:
+            what = "the input file" if source is not None else "the file on standard input"
+            raise _usage(f"{target} is {what}: refusing to write over it")
+
+
+def _check_stdout(source: str | None, model: str | None = None) -> None:
     """Refuse ``--stdout`` when standard output is closed, or is the input file itself (``1<>
-    in.wav``: the input would be overwritten while it is read). ``source``: the input's path,
-    None when it is read from stdin (then stdin's file is compared)."""
+    in.wav``: the input would be overwritten while it is read) or the model file. ``source``:
+    the input's path, None when it is read from stdin (then stdin's file is compared)."""
     if sys.stdout is None:
         raise _usage("--stdout: standard output is closed")
     try:
-        out = os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
+        out = _file_id(fd=sys.stdout.fileno())
+    except (ValueError, AttributeError, OSError):
         return  # not a real file (a test's capture): nothing to overwrite
-    import stat
-
-    if not stat.S_ISREG(out.st_mode):
+    if out is None:
         return
-    try:
-        inp = os.stat(source) if source is not None else os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError, AttributeError):
-        return
-    if (inp.st_dev, inp.st_ino) == (out.st_dev, out.st_ino):
+    inp = _file_id(source) if source is not None else _stdin_id()
+    if inp == out:
         what = source if source is not None else "stdin"
         raise _usage(f"--stdout: standard output is the input {what}; refusing to write over it")
+    if model not in (None, "default") and _file_id(model) == out:
+        raise _usage(f"--stdout: standard output is the model {model}; refusing to write over it")
 
 
 def _run_batch(

@@ -3,6 +3,7 @@ selection, output formats and subtypes, --files-from -0, ffmpeg-only formats."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -384,6 +385,64 @@ def test_stdout_that_is_the_input_file_is_refused(tmp_path: Path) -> None:
         )
     assert r.returncode == 2 and b"is the input" in r.stderr and r.stderr.count(b"\n") == 1
     assert p.read_bytes() == MIX.read_bytes()
+
+
+def _run_with(args: list[str], stdin: Path | None = None, stdout: Path | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    """nmfsep with stdin read from a file (``< f``) and/or stdout onto one (``1<> f``)."""
+    with contextlib.ExitStack() as stack:
+        fin = stack.enter_context(open(stdin, "rb")) if stdin is not None else None
+        fout = stack.enter_context(open(stdout, "r+b")) if stdout is not None else None
+        return subprocess.run(
+            [sys.executable, "-m", "nmfsep", *args],
+            stdin=fin,
+            stdout=fout if fout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=ENV,
+            timeout=300,
+        )
+
+
+def test_stdin_outputs_never_replace_files_unasked_nor_the_input(tmp_path: Path) -> None:
+    """The stdin path replaced a lone existing output without --overwrite, and with
+    ``< out/speech.wav`` (or ``--save-model`` on the input) wrote over its own input."""
+    (tmp_path / "W" / "stdin").mkdir(parents=True)
+    (tmp_path / "W" / "stdin" / "speech.wav").write_text("precious")
+    r = _run_with(["separate", "-", "-o", "W"], stdin=MIX, cwd=tmp_path)
+    assert r.returncode == 1 and b"exists but not all of its outputs do" in r.stderr
+    assert (tmp_path / "W" / "stdin" / "speech.wav").read_text() == "precious"
+    assert not (tmp_path / "W" / "stdin" / "noise.wav").exists()
+    # the file on stdin is an output: refused even with --overwrite
+    (tmp_path / "X").mkdir()
+    own = tmp_path / "X" / "speech.wav"
+    own.write_bytes(MIX.read_bytes())
+    for extra in ([], ["--overwrite"]):
+        r = _run_with(["separate", "-", "-o", "X", "--filename", "{source}.{ext}", *extra],
+                      stdin=own, cwd=tmp_path)  # fmt: skip
+        assert r.returncode == 2, r.stderr
+        assert b"is the file on standard input: refusing to write over it" in r.stderr
+        assert own.read_bytes() == MIX.read_bytes()
+    # --save-model onto the input, from stdin and from a file with --stdout
+    victim = tmp_path / "victim.wav"
+    victim.write_bytes(MIX.read_bytes())
+    args = ["cluster", "-n", "2", "-k", "8", "--save-model", str(victim), "--overwrite"]
+    r = _run_with([*args[:1], "-", "-o", "V", *args[1:]], stdin=victim, cwd=tmp_path)
+    assert r.returncode == 2 and b"is the file on standard input" in r.stderr
+    r = _run_with([*args[:1], str(victim), "--stdout", "source1", *args[1:]], cwd=tmp_path)
+    assert r.returncode == 2 and b"is the input file: refusing" in r.stderr
+    assert victim.read_bytes() == MIX.read_bytes()
+
+
+def test_stdout_that_is_the_model_file_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.npz"
+    r = nmfsep("train", f"speech={MIX}", f"noise={MIX}", "-o", str(model), "-k", "2",
+               "--max-iter", "2", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    before = model.read_bytes()
+    r = _run_with(["separate", str(MIX), "-m", str(model), "--stdout", "speech"], stdout=model)
+    assert r.returncode == 2 and b"standard output is the model" in r.stderr
+    assert model.read_bytes() == before
 
 
 def test_closed_or_full_stdout_for_stdout_and_json_is_one_line() -> None:
