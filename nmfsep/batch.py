@@ -382,7 +382,13 @@ def plan_jobs(
                     f"{name!r} of {item.path} the same file {p}; include {{source}} unchanged"
                 )
             by_path[p] = name
-        clash = next((claimed[p] for p in outputs.values() if p in claimed), None)
+        first = Path(next(iter(outputs.values())))
+        plot_path = str(first.parent / "separation.png") if plot else None
+        # the pictures are outputs too: cluster also draws its bases next to them
+        plots = [] if plot_path is None else [plot_path]
+        if plot and isinstance(options, ClusterOptions):
+            plots.append(str(first.parent / "bases.png"))
+        clash = next((claimed[p] for p in (*outputs.values(), *plots) if p in claimed), None)
         if clash is not None:
             records.append(
                 JobRecord(
@@ -394,15 +400,13 @@ def plan_jobs(
             )
             continue
         written = list(outputs.values())
-        first = Path(written[0])
-        plot_path = str(first.parent / "separation.png") if plot else None
         if save_model is not None:
             same = next((p for p in (*written, plot_path) if p and same_path(p, save_model)), None)
             if same is not None:
                 raise ParameterError(
                     f"--save-model {save_model} is also the output {same} of {item.path}"
                 )
-        written += [p for p in (save_model, plot_path) if p is not None]
+        written += [p for p in (save_model, *plots) if p is not None]
         problem = None
         for p in written:
             other = input_ids.get(_file_id(p) or (-1, -1))
@@ -422,13 +426,13 @@ def plan_jobs(
         if problem is not None:
             records.append(JobRecord(item.path, "error", error=problem))
             continue
-        for p in outputs.values():
+        for p in (*outputs.values(), *plots):
             claimed[p] = item.path
         existing = []
         if not overwrite:
-            # a model saved with the outputs is one of them: a run is done (skipped) when all
-            # exist, and an existing model file is never replaced without --overwrite
-            mine = [*outputs.values(), *([save_model] if save_model is not None else [])]
+            # a model saved with the outputs is one of them, and so are the pictures: a run is
+            # done (skipped) when all exist, and none is ever replaced without --overwrite
+            mine = [*outputs.values(), *([save_model] if save_model is not None else []), *plots]
             existing = [p for p in mine if os.path.lexists(p)]
             lock = lock_path(written[0])
             every = len(existing) == len(mine) or (auto and not os.path.lexists(lock))

@@ -2098,6 +2098,9 @@ def info(
         typer.Option("--plot", help="Draw each source's bases into this PNG.", readable=False),
     ] = None,
     plot_scale: PlotScale = "log",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --plot file.")
+    ] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Show what a model file holds."""
@@ -2110,6 +2113,8 @@ def info(
             _require("matplotlib", "plot", "--plot")
             protect = [] if model == "default" else [model]
             _check_target(plot, "--plot", protect)
+            if os.path.lexists(plot) and not overwrite:  # `--plot thesis.txt` replaced it
+                raise _usage(f"--plot {plot}: exists (use --overwrite to replace it)")
             from nmfsep.plotting import plot_model
 
             plot_model(the_model, plot, protect=protect, scale=_plot_scale(plot_scale))

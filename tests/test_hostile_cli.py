@@ -375,6 +375,38 @@ def test_info_plot_refused(kind: str, work: Path, model: Path) -> None:
     assert tree(work) == before
 
 
+def test_info_plot_never_replaces_a_file_unasked(work: Path, model: Path) -> None:
+    """``info m.npz --plot thesis.txt`` replaced the file with a PNG."""
+    pytest.importorskip("matplotlib")
+    thesis = work / "thesis.txt"
+    thesis.write_text("my thesis")
+    result = cli("info", model, "--plot", thesis)
+    assert_refused(result, 2, f"--plot {thesis}: exists (use --overwrite to replace it)")
+    assert thesis.read_text() == "my thesis"
+    assert_ok(cli("info", model, "--plot", thesis, "--overwrite"))
+    assert thesis.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plots_are_outputs_never_replaced_unasked(work: Path, model: Path) -> None:
+    """An existing ``separation.png`` was replaced without --overwrite, and two inputs whose
+    outputs share a folder wrote the same ``separation.png`` (both said "wrote")."""
+    pytest.importorskip("matplotlib")
+    (work / "out" / "a").mkdir(parents=True)
+    (work / "out" / "a" / "separation.png").write_text("mine")
+    result = cli("separate", "in/a.wav", "-m", model, "-o", "out", "--plot")
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert "separation.png exists but not all of its outputs do" in result.stderr  # type: ignore[attr-defined]
+    assert (work / "out" / "a" / "separation.png").read_text() == "mine"
+    assert sorted(p.name for p in (work / "out" / "a").iterdir()) == ["separation.png"]
+    result = cli("separate", "in/a.wav", "in/b.wav", "-m", model, "-o", "flat", "--plot",
+                 "--filename", "{track}_{source}.{ext}", "-j", "1")  # fmt: skip
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert "error: in/b.wav: its outputs would overwrite those of in/a.wav" in result.stderr  # type: ignore[attr-defined]
+    assert sorted(p.name for p in (work / "flat").iterdir()) == [
+        "a_noise.wav", "a_tone.wav", "separation.png"
+    ]  # fmt: skip
+
+
 def test_output_that_is_a_fifo_fails_that_input_only(work: Path, model: Path) -> None:
     (work / "out" / "a").mkdir(parents=True)
     os.mkfifo(work / "out" / "a" / "tone.wav")
