@@ -540,11 +540,13 @@ def test_plots_are_written(audio_dir: Path, model_path: Path, tmp_path: Path) ->
     info_png = tmp_path / "bases.png"
     shown = runner.invoke(app, ["info", str(model_path), "--plot", str(info_png)])
     assert shown.exit_code == 0 and info_png.read_bytes()[:4] == b"\x89PNG"
-    clustered = runner.invoke(
-        app, ["cluster", str(audio_dir / "mix.wav"), "-k", "6", "-o", str(out), "--plot", "-q"]
-    )
+    # into the same folder, cluster would replace separate's picture: refused, then elsewhere
+    args = ["cluster", str(audio_dir / "mix.wav"), "-k", "6", "--plot", "-q"]
+    clustered = runner.invoke(app, [*args, "-o", str(out)])
+    assert clustered.exit_code == 1 and "separation.png exists" in clustered.stderr
+    clustered = runner.invoke(app, [*args, "-o", str(tmp_path / "clustered")])
     assert clustered.exit_code == 0, clustered.output
-    assert (out / "mix" / "bases.png").is_file()
+    assert (tmp_path / "clustered" / "mix" / "bases.png").is_file()
 
 
 def test_plot_without_matplotlib_names_the_extra(
