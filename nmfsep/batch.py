@@ -487,8 +487,12 @@ def plan_jobs(
 def lock_path(output: str | os.PathLike[str]) -> Path:
     """The claim file of the job whose first output is ``output``: ``.{name}.nmfsep-lock``."""
     p = Path(output)
-    name = os.fsdecode(os.fsencode(p.name)[:200])
-    return p.with_name(f".{name}{LOCK_SUFFIX}")
+    raw = os.fsencode(p.name)
+    if len(raw) > 200:  # the name's limit is 255 bytes; a digest keeps long names apart
+        import hashlib
+
+        raw = raw[:180] + b"~" + hashlib.sha1(raw).hexdigest()[:16].encode()
+    return p.with_name(f".{os.fsdecode(raw)}{LOCK_SUFFIX}")
 
 
 def _same_file(fd: int, path: Path) -> bool:

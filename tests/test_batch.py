@@ -50,3 +50,14 @@ def test_a_placeholder_that_gives_nothing_is_named(tmp_path: Path) -> None:
         batch.output_paths(tmp_path, "{track:.0}/{source}.{ext}", **kw)  # type: ignore[arg-type]
     paths = batch.output_paths(tmp_path, "{track}//{source}.{ext}", **kw)  # type: ignore[arg-type]
     assert paths == {"speech": str(tmp_path / "mix" / "speech.wav")}
+
+
+def test_long_output_names_get_distinct_claims(tmp_path: Path) -> None:
+    """Names cut to 200 bytes for the claim file collided (70 CJK characters), and one input
+    of the batch was reported as claimed by its own worker and never done."""
+    stem = "音" * 70  # 210 bytes in UTF-8
+    a, b = tmp_path / f"{stem}1.speech.wav", tmp_path / f"{stem}2.speech.wav"
+    la, lb = batch.lock_path(a), batch.lock_path(b)
+    assert la != lb and la.parent == lb.parent == tmp_path
+    assert all(len(os.fsencode(x.name)) <= 255 for x in (la, lb))
+    assert batch.lock_path(a) == la  # the same output, the same claim
