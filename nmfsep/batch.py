@@ -996,6 +996,13 @@ def _init_worker(parent_pid: int | None = None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent stops its workers with SIGTERM: a worker between two renames must still roll
+    # its job back (run_job's BaseException path), not die with half of the outputs in place
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_jobs(

@@ -61,3 +61,40 @@ def test_long_output_names_get_distinct_claims(tmp_path: Path) -> None:
     assert la != lb and la.parent == lb.parent == tmp_path
     assert all(len(os.fsencode(x.name)) <= 255 for x in (la, lb))
     assert batch.lock_path(a) == la  # the same output, the same claim
+
+
+def test_a_worker_stopped_between_two_renames_leaves_no_outputs(tmp_path: Path) -> None:
+    """The parent stops its workers with SIGTERM: a worker killed after renaming its first
+    output left that one in place ("interrupted inputs leave no output files")."""
+    import signal
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
+    script = f"""
+import os, signal
+from nmfsep import batch
+from nmfsep.options import SeparateOptions
+batch._init_worker(os.getppid())
+real = os.replace
+def replace(src, dst):  # SIGTERM lands right after the first output is in place
+    real(src, dst)
+    if str(dst).endswith(".wav"):
+        os.kill(os.getpid(), signal.SIGTERM)
+os.replace = replace
+out = {str(tmp_path / "out")!r}
+job = batch.Job({str(tmp_path / "in.wav")!r},
+                {{"speech": out + "/speech.wav", "noise": out + "/noise.wav"}},
+                SeparateOptions(), model=None)
+batch.run_job(job)
+"""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env, timeout=300)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr
+    left = (
+        sorted(p.name for p in (tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
+    )
+    assert left == [], left
