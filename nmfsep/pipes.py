@@ -34,7 +34,7 @@ from typing import IO, Any
 import numpy as np
 import soundfile as sf
 
-from nmfsep.errors import AudioError, ParameterError
+from nmfsep.errors import AudioError, NmfsepError, ParameterError
 
 __all__ = [
     "FFMPEG_EXTENSIONS",
@@ -331,12 +331,26 @@ def ffmpeg_reader(path: str | os.PathLike[str]) -> InputStream:
 def spool(stream: InputStream, directory: str | os.PathLike[str] | None = None) -> Path:
     """Copy a stream into a temporary file (for the two passes of ``cluster``); the caller
     removes it. ``directory``: where (default the system's temporary directory)."""
-    fd, name = tempfile.mkstemp(prefix=".nmfsep-stdin-", suffix=".audio", dir=directory)
+    where = os.fspath(directory) if directory is not None else tempfile.gettempdir()
+    try:
+        fd, name = tempfile.mkstemp(prefix=".nmfsep-stdin-", suffix=".audio", dir=directory)
+    except OSError as exc:
+        stream.close()
+        raise NmfsepError(
+            f"cannot make a temporary file to copy the stream into ({exc.strerror})", path=where
+        ) from None
     try:
         with os.fdopen(fd, "wb") as out:
             # what was read already (the header, when format_info looked at it), then the rest
             out.write(stream.reader.head())
             shutil.copyfileobj(stream.reader.raw, out, 1 << 20)
+    except OSError as exc:  # a full $TMPDIR: one line naming it, not an internal error
+        os.unlink(name)
+        raise NmfsepError(
+            f"cannot copy the stream to a temporary file there ({exc.strerror}); set TMPDIR "
+            "to a directory with room",
+            path=where,
+        ) from None
     except BaseException:
         os.unlink(name)
         raise

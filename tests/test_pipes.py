@@ -529,3 +529,29 @@ def test_a_huge_chunk_before_the_data_is_not_buffered() -> None:
     reader = pipes.StreamReader(raw)  # type: ignore[arg-type]
     reader.stream_wav()
     assert reader.limit is None and raw.served <= pipes.HEAD_BYTES + (1 << 16)
+
+
+def test_a_full_temporary_directory_while_spooling_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cluster -`` copies the stream first: a full $TMPDIR was an internal error naming no
+    file; now the directory is named and nothing is left in it."""
+    import errno
+    import io
+    import shutil
+
+    from nmfsep import pipes
+    from nmfsep.errors import NmfsepError
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    stream = pipes.InputStream(name="-", reader=pipes.StreamReader(io.BytesIO(MIX.read_bytes())))
+    with pytest.raises(NmfsepError) as info:
+        pipes.spool(stream, tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: cannot copy the stream to a temporary file there (No space left on "
+        "device); set TMPDIR to a directory with room"
+    )
+    assert list(tmp_path.iterdir()) == []
