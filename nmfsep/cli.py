@@ -822,6 +822,17 @@ def _run_single(
         if not overwrite and os.path.lexists(save_model):
             raise _usage(f"--save-model {save_model}: exists (use --overwrite to replace it)")
         _check_outdir(Path(save_model).absolute().parent)
+    # what killed runs left where this one writes (as the batch path does): only nmfsep's own
+    # temporary files of dead writers, in the directories of the planned files
+    from nmfsep.audio import cleanup_temp_files
+
+    areas = {
+        os.path.dirname(os.path.abspath(p))
+        for p in (*paths.values(), save_model)
+        if p is not None and os.path.isdir(os.path.dirname(os.path.abspath(p)))
+    }
+    if cleanup_temp_files(areas):
+        report.notice("removed unfinished temporary file(s) from an earlier run")
     if stdout is not None:
         _check_stdout(None if from_stdin else source, model)
         container, default_subtype = _STREAM_FORMATS["wav" if fmt == "same" else fmt]

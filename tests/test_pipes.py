@@ -555,3 +555,29 @@ def test_a_full_temporary_directory_while_spooling_is_one_line(
         "device); set TMPDIR to a directory with room"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stdin_runs_remove_what_a_killed_stdin_run_left(tmp_path: Path) -> None:
+    """A killed ``separate -`` left its hidden temporary files; only the batch path removed
+    such leftovers."""
+    import subprocess as sp
+
+    from nmfsep import audio
+    from nmfsep.audio import TEMP_SUFFIX
+
+    dead = sp.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "out" / "stdin").mkdir(parents=True)
+    stale = (
+        tmp_path
+        / "out"
+        / "stdin"
+        / f".speech.wav.{audio._host_tag()}-{dead.pid}-0123abcd{TEMP_SUFFIX}"
+    )
+    stale.write_bytes(b"half a file")
+    r = nmfsep("separate", "-", "-o", str(tmp_path / "out"), stdin=MIX.read_bytes())
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "stdin").iterdir()) == [
+        "noise.wav", "speech.wav"
+    ]  # fmt: skip
