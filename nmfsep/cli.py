@@ -684,7 +684,12 @@ def _dispatch(
         if files_from == "-" and inputs and "-" in inputs:
             raise _usage("'-' and --files-from - both read standard input: give one")
         if len(inputs or []) != 1 or files_from is not None:
-            raise _usage("'-' (stdin) and --stdout take exactly one input (no --files-from)")
+            what = (
+                "--stdout takes exactly one input"
+                if stdout is not None
+                else ("'-' (stdin) is the only input when given")
+            )
+            raise _usage(f"{what} (no other inputs, no --files-from)")
         if plot:
             raise _usage("--plot cannot be used with '-' or --stdout")
         assert inputs is not None

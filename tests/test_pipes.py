@@ -581,3 +581,14 @@ def test_stdin_runs_remove_what_a_killed_stdin_run_left(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out" / "stdin").iterdir()) == [
         "noise.wav", "speech.wav"
     ]  # fmt: skip
+
+
+def test_dash_with_other_inputs_says_what_is_wrong() -> None:
+    r = nmfsep("separate", "-", "-", "-o", "x", stdin=MIX.read_bytes())
+    assert r.returncode == 2
+    assert (
+        r.stderr
+        == b"error: '-' (stdin) is the only input when given (no other inputs, no --files-from)\n"
+    )
+    r = nmfsep("separate", str(MIX), str(MIX), "--stdout", "speech")
+    assert r.returncode == 2 and b"--stdout takes exactly one input" in r.stderr
