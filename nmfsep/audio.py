@@ -1029,8 +1029,11 @@ def atomic_open(
             os.fsync(fh.fileno())
         except OSError as exc:
             raise write_error(exc, dest, cls) from None
+        placed = os.fstat(fh.fileno())
         fh.close()
         check_target(dest, protect=protect, error=cls)  # again: it may have changed meanwhile
+        # recorded first: a signal right after the rename must still find it ours
+        PLACED.append((placed.st_dev, placed.st_ino))
         try:
             os.replace(tmp, dest)
         except OSError as exc:
@@ -1047,6 +1050,12 @@ def atomic_open(
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+#: (device, inode) of every file this process put in place through :func:`atomic_open`, in
+#: order: what a failed job may remove again (``batch.run_job``), and nothing else — a file
+#: another run finished meanwhile at the same path has another inode.
+PLACED: list[tuple[int, int]] = []
 
 
 def write_error(exc: OSError, dest: Path, cls: type[E]) -> E:

@@ -702,11 +702,16 @@ def _check_stop(*_: Any) -> None:
             raise Cancelled("cancelled: the run that started this job is gone")
 
 
-def _rollback(paths: Sequence[str], before: dict[str, tuple[int, int] | None]) -> None:
-    """Remove every file of ``paths`` that this job put in place (its identity changed)."""
+def _rollback(paths: Sequence[str], mark: int) -> None:
+    """Remove every file of ``paths`` that this job put in place: renamed there by this process
+    since ``mark`` (``len(audio.PLACED)`` when the job started). A file that another run
+    finished at one of the paths meanwhile is another file, and stays."""
+    from nmfsep.audio import PLACED
+
+    mine = set(PLACED[mark:])
     for p in paths:
         now = _file_id(p)
-        if now is not None and now != before.get(p):
+        if now is not None and now in mine:
             with contextlib.suppress(OSError):
                 os.unlink(p)
 
@@ -724,8 +729,10 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     piece (total 0 when unknown); an exception it raises stops the job like Ctrl-C.
     """
     t0 = time.perf_counter()
+    from nmfsep.audio import PLACED
+
     written = job.written()
-    before = {p: _file_id(p) for p in written}
+    mark = len(PLACED)
     claim: _Claim | None = None
     try:
         try:
@@ -770,9 +777,9 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
                     f"({Path(where.filename).name}:{where.lineno}); please report it",
                 )
         if record.status == "error":
-            _rollback(written, before)
+            _rollback(written, mark)
     except BaseException:  # Ctrl-C / SIGTERM in this process: nothing half-done is left
-        _rollback(written, before)
+        _rollback(written, mark)
         raise
     finally:
         if claim is not None:

@@ -98,3 +98,30 @@ batch.run_job(job)
         sorted(p.name for p in (tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
     )
     assert left == [], left
+
+
+def test_a_failed_job_removes_only_what_it_put_in_place(tmp_path: Path) -> None:
+    """The rollback removed every output whose identity changed since the job started: a file
+    that another run finished at one of its paths meanwhile went too."""
+    import numpy as np
+    import soundfile as sf
+
+    from nmfsep.options import SeparateOptions
+
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
+    out = tmp_path / "out"
+    others = out / "noise.wav"
+
+    def another_run_finishes(path: str, done: int, total: int) -> None:
+        if done:
+            out.mkdir(exist_ok=True)
+            others.write_bytes(b"another run's finished output")
+            raise KeyboardInterrupt  # and this job is stopped
+
+    job = batch.Job(str(tmp_path / "in.wav"),
+                    {"speech": str(out / "speech.wav"), "noise": str(others)},
+                    SeparateOptions(), model=None)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_job(job, progress=another_run_finishes)
+    assert others.read_bytes() == b"another run's finished output"
+    assert not (out / "speech.wav").exists()
