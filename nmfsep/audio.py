@@ -974,6 +974,7 @@ def atomic_open(
     *,
     protect: Protected | Collection[PathLike] | None = None,
     error: type[NmfsepError] | None = None,
+    replace: bool = True,
 ) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing, atomically, after checking the target.
 
@@ -998,6 +999,10 @@ def atomic_open(
     error : NmfsepError subclass, optional
         Class of the refusals and of the converted OS errors (``AudioError`` by default;
         :meth:`nmfsep.model.NMFModel.save` uses ``ModelError``).
+    replace : bool
+        With ``False`` (a command run without ``--overwrite``), a file that appeared at
+        ``path`` while this one was written (another run's) is never replaced: the file is put
+        in place with :func:`os.link`, which fails when the name exists, and the error says so.
 
     Raises
     ------
@@ -1035,7 +1040,10 @@ def atomic_open(
         # recorded first: a signal right after the rename must still find it ours
         PLACED.append((placed.st_dev, placed.st_ino))
         try:
-            os.replace(tmp, dest)
+            if replace:
+                os.replace(tmp, dest)
+            else:
+                _place_new(tmp, dest, cls)
         except OSError as exc:
             raise write_error(exc, dest, cls) from None
     except BaseException:
@@ -1050,6 +1058,37 @@ def atomic_open(
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _place_new(tmp: Path, dest: Path, cls: type[NmfsepError]) -> None:
+    """Rename ``tmp`` to ``dest`` unless ``dest`` exists (checked and done in one step)."""
+    try:
+        os.link(tmp, dest)  # fails with EEXIST if another run put a file there meanwhile
+    except FileExistsError:
+        raise cls(
+            "exists: another run wrote it while this one worked (use --overwrite to replace it)",
+            path=dest,
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EXDEV,
+            errno.EMLINK,
+        ):
+            raise
+        # a file system without hard links (FAT, some network shares): the check and the
+        # rename are two steps there
+        if os.path.lexists(dest):
+            raise cls(
+                "exists: another run wrote it while this one worked (use --overwrite to "
+                "replace it)",
+                path=dest,
+            ) from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
 
 
 #: (device, inode) of every file this process put in place through :func:`atomic_open`, in

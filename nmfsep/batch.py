@@ -856,7 +856,7 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
             job.input, job.outputs, _load_model_cached(job.model), options=job.options, **common
         )
     if model is not None and job.save_model is not None:
-        model.save(job.save_model, protect=[job.input])
+        model.save(job.save_model, protect=[job.input], replace=not job.skip_existing)
     _drop_unwritten(job, result.outputs)
     return JobRecord(
         job.input,
@@ -910,7 +910,7 @@ def _run_job_in_memory(
     if said:
         on_clip(said[0])
     if model is not None and job.save_model is not None:
-        model.save(job.save_model, protect=[job.input])
+        model.save(job.save_model, protect=[job.input], replace=not job.skip_existing)
     plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale)
     if model is not None:  # the learned bases, one colour per cluster
         plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale)

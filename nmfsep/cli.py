@@ -870,7 +870,7 @@ def _run_single(
                 )
         if trained is not None and save_model is not None:
             try:
-                trained.save(save_model, protect=[] if from_stdin else [source])
+                trained.save(save_model, protect=[] if from_stdin else [source], replace=overwrite)
             except NmfsepError:
                 # the run failed: the outputs it just wrote go too, as a batch job's would
                 for path in result.outputs.values():
@@ -1420,7 +1420,8 @@ def train(
                 warn=_warn,
                 callback=on_check,
             )
-        model.save(output, protect=training_files)
+        # without --overwrite, a model another run wrote there meanwhile is kept
+        model.save(output, protect=training_files, replace=overwrite)
     except NmfsepError as exc:
         raise _fail(exc) from None
     from nmfsep.model import describe_model

@@ -429,6 +429,7 @@ class NMFModel:
         path: str | os.PathLike[str],
         *,
         protect: Protected | Collection[str | os.PathLike[str]] | None = None,
+        replace: bool = True,
     ) -> Path:
         """Write the model to ``path`` (exactly that name; ``.npz`` recommended), atomically.
 
@@ -436,7 +437,8 @@ class NMFModel:
         written to a hidden temporary file in the same directory (not ending with ``.npz``) and
         renamed; an interrupted save leaves no partial model. A directory, FIFO, device or
         socket at ``path``, or one of ``protect`` (the command's inputs: training audio, a
-        model being read), is refused.
+        model being read), is refused. With ``replace=False`` a file that appeared at ``path``
+        meanwhile (another run's) is kept and the save fails.
 
         Returns
         -------
@@ -462,7 +464,7 @@ class NMFModel:
         if self.refiner is not None:
             arrays.update(self.refiner.to_arrays()[1])
         try:
-            with atomic_open(dest, protect=protect, error=ModelError) as fh:
+            with atomic_open(dest, protect=protect, error=ModelError, replace=replace) as fh:
                 np.savez(fh, allow_pickle=False, **arrays)
         except OSError as exc:  # pragma: no cover - atomic_open converts its own errors
             from nmfsep.audio import write_error

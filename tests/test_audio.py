@@ -634,3 +634,19 @@ def test_float_files_carry_no_time_of_writing(tmp_path: Path, ext: str) -> None:
     assert b"PEAK" not in (tmp_path / f"a.{ext}").read_bytes()
     back, _ = load_audio(tmp_path / f"a.{ext}")
     np.testing.assert_array_equal(back, y)
+
+
+def test_atomic_open_without_replace_keeps_a_file_that_appeared(tmp_path: Path) -> None:
+    """Existence is checked when a run starts; a file another run put there meanwhile was
+    replaced at the rename (train -o, --save-model). ``replace=False`` keeps it."""
+    dest = tmp_path / "model.npz"
+    with pytest.raises(audio.AudioError, match="exists: another run wrote it while this one"):
+        with audio.atomic_open(dest, replace=False) as fh:
+            fh.write(b"ours")
+            dest.write_bytes(b"theirs")  # the other run finishes first
+    assert dest.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
+    with audio.atomic_open(tmp_path / "new.npz", replace=False) as fh:
+        fh.write(b"ours")
+    assert (tmp_path / "new.npz").read_bytes() == b"ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "new.npz"]

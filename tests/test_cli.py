@@ -811,3 +811,29 @@ def test_train_at_768_khz_on_a_short_file(tmp_path: Path) -> None:
                             "-o", str(model), "-k", "2", "--max-iter", "2", "--json"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["stft"]["n_fft"] == 65536
+
+
+def test_train_keeps_a_model_another_run_wrote_meanwhile(
+    audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --overwrite the output's absence was checked only at the start: a second
+    ``train -o`` finishing first had its model replaced."""
+    from nmfsep import training
+
+    model = tmp_path / "m.npz"
+    real = training.train_from_files
+
+    def slow(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        model.write_bytes(b"the other run's model")
+        return result
+
+    monkeypatch.setattr(training, "train_from_files", slow)
+    args = ["train", f"speech={audio_dir / 'speech.wav'}", f"noise={audio_dir / 'noise.wav'}",
+            "-k", "2", "--max-iter", "2", "-o", str(model)]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1
+    assert f"error: {model}: exists: another run wrote it while this one worked" in r.stderr
+    assert model.read_bytes() == b"the other run's model"
+    assert runner.invoke(app, [*args, "--overwrite", "-q"]).exit_code == 0
+    assert model.read_bytes() != b"the other run's model"
