@@ -824,6 +824,7 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     if job.plot is not None:
         return _run_job_in_memory(job, subtypes, notes, on_clip)
     model = None
+    replace = _may_replace(job)
 
     def on_piece(done: int, total: int) -> None:
         _check_stop()
@@ -840,6 +841,7 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
         "on_clip": on_clip,
         "start": job.start,
         "duration": job.duration,
+        "replace": replace,
     }
     if progress is not None:
         progress(job.input, 0, 0)  # started (the first piece may take a while)
@@ -856,7 +858,7 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
             job.input, job.outputs, _load_model_cached(job.model), options=job.options, **common
         )
     if model is not None and job.save_model is not None:
-        model.save(job.save_model, protect=[job.input], replace=not job.skip_existing)
+        model.save(job.save_model, protect=[job.input], replace=replace)
     _drop_unwritten(job, result.outputs)
     return JobRecord(
         job.input,
@@ -869,10 +871,18 @@ def _run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     )
 
 
+def _may_replace(job: Job) -> bool:
+    """Whether the job may replace files at its paths: with --overwrite, or when some were
+    there when it started (a killed run's outputs next to its stale claim, redone); else a
+    file that another run put there meanwhile is kept and the job fails."""
+    return not job.skip_existing or any(os.path.lexists(p) for p in job.written())
+
+
 def _run_job_in_memory(
     job: Job, subtypes: dict[str, str], notes: list[str], on_clip: Callable[[Any], None]
 ) -> JobRecord:
     """``--plot``: the whole file in memory (the picture needs every frame), same engine."""
+    replace = _may_replace(job)  # before anything is written
     import numpy as np
 
     from nmfsep.audio import load_audio, write_audio
@@ -910,7 +920,7 @@ def _run_job_in_memory(
     if said:
         on_clip(said[0])
     if model is not None and job.save_model is not None:
-        model.save(job.save_model, protect=[job.input], replace=not job.skip_existing)
+        model.save(job.save_model, protect=[job.input], replace=replace)
     plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale)
     if model is not None:  # the learned bases, one colour per cluster
         plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale)

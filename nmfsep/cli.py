@@ -850,6 +850,7 @@ def _run_single(
         "clip_mode": clip_mode,
         "start": start,
         "duration": duration,
+        "replace": overwrite,
     }
     _say_if_compiling(quiet)
     bars = _Bars(report.err, quiet=quiet, n_files=1)

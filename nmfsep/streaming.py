@@ -248,6 +248,7 @@ class _Writers:
         clip_mode: str = "float",
         protect: Any = None,
         on_clip: Callable[[Any], Any] | None = None,
+        replace: bool = True,
     ) -> None:
         import soundfile as sf
 
@@ -282,7 +283,7 @@ class _Writers:
             dest = Path(path)
             fmt, subtype = _resolve_format(dest, None, subtypes.get(name))
             try:
-                fh = stack.enter_context(atomic_open(dest, protect=protect))
+                fh = stack.enter_context(atomic_open(dest, protect=protect, replace=replace))
             except OSError as exc:
                 raise write_error(exc, dest, AudioError) from None
             st = os.fstat(fh.fileno())
@@ -522,10 +523,12 @@ def _through(
     opened: Any = None,
     start: float = 0.0,
     duration: float | None = None,
+    replace: bool = True,
 ) -> StreamResult:
     """Push the file's samples through ``separator``; write the outputs it names (files, or
     :class:`~nmfsep.pipes.OutputStream`). ``opened``: the input already open (a stream can be
-    opened once only)."""
+    opened once only). ``replace=False``: an output another run put in place meanwhile is
+    kept, and this run fails (:func:`nmfsep.audio.atomic_open`)."""
     names = list(separator.names)
     missing = [n for n in outputs if n not in names]
     if missing:
@@ -567,6 +570,7 @@ def _through(
                     clip_mode=clip_mode,
                     protect=protect,
                     on_clip=on_clip,
+                    replace=replace,
                 )
             if writers is not None:
                 writers.write(y[to_file])
@@ -616,6 +620,7 @@ def separate_file(
     on_clip: Callable[[Any], Any] | None = None,
     start: float = 0.0,
     duration: float | None = None,
+    replace: bool = True,
     **overrides: Any,
 ) -> StreamResult:
     """Separate an audio file with a model, streaming it block by block to the output files.
@@ -653,6 +658,9 @@ def separate_file(
         Separate only this time range of the input (seconds; duration None: to the end). The
         input is read from ``start`` on (a seek, or skipped when it is a stream), so memory stays
         bounded; the outputs are ``duration`` long (shorter only where the input ends).
+    replace : bool
+        ``False`` (no ``--overwrite``): an output that another run put in place while this one
+        worked is kept, and this one fails (:func:`nmfsep.audio.atomic_open`).
 
     Raises
     ------
@@ -681,6 +689,7 @@ def separate_file(
             opened=f,
             start=start,
             duration=duration,
+            replace=replace,
         )
 
 
@@ -697,6 +706,7 @@ class _Writing:
     on_clip: Callable[[Any], Any] | None
     start: float
     duration: float | None
+    replace: bool = True
 
     def first_pass(
         self, src: Path, label: str, stack: contextlib.ExitStack
@@ -720,6 +730,7 @@ class _Writing:
             separator, src, outputs, mono=self.mono, subtypes=self.subtypes,
             progress=self.progress, clip_mode=self.clip_mode, protect=self.protect,
             on_clip=self.on_clip, start=self.start, duration=self.duration,
+            replace=self.replace,
         )  # fmt: skip
 
 
@@ -751,6 +762,7 @@ def cluster_file(
     duration: float | None = None,
     spool_dir: PathLike | None = None,
     allow_silent: bool = True,
+    replace: bool = True,
     **overrides: Any,
 ) -> tuple[StreamResult, NMFModel]:
     """Separate a file without training, in bounded memory: a first pass samples frames and
@@ -776,8 +788,9 @@ def cluster_file(
     with contextlib.ExitStack() as stack:
         src, label = _readable_twice(_source(path), spool_dir, stack)
         writing = _Writing(
-            mono, subtypes, progress, clip_mode, [src, *(protect or ())], on_clip, start, duration
-        )
+            mono, subtypes, progress, clip_mode, [src, *(protect or ())], on_clip, start,
+            duration, replace,
+        )  # fmt: skip
         return _cluster(src, label, outputs, opts, n_threads, writing, allow_silent)
 
 

@@ -79,12 +79,13 @@ import os, signal
 from nmfsep import batch
 from nmfsep.options import SeparateOptions
 batch._init_worker(os.getppid())
-real = os.replace
-def replace(src, dst):  # SIGTERM lands right after the first output is in place
-    real(src, dst)
-    if str(dst).endswith(".wav"):
-        os.kill(os.getpid(), signal.SIGTERM)
-os.replace = replace
+def killing(real):  # SIGTERM lands right after the first output is in place
+    def place(src, dst):
+        real(src, dst)
+        if str(dst).endswith(".wav"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    return place
+os.replace, os.link = killing(os.replace), killing(os.link)
 out = {str(tmp_path / "out")!r}
 job = batch.Job({str(tmp_path / "in.wav")!r},
                 {{"speech": out + "/speech.wav", "noise": out + "/noise.wav"}},
@@ -125,3 +126,34 @@ def test_a_failed_job_removes_only_what_it_put_in_place(tmp_path: Path) -> None:
         batch.run_job(job, progress=another_run_finishes)
     assert others.read_bytes() == b"another run's finished output"
     assert not (out / "speech.wav").exists()
+
+
+def test_an_output_another_run_finished_meanwhile_is_kept(tmp_path: Path) -> None:
+    """Without --overwrite, absence was checked when the batch was planned and the rename at the
+    end replaced whatever was there by then: a concurrent run's finished output."""
+    import numpy as np
+    import soundfile as sf
+
+    from nmfsep.options import SeparateOptions
+
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
+    out = tmp_path / "out"
+    others = out / "noise.wav"
+
+    def another_run_finishes(path: str, done: int, total: int) -> None:
+        if done and not others.exists():
+            out.mkdir(exist_ok=True)
+            others.write_bytes(b"another run's finished output")
+
+    outputs = {"speech": str(out / "speech.wav"), "noise": str(others)}
+    job = batch.Job(str(tmp_path / "in.wav"), outputs, SeparateOptions(), model=None)
+    record = batch.run_job(job, progress=another_run_finishes)
+    assert record.status == "error", record
+    assert "exists: another run wrote it while this one worked" in str(record.error)
+    assert others.read_bytes() == b"another run's finished output"
+    assert not (out / "speech.wav").exists()  # this job's other output is rolled back
+    # with --overwrite (skip_existing=False) it is replaced
+    job = batch.Job(str(tmp_path / "in.wav"), outputs, SeparateOptions(), model=None,
+                    skip_existing=False)  # fmt: skip
+    assert batch.run_job(job).status == "ok"
+    assert sf.info(others).frames == 8000
