@@ -284,10 +284,13 @@ def output_paths(
     return paths
 
 
-def _file_id(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+def _file_id(
+    path: str | os.PathLike[str] | None = None, *, fd: int | None = None
+) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` (or open as ``fd``); None when there is none."""
     try:
-        st = os.stat(path)
-    except (OSError, ValueError):
+        st = os.fstat(fd) if path is None and fd is not None else os.stat(path)  # type: ignore[arg-type]
+    except (OSError, ValueError, TypeError):
         return None
     return (st.st_dev, st.st_ino)
 

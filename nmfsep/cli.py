@@ -915,23 +915,9 @@ def _run_single(
         raise typer.Exit(1)
 
 
-def _file_id(path: str | None = None, fd: int | None = None) -> tuple[int, int] | None:
-    """(device, inode) of a regular file given by path or descriptor; None otherwise."""
-    import stat
-
-    try:
-        if path is not None:
-            st = os.stat(path)
-        elif fd is not None:
-            st = os.fstat(fd)
-        else:
-            return None
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
-
-
 def _stdin_id() -> tuple[int, int] | None:
+    from nmfsep.batch import _file_id
+
     try:
         return _file_id(fd=sys.stdin.fileno())
     except (ValueError, AttributeError, OSError):  # closed, or not a real file (a test)
@@ -940,6 +926,8 @@ def _stdin_id() -> tuple[int, int] | None:
 
 def _check_not_input(targets: list[str], source: str | None) -> None:
     """Refuse a target that is the input file (``source``; None: stdin's file, when it is one)."""
+    from nmfsep.batch import _file_id
+
     inp = _file_id(source) if source is not None else _stdin_id()
     if inp is None:
         return
@@ -953,6 +941,8 @@ def _check_stdout(source: str | None, model: str | None = None) -> None:
     """Refuse ``--stdout`` when standard output is closed, or is the input file itself (``1<>
     in.wav``: the input would be overwritten while it is read) or the model file. ``source``:
     the input's path, None when it is read from stdin (then stdin's file is compared)."""
+    from nmfsep.batch import _file_id
+
     if sys.stdout is None:
         raise _usage("--stdout: standard output is closed")
     try:
