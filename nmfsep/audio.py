@@ -1060,32 +1060,23 @@ def atomic_open(
             os.close(dfd)
 
 
+#: Why a file is not put in place without ``--overwrite`` (:func:`_place_new`).
+_APPEARED = "exists: another run wrote it while this one worked (use --overwrite to replace it)"
+
+
 def _place_new(tmp: Path, dest: Path, cls: type[NmfsepError]) -> None:
     """Rename ``tmp`` to ``dest`` unless ``dest`` exists (checked and done in one step)."""
     try:
         os.link(tmp, dest)  # fails with EEXIST if another run put a file there meanwhile
     except FileExistsError:
-        raise cls(
-            "exists: another run wrote it while this one worked (use --overwrite to replace it)",
-            path=dest,
-        ) from None
+        raise cls(_APPEARED, path=dest) from None
     except OSError as exc:
-        if exc.errno not in (
-            errno.EPERM,
-            errno.ENOTSUP,
-            errno.EOPNOTSUPP,
-            errno.EXDEV,
-            errno.EMLINK,
-        ):
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
         # a file system without hard links (FAT, some network shares): the check and the
         # rename are two steps there
         if os.path.lexists(dest):
-            raise cls(
-                "exists: another run wrote it while this one worked (use --overwrite to "
-                "replace it)",
-                path=dest,
-            ) from None
+            raise cls(_APPEARED, path=dest) from None
         os.replace(tmp, dest)
         return
     os.unlink(tmp)
