@@ -133,10 +133,21 @@ class Job:
 
     def written(self) -> list[str]:
         """Every file the job writes: the outputs, the model, the plots."""
-        extra = [self.save_model, self.plot]
-        if self.plot is not None and self.task == "cluster":
-            extra.append(str(Path(self.plot).with_name("bases.png")))
-        return [*self.outputs.values(), *(p for p in extra if p is not None)]
+        plots = plot_files(self.plot, cluster=self.task == "cluster")
+        return [*self.outputs.values(), *([self.save_model] if self.save_model else []), *plots]
+
+
+def plot_files(plot: str | None, *, cluster: bool) -> list[str]:
+    """The pictures of a job whose ``--plot`` file is ``plot`` (``cluster`` also draws its
+    bases beside it); they are outputs like the audio."""
+    if plot is None:
+        return []
+    return [plot, *([str(Path(plot).with_name("bases.png"))] if cluster else [])]
+
+
+def partial_outputs(path: str) -> str:
+    """Why an input whose outputs exist only in part is not redone without --overwrite."""
+    return f"output {path} exists but not all of its outputs do; use --overwrite to redo it"
 
 
 @dataclass
@@ -387,10 +398,7 @@ def plan_jobs(
             by_path[p] = name
         first = Path(next(iter(outputs.values())))
         plot_path = str(first.parent / "separation.png") if plot else None
-        # the pictures are outputs too: cluster also draws its bases next to them
-        plots = [] if plot_path is None else [plot_path]
-        if plot and isinstance(options, ClusterOptions):
-            plots.append(str(first.parent / "bases.png"))
+        plots = plot_files(plot_path, cluster=isinstance(options, ClusterOptions))
         clash = next((claimed[p] for p in (*outputs.values(), *plots) if p in claimed), None)
         if clash is not None:
             records.append(
@@ -461,8 +469,7 @@ def plan_jobs(
                 problem = (
                     f"--save-model {save_model} exists; use --overwrite to replace it"
                     if existing == [save_model]
-                    else f"output {existing[0]} exists but not all of its outputs do; "
-                    "use --overwrite to redo it"
+                    else partial_outputs(existing[0])
                 )
                 records.append(JobRecord(item.path, "error", error=problem))
                 continue
