@@ -789,12 +789,9 @@ def _run_single(
             )
         except ParameterError as exc:
             raise _usage(exc.message) from None
-        # no output (nor the model) may be the input: stdin's file when it is one (`< out.wav`),
-        # even with --overwrite; the batch path refuses the same by device and inode
-        _check_not_input(
-            [*paths.values(), *([save_model] if save_model is not None else [])],
-            None if from_stdin else source,
-        )
+        # no output may be the input: stdin's file when it is one (`< out.wav`), even with
+        # --overwrite; the batch path refuses the same by device and inode
+        _check_not_input(list(paths.values()), None if from_stdin else source)
         done = [p for p in paths.values() if os.path.isfile(p)]
         # cluster -n auto: the first N of the planned outputs are written, all together
         auto = isinstance(options, ClusterOptions) and options.n_sources == 0
@@ -803,13 +800,9 @@ def _run_single(
             report.notice(f"skip  {label}: outputs exist (use --overwrite to redo)")
             return
         if not overwrite and done and not auto:  # as a file input's batch refuses it
-            raise _fail(
-                NmfsepError(
-                    f"output {done[0]} exists but not all of its outputs do; use --overwrite "
-                    "to redo it",
-                    path=label,
-                )
-            )
+            from nmfsep.batch import partial_outputs
+
+            raise _fail(NmfsepError(partial_outputs(done[0]), path=label))
         if not from_stdin and not pipes.needs_ffmpeg(source):
             from nmfsep.audio import audio_info
 
@@ -820,7 +813,7 @@ def _run_single(
     if save_model is not None:
         from nmfsep.batch import same_path
 
-        _check_not_input([save_model], None if from_stdin else source)  # also with --stdout
+        _check_not_input([save_model], None if from_stdin else source)  # nor the model
         clash = next((p for p in paths.values() if same_path(p, save_model)), None)
         if clash is not None:
             raise _usage(f"--save-model {save_model} is also the output {clash}")
@@ -2165,14 +2158,15 @@ def _numba_cache_dir() -> None:
     """Give numba (librosa's and nmfsep's compiled kernels) a cache it can write.
 
     Without one (a read-only install and no writable home, e.g. a service user) numba fails
-    with "cannot cache function" on every file.
+    with "cannot cache function" on every file. A ``NUMBA_CACHE_DIR`` that is set is kept when
+    it can be written (an inherited one of another user cannot: the next candidate is used).
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
     import tempfile
 
+    given = os.environ.get("NUMBA_CACHE_DIR")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     for candidate in (
+        *([given] if given else []),
         os.path.join(base, "nmfsep", "numba"),
         os.path.join(tempfile.gettempdir(), f"nmfsep-numba-{os.getuid()}"),
     ):

@@ -658,6 +658,8 @@ def test_sigterm_while_parsing_still_answers_json(
     monkeypatch.setattr(cli, "app", terminated)
     monkeypatch.setattr(sys, "argv", ["nmfsep", "separate", "x.wav", "--json"])
     monkeypatch.setitem(cli._STATE, "json_printed", False)
+    # main() chooses a numba cache in os.environ: keep it out of the later tests' subprocesses
+    monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", ""))
     try:
         with pytest.raises(SystemExit) as info:
             cli.main()
@@ -837,3 +839,20 @@ def test_train_keeps_a_model_another_run_wrote_meanwhile(
     assert model.read_bytes() == b"the other run's model"
     assert runner.invoke(app, [*args, "--overwrite", "-q"]).exit_code == 0
     assert model.read_bytes() != b"the other run's model"
+
+
+def test_an_unwritable_numba_cache_dir_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inherited NUMBA_CACHE_DIR that cannot be written (another user's) made numba fail
+    with an internal error ("cannot cache function ... no locator available")."""
+    from nmfsep import cli
+
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cli._numba_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "xdg" / "nmfsep" / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))  # a writable one is kept
+    cli._numba_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
