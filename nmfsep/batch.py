@@ -726,6 +726,47 @@ def _rollback(paths: Sequence[str], mark: int) -> None:
                 os.unlink(p)
 
 
+class KeptOld:
+    """The files a job may replace (``--overwrite``), kept as hard links until it ends.
+
+    A job that fails late (the ``--save-model`` file, the plot, a full disk on the last source)
+    removes the outputs it already put in place; without this, the files they had replaced
+    would be gone too, and a failed ``--overwrite`` run would leave the user with neither the
+    old outputs nor new ones. :meth:`restore` puts the old files back where the names are free
+    again (a file another run put there meanwhile stays); :meth:`discard` drops the links once
+    the job succeeded. The links have the name pattern of nmfsep's temporary files
+    (:func:`nmfsep.audio.cleanup_temp_files` removes those of a killed run). A file system
+    without hard links keeps nothing: the job then behaves as before.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        from nmfsep.audio import _temp_path
+
+        self.links: list[tuple[str, str]] = []
+        for p in dict.fromkeys(os.fspath(p) for p in paths):
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            link = os.fspath(_temp_path(Path(p)))
+            try:
+                os.link(p, link, follow_symlinks=False)
+            except OSError:
+                continue
+            self.links.append((p, link))
+
+    def restore(self) -> None:
+        """Put each kept file back at its name, unless something is there again."""
+        for p, link in self.links:
+            with contextlib.suppress(OSError):
+                os.link(link, p, follow_symlinks=False)  # fails if the name is taken
+        self.discard()
+
+    def discard(self) -> None:
+        for _, link in self.links:
+            with contextlib.suppress(OSError):
+                os.unlink(link)
+        self.links = []
+
+
 #: ``progress(input, samples_done, samples_total_or_0)`` after each written piece of a job.
 JobProgress = Callable[[str, int, int], None]
 
@@ -744,6 +785,7 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
     written = job.written()
     mark = len(PLACED)
     claim: _Claim | None = None
+    kept: KeptOld | None = None
     try:
         try:
             held = _claim(written[0]) if job.claim else None
@@ -760,6 +802,7 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
                 if job.skip_existing and done and (job.auto_sources or done == job.outputs):
                     record = JobRecord(job.input, "skipped", outputs=done)
                 else:
+                    kept = KeptOld(written)
                     record = _run_job(job, progress)
         except NmfsepError as exc:
             # The error names the input; name another file (an output, ...) in the message.
@@ -788,10 +831,16 @@ def run_job(job: Job, progress: JobProgress | None = None) -> JobRecord:
                 )
         if record.status == "error":
             _rollback(written, mark)
+            if kept is not None:
+                kept.restore()
     except BaseException:  # Ctrl-C / SIGTERM in this process: nothing half-done is left
         _rollback(written, mark)
+        if kept is not None:
+            kept.restore()
         raise
     finally:
+        if kept is not None:  # (a no-op after restore)
+            kept.discard()
         if claim is not None:
             claim.release()
     if record.error is not None:  # one line, whatever the exception said

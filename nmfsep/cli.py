@@ -814,6 +814,7 @@ def _run_single(
         from nmfsep.batch import same_path
 
         _check_not_input([save_model], None if from_stdin else source)  # nor the model
+        _check_target(Path(save_model), "--save-model", [] if from_stdin else [source])
         clash = next((p for p in paths.values() if same_path(p, save_model)), None)
         if clash is not None:
             raise _usage(f"--save-model {save_model} is also the output {clash}")
@@ -848,6 +849,10 @@ def _run_single(
     _say_if_compiling(quiet)
     bars = _Bars(report.err, quiet=quiet, n_files=1)
     common["progress"] = lambda done, total: bars.piece(label, done, total)
+    from nmfsep.batch import KeptOld
+
+    # the files this run may replace, kept until it succeeds (a failed run puts them back)
+    kept = KeptOld([*paths.values(), *([save_model] if save_model is not None else [])])
     try:
         trained = None
         with bars:
@@ -873,10 +878,15 @@ def _run_single(
                             os.unlink(path)
                 raise
     except NmfsepError as exc:
+        kept.restore()
         # name the file when it is another than the input (the model that could not be saved)
         other = exc.path is not None and os.fspath(exc.path) != label
         record = JobRecord(label, "error", error=str(exc) if other else exc.message)
+    except BaseException:
+        kept.restore()
+        raise
     else:
+        kept.discard()
         seconds = time.perf_counter() - t0
         audio = result.n_samples / result.sr
         record = JobRecord(

@@ -157,3 +157,53 @@ def test_an_output_another_run_finished_meanwhile_is_kept(tmp_path: Path) -> Non
                     skip_existing=False)  # fmt: skip
     assert batch.run_job(job).status == "ok"
     assert sf.info(others).frames == 8000
+
+
+def test_a_failed_overwrite_job_puts_the_old_outputs_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --overwrite, a job that failed after renaming its outputs (here: the --save-model
+    file) removed them, and the files they had replaced were gone too: the user kept neither
+    the old outputs nor new ones."""
+    import numpy as np
+    import soundfile as sf
+
+    from nmfsep.errors import ModelError
+    from nmfsep.model import NMFModel
+    from nmfsep.options import ClusterOptions
+
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "in.wav", 0.1 * rng.standard_normal(16000), 8000)
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = {"source1": str(out / "source1.wav"), "source2": str(out / "source2.wav")}
+    olds = [*outputs.values(), str(out / "m.npz")]
+    for path in olds:
+        Path(path).write_bytes(f"old {Path(path).name}".encode())
+
+    def full(self: NMFModel, path: object, **kw: object) -> None:
+        raise ModelError("no space left on device", path=path)
+
+    job = batch.Job(str(tmp_path / "in.wav"), outputs, ClusterOptions(n_sources=2, n_components=4),
+                    save_model=str(out / "m.npz"), skip_existing=False)  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(NMFModel, "save", full)
+        record = batch.run_job(job)
+    assert record.status == "error" and "no space left" in str(record.error), record
+    for path in olds:
+        assert Path(path).read_bytes() == f"old {Path(path).name}".encode()
+    assert sorted(p.name for p in out.iterdir()) == ["m.npz", "source1.wav", "source2.wav"]
+
+    # interrupted likewise (KeyboardInterrupt after the renames)
+    def stop(self: NMFModel, path: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(NMFModel, "save", stop)
+        with pytest.raises(KeyboardInterrupt):
+            batch.run_job(job)
+    assert Path(outputs["source1"]).read_bytes() == b"old source1.wav"
+    # and a job that succeeds leaves no kept links behind
+    assert batch.run_job(job).status == "ok"
+    assert sf.info(outputs["source1"]).frames == 16000
+    assert sorted(p.name for p in out.iterdir()) == ["m.npz", "source1.wav", "source2.wav"]

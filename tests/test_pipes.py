@@ -592,3 +592,37 @@ def test_dash_with_other_inputs_says_what_is_wrong() -> None:
     )
     r = nmfsep("separate", str(MIX), str(MIX), "--stdout", "speech")
     assert r.returncode == 2 and b"--stdout takes exactly one input" in r.stderr
+
+
+def test_a_failed_overwrite_from_stdin_puts_the_old_outputs_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cluster - --save-model M --overwrite``: the model failed after the audio outputs were
+    renamed, which were then removed, and the files they had replaced were gone too."""
+    from typer.testing import CliRunner
+
+    from nmfsep.cli import app
+    from nmfsep.errors import ModelError
+    from nmfsep.model import NMFModel
+
+    out = tmp_path / "o" / "stdin"
+    out.mkdir(parents=True)
+    for name in ("source1.wav", "source2.wav", "m.npz"):
+        (out / name).write_bytes(b"old " + name.encode())
+
+    def full(self: NMFModel, path: object, **kw: object) -> None:
+        raise ModelError("no space left on device", path=path)
+
+    monkeypatch.setattr(NMFModel, "save", full)
+    args = ["cluster", "-", "-o", str(tmp_path / "o"), "-k", "8", "--save-model",
+            str(out / "m.npz"), "--overwrite", "-q"]  # fmt: skip
+    r = CliRunner().invoke(app, args, input=MIX.read_bytes())
+    assert r.exit_code == 1, r.output
+    assert "no space left on device" in r.output
+    for name in ("source1.wav", "source2.wav", "m.npz"):
+        assert (out / name).read_bytes() == b"old " + name.encode()
+    assert sorted(p.name for p in out.iterdir()) == ["m.npz", "source1.wav", "source2.wav"]
+    # a --save-model that is a directory is refused before anything is read (as for a file)
+    r = CliRunner().invoke(app, ["cluster", "-", "-o", str(tmp_path / "p"), "--save-model",
+                                 str(out), "--overwrite"], input=MIX.read_bytes())  # fmt: skip
+    assert r.exit_code == 2 and "is a directory" in r.output and not (tmp_path / "p").exists()
