@@ -1319,6 +1319,7 @@ def write_audio(
     peak: float | None = None,
     protect: Protected | Collection[PathLike] | None = None,
     on_clip: Callable[[ClipPlan], Any] | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write samples to an audio file, atomically, through the one safe write path.
 
@@ -1348,6 +1349,9 @@ def write_audio(
     on_clip : callable(ClipPlan), optional
         Called once, before writing, when the plan's action is not ``"none"`` (so the caller
         can say it on stderr).
+    replace : bool
+        ``False``: a file that appeared at ``path`` meanwhile is never replaced (see
+        :func:`atomic_open`).
 
     Returns
     -------
@@ -1393,7 +1397,7 @@ def write_audio(
     if plan.action != "none" and on_clip is not None:
         on_clip(plan)
     try:
-        with atomic_open(dest, protect=protect) as fh:
+        with atomic_open(dest, protect=protect, replace=replace) as fh:
             with no_peak_chunk(
                 sf.SoundFile(fh, "w", samplerate=sr, channels=channels, format=fmt, subtype=subtype)
             ) as out:

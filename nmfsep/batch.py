@@ -975,14 +975,17 @@ def _run_job_in_memory(
             peak=peak,
             protect=[job.input],
             on_clip=lambda plan: said.append(plan),
+            replace=replace,
         )
     if said:
         on_clip(said[0])
     if model is not None and job.save_model is not None:
         model.save(job.save_model, protect=[job.input], replace=replace)
-    plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale)
+    plot_separation(y, sr, result, job.plot, title=Path(job.input).name, scale=job.plot_scale,
+                    replace=replace)  # fmt: skip
     if model is not None:  # the learned bases, one colour per cluster
-        plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale)
+        plot_model(model, Path(job.plot).with_name("bases.png"), scale=job.plot_scale,
+                   replace=replace)  # fmt: skip
     _drop_unwritten(job, written)
     return JobRecord(
         job.input,

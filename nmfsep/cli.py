@@ -2128,7 +2128,9 @@ def info(
                 raise _usage(f"--plot {plot}: exists (use --overwrite to replace it)")
             from nmfsep.plotting import plot_model
 
-            plot_model(the_model, plot, protect=protect, scale=_plot_scale(plot_scale))
+            plot_model(
+                the_model, plot, protect=protect, scale=_plot_scale(plot_scale), replace=overwrite
+            )
     except NmfsepError as exc:
         raise _fail(exc) from None
     if json_out:

@@ -25,10 +25,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str], protect: Any = None) -> None:
+def _save(
+    fig: Any, path: str | os.PathLike[str], protect: Any = None, replace: bool = True
+) -> None:
     from nmfsep.audio import atomic_open
 
-    with atomic_open(path, protect=protect) as fh:
+    with atomic_open(path, protect=protect, replace=replace) as fh:
         fig.savefig(fh, dpi=110, format="png")
 
 
@@ -93,6 +95,7 @@ def plot_separation(
     *,
     title: str = "",
     scale: str = "log",
+    replace: bool = True,
 ) -> None:
     """The mixture's waveform and spectrogram, then each source's spectrogram and mask, on one
     time axis in seconds (frequency axis ``scale``: log, linear or mel; dB re the mixture's
@@ -161,12 +164,17 @@ def plot_separation(
     for ax in axes[-1, :]:
         ax.set_xlabel("time (s)")
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, replace=replace)
     plt.close(fig)
 
 
 def plot_model(
-    model: Any, path: str | os.PathLike[str], *, protect: Any = None, scale: str = "log"
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    protect: Any = None,
+    scale: str = "log",
+    replace: bool = True,
 ) -> None:
     """Draw each source's bases (dB, one column per basis), one colour per source.
 
@@ -208,5 +216,5 @@ def plot_model(
     patch = f", centre frame of {model.context}-frame patches" if model.context > 1 else ""
     fig.suptitle(f"nmfsep model: {model.sr} Hz, n_fft {model.stft.n_fft}{patch}")
     fig.tight_layout()
-    _save(fig, path, protect)
+    _save(fig, path, protect, replace)
     plt.close(fig)

@@ -207,3 +207,36 @@ def test_a_failed_overwrite_job_puts_the_old_outputs_back(
     assert batch.run_job(job).status == "ok"
     assert sf.info(outputs["source1"]).frames == 16000
     assert sorted(p.name for p in out.iterdir()) == ["m.npz", "source1.wav", "source2.wav"]
+
+
+@pytest.mark.parametrize("appears", ["noise.wav", "separation.png"])
+def test_the_plot_path_never_replaces_a_file_another_run_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, appears: str
+) -> None:
+    """``--plot`` (the whole file in memory) wrote its audio and pictures with a plain rename:
+    without --overwrite, a file another run put at one of its paths meanwhile was replaced."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    import soundfile as sf
+
+    import nmfsep.separation
+    from nmfsep.options import SeparateOptions
+
+    sf.write(tmp_path / "in.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 8000)
+    out = tmp_path / "out"
+    real = nmfsep.separation.separate
+
+    def another_run_finishes(*args: object, **kw: object) -> object:
+        out.mkdir(exist_ok=True)
+        (out / appears).write_bytes(b"another run's file")
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nmfsep.separation, "separate", another_run_finishes)
+    outputs = {"speech": str(out / "speech.wav"), "noise": str(out / "noise.wav")}
+    job = batch.Job(str(tmp_path / "in.wav"), outputs, SeparateOptions(), model=None,
+                    plot=str(out / "separation.png"))  # fmt: skip
+    record = batch.run_job(job)
+    assert record.status == "error", record
+    assert "exists: another run wrote it while this one worked" in str(record.error)
+    assert (out / appears).read_bytes() == b"another run's file"
+    assert sorted(p.name for p in out.iterdir()) == [appears]  # this job's files rolled back
