@@ -2258,11 +2258,9 @@ def main() -> None:
         # an unknown option) reaches us, to be said in one line like every other error, not in
         # a framed panel of several
         code = app(standalone_mode=False)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):  # (inside a command its guard said it already)
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _json_outside_command("interrupted", "interrupted", 130, None)
         sys.exit(130)
     except SystemExit as exc:
         if exc.code == 143:  # SIGTERM while the command line was still being parsed

@@ -222,3 +222,45 @@ def test_ctrl_c_exits_130_without_traceback(batch_dir: Path, tmp_path: Path, job
     assert not alive, alive
     for source in ("speech", "noise"):
         assert sf.info(out / "a_small" / f"{source}.wav").frames == SR // 2
+
+
+_LOADING = """
+import sys
+
+class Stop:  # Ctrl-C while the command line loads: its first import is interrupted
+    def find_spec(self, name, path=None, target=None):
+        if name == "nmfsep.cli":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Stop())
+"""
+_PARSING = """
+import sys
+import nmfsep.cli
+
+def parse(**kw):  # Ctrl-C while the command line is parsed, before the command's guard runs
+    raise KeyboardInterrupt
+
+nmfsep.cli.app = parse
+"""
+_RUN = """
+sys.argv = ["nmfsep", "separate", "in.wav", "--json"]
+from nmfsep.__main__ import main
+main()
+"""
+
+
+@pytest.mark.parametrize("before", [_LOADING, _PARSING], ids=["loading", "parsing"])
+def test_ctrl_c_before_the_command_runs(tmp_path: Path, before: str) -> None:
+    """Ctrl-C in the first tenth of a second (loading typer and rich) printed a traceback, and
+    until the command's own guard ran (a third of a second), --json printed nothing."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", before + _RUN], capture_output=True, cwd=tmp_path,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)  # fmt: skip
+    assert r.returncode == 130, r.stderr
+    assert r.stderr == b"interrupted\n"
+    payload = json.loads(r.stdout)
+    assert payload["status"] == "interrupted" and payload["exit_code"] == 130
+    assert payload["command"] == "separate"
