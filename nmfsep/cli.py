@@ -55,12 +55,14 @@ Template = Annotated[
     ),
 ]
 Format = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--format",
         help="Output format: wav, flac, ogg (Vorbis), opus (Ogg Opus; 8/12/16/24/48 kHz only), "
         "mp3 (all written by the installed libsndfile), or same (the input's container and "
-        "sample format).",
+        f"sample format). Default: {defaults.FORMAT}, or the extension a --filename template "
+        "writes out.",
+        show_default=False,
     ),
 ]
 Subtype = Annotated[
@@ -597,17 +599,31 @@ _STREAM_FORMATS = {
 }
 
 
-def _check_format(fmt: str, subtype: str | None) -> None:
+def _check_format(fmt: str | None, subtype: str | None, template: str) -> str:
+    """The output format (``--format``, default :data:`defaults.FORMAT`), refused when it is
+    unknown, cannot hold ``subtype``, or contradicts the extension ``template`` writes out
+    (``--format flac --filename '{source}.wav'`` wrote WAV files: the path decides)."""
     from nmfsep.batch import OUTPUT_FORMATS
 
-    if fmt not in (*OUTPUT_FORMATS, "same"):
+    if fmt is not None and fmt not in (*OUTPUT_FORMATS, "same"):
         raise _usage(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, same; got {fmt!r}")
+    if fmt is None:
+        fmt = defaults.FORMAT
+    elif "{ext}" not in template and fmt != "same":
+        ext = os.path.splitext(template)[1].lower().lstrip(".")
+        if ext != fmt:
+            raise _usage(
+                f"--format {fmt} but --filename {template!r} writes "
+                + (f".{ext} files" if ext else "files without an extension")
+                + "; put {ext} in the template, or leave --format out"
+            )
     if subtype is not None and fmt != "same":
         import soundfile as sf
 
         container, _ = _STREAM_FORMATS[fmt]
         if not sf.check_format(container, subtype):
             raise _usage(f"--subtype {subtype} cannot be written as {fmt}")
+    return fmt
 
 
 def _selected(names: list[str], sources: str | None, stdout: str | None) -> list[str]:
@@ -1449,7 +1465,7 @@ def separate(
     ] = None,
     outdir: OutDir = Path(defaults.OUTDIR),
     filename: Template = defaults.TEMPLATE,
-    fmt: Format = defaults.FORMAT,
+    fmt: Format = None,
     free_components: Annotated[
         int | None,
         typer.Option(
@@ -1636,7 +1652,7 @@ def separate(
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
-        _check_format(fmt, kind)
+        fmt = _check_format(fmt, kind, filename)
         model_path = _model_arg(model)
         the_model = default_model() if model_path is None else load_model(model_path)
         try:
@@ -1734,7 +1750,7 @@ def cluster(
     ] = None,
     outdir: OutDir = Path(defaults.OUTDIR),
     filename: Template = defaults.TEMPLATE,
-    fmt: Format = defaults.FORMAT,
+    fmt: Format = None,
     mask_power: MaskPower = None,
     beta: Beta = None,
     l1: L1 = 0.0,
@@ -1813,7 +1829,7 @@ def cluster(
         )
         _check_numbers(start=start, duration=duration)
         kind = _subtype_arg(subtype, int16, int24, float32)
-        _check_format(fmt, kind)
+        fmt = _check_format(fmt, kind, filename)
         # auto: outputs are planned for the most sources it may find; each input writes the
         # first N of them once N is chosen
         most = max(defaults.CLUSTER_AUTO_SOURCES) if count == "auto" else int(count)

@@ -856,3 +856,27 @@ def test_an_unwritable_numba_cache_dir_is_replaced(
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))  # a writable one is kept
     cli._numba_cache_dir()
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+@pytest.mark.parametrize("command", ["separate", "cluster"])
+def test_format_that_contradicts_the_template_is_refused(
+    audio_dir: Path, model_path: Path, tmp_path: Path, command: str
+) -> None:
+    """``--format flac --filename '{source}.wav'`` wrote WAV files and said nothing: the path
+    decides the format."""
+    extra = ["-m", str(model_path)] if command == "separate" else ["-k", "4"]
+    base = [command, str(audio_dir / "mix.wav"), *extra, "-o", str(tmp_path / "o"), "-q"]
+    r = runner.invoke(app, [*base, "--format", "flac", "--filename", "{source}.wav"])
+    assert r.exit_code == 2, r.output
+    assert "--format flac but --filename '{source}.wav' writes .wav files" in r.output
+    assert not (tmp_path / "o").exists()
+    # the template's own extension, with no --format, or {ext} with --format: as asked
+    r = runner.invoke(app, [*base, "--filename", "{source}.flac"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*base, "--format", "flac", "--filename", "x/{source}.{ext}"])
+    assert r.exit_code == 0, r.output
+    written = sorted(
+        p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*.*")
+    )
+    assert all(p.endswith(".flac") for p in written) and len(written) == 4, written
+    assert sf.info(tmp_path / "o" / written[0]).format == "FLAC"
