@@ -86,6 +86,21 @@ def fold_refiner(
     return r
 
 
+def print_shares(rows: list[dict], cols: list[str], folds: list[int]) -> None:
+    """Mean SDRi / SI-SDRi / STOI of each column, its share of the oracle's SDRi, by fold."""
+    print(f"\n{len(rows)} mixtures; SDRi / SI-SDRi / STOI")
+    for c in cols:
+        v = [np.mean([r[c][k] for r in rows]) for k in ("sdri", "si_sdri", "stoi")]
+        share = v[0] / np.mean([r["oracle"]["sdri"] for r in rows])
+        by_fold = " ".join(
+            f"{np.mean([r[c]['sdri'] for r in rows if r['fold'] == f]):.2f}" for f in folds
+        )
+        print(
+            f"{c:11s} {v[0]:6.2f} / {v[1]:6.2f} / {v[2]:.3f}  {100 * share:4.1f} % of oracle;"
+            f" folds {by_fold}"
+        )
+
+
 def main() -> None:
     import _generalise_methods as gm
     import generalise as g
@@ -152,17 +167,7 @@ def main() -> None:
             )
     plain = ["plain"] if test_ex else []
     cols = ["supervised", *plain, *(f"w{w:g}" for w in weights), "oracle"]
-    print(f"\n{len(rows)} mixtures; SDRi / SI-SDRi / STOI")
-    for c in cols:
-        v = [np.mean([r[c][k] for r in rows]) for k in ("sdri", "si_sdri", "stoi")]
-        share = v[0] / np.mean([r["oracle"]["sdri"] for r in rows])
-        by_fold = " ".join(
-            f"{np.mean([r[c]['sdri'] for r in rows if r['fold'] == f.index]):.2f}" for f in folds
-        )
-        print(
-            f"{c:11s} {v[0]:6.2f} / {v[1]:6.2f} / {v[2]:.3f}  {100 * share:4.1f} % of oracle;"
-            f" folds {by_fold}"
-        )
+    print_shares(rows, cols, [f.index for f in folds])
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))
 
