@@ -123,6 +123,33 @@ def fold_data(g, gm, corpus, fold, recipe, n_mix: int, seconds: float = 3.0):
     return A, B, Y
 
 
+class _Net:
+    """The refiner's MLP (the settings of :func:`nmfsep.refine.fit_refiner`: ReLU layers,
+    Adam, batches of 256, early stopping on a tenth of the frames, seed 0) for any input width:
+    :class:`nmfsep.refine.Refiner` checks that its inputs are the 800 plain features."""
+
+    def __init__(self, F: np.ndarray, Y: np.ndarray, hidden: tuple[int, ...]) -> None:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+
+        F = np.asarray(F, np.float32)
+        self.mean = F.mean(axis=0)
+        scale = F.std(axis=0)
+        self.scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
+        self.mlp = MLPRegressor(hidden_layer_sizes=hidden, batch_size=256, max_iter=40,
+                                learning_rate_init=1e-3, early_stopping=True,
+                                n_iter_no_change=4, random_state=0)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.mlp.fit((F - self.mean) / self.scale, Y)
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        out = self.mlp.predict((np.asarray(F, np.float32) - self.mean) / self.scale)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def _apply(r, F, mp, P, X, config, fb_back, covered, w, n, sr):
     """The refined speech estimate: ``M_mlp^w M_pc^(1-w)`` on the covered bins, the mixture's
     STFT times it, inverse STFT."""
@@ -175,8 +202,8 @@ def main() -> None:
         B = np.concatenate([data[j][1] for j in others])
         Y = np.concatenate([data[j][2] for j in others])
         t = time.process_time()
-        r_plain = refine.fit_refiner(A, Y, hidden=hidden, fmax=g.SR / 2)
-        r_fused = refine.fit_refiner(np.hstack([A, B]), Y, hidden=hidden, fmax=g.SR / 2)
+        r_plain = _Net(A, Y, hidden)
+        r_fused = _Net(np.hstack([A, B]), Y, hidden)
         print(f"fold {F}: two refiners {time.process_time() - t:.0f} CPU-s", flush=True)
         builtin = g.fold_model(corpus, recipe, fold, True)
         mixtures = [m for m in g.make_mixtures(corpus, [fold], a.per_fold, 5.0, 0)]
