@@ -123,6 +123,22 @@ def fold_data(g, gm, corpus, fold, recipe, n_mix: int, seconds: float = 3.0):
     return A, B, Y
 
 
+#: columns per weight: the plain refiner, the fused one (both on the per-case mask), the fused
+#: one on the geometric mean of the two paths' masks
+VARIANTS = ("plain", "fused", "fusedgeo")
+
+
+def _cached_net(path: Path, F: np.ndarray, Y: np.ndarray, hidden: tuple[int, ...]) -> _Net:
+    import joblib
+
+    if path.is_file():
+        return joblib.load(path)
+    net = _Net(F, Y, hidden)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(net, path)
+    return net
+
+
 class _Net:
     """The refiner's MLP (the settings of :func:`nmfsep.refine.fit_refiner`: ReLU layers,
     Adam, batches of 256, early stopping on a tenth of the frames, seed 0) for any input width:
@@ -155,6 +171,9 @@ def _apply(r, F, mp, P, X, config, fb_back, covered, w, n, sr):
     STFT times it, inverse STFT."""
     from nmfsep.spectral import istft
 
+    if r is None or w == 0:
+        m = np.clip(mp, 0, 1).astype(np.float32)
+        return np.asarray(istft((m * X)[np.newaxis], config, length=n), float)[0]
     M = fb_back @ r.predict(F).T
     ww = np.float32(w)
     m = np.where(covered[:, None], M**ww * mp ** (np.float32(1) - ww), mp)
@@ -174,7 +193,9 @@ def main() -> None:
     p.add_argument("--mixtures", type=int, default=400, help="training mixtures per fold")
     p.add_argument("--per-fold", type=int, default=16)
     p.add_argument("--hidden", default="256,256")
-    p.add_argument("--weights", default="0.3,0.5,0.7")
+    p.add_argument("--weights", default="0.3,0.5")
+    p.add_argument("--pool", default="0,1,2,3,4", help="folds whose mixtures may train")
+    p.add_argument("--max-frames", type=int, default=75200, help="training frames (seeded subset)")
     p.add_argument("--data-only", action="store_true", help="only build the cached data")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
@@ -184,7 +205,8 @@ def main() -> None:
     recipe = gm.RECIPES[gm.SHIPPED]
     folds = g.make_folds(corpus, 5, 0)
     test = [int(x) for x in a.folds.split(",")]
-    need = test if a.data_only else list(range(5))
+    pool = [int(x) for x in a.pool.split(",")]
+    need = test if a.data_only else pool
     data = {}
     for j in need:
         t = time.process_time()
@@ -197,13 +219,19 @@ def main() -> None:
     rows = []
     for F in test:
         fold = folds[F]
-        others = [j for j in range(5) if j != F]
+        others = [j for j in pool if j != F]
         A = np.concatenate([data[j][0] for j in others])
         B = np.concatenate([data[j][1] for j in others])
         Y = np.concatenate([data[j][2] for j in others])
+        if len(A) > a.max_frames:
+            keep = np.sort(np.random.default_rng(F).choice(len(A), a.max_frames, replace=False))
+            A, B, Y = A[keep], B[keep], Y[keep]
         t = time.process_time()
-        r_plain = _Net(A, Y, hidden)
-        r_fused = _Net(np.hstack([A, B]), Y, hidden)
+        tag = f"f{F}_{''.join(map(str, others))}_{len(A)}_{'x'.join(map(str, hidden))}"
+        r_plain = _cached_net(g.CACHE / "fusion" / f"net_plain_{tag}.joblib", A, Y, hidden)
+        r_fused = _cached_net(
+            g.CACHE / "fusion" / f"net_fused_{tag}.joblib", np.hstack([A, B]), Y, hidden
+        )
         print(f"fold {F}: two refiners {time.process_time() - t:.0f} CPU-s", flush=True)
         builtin = g.fold_model(corpus, recipe, fold, True)
         mixtures = [m for m in g.make_mixtures(corpus, [fold], a.per_fold, 5.0, 0)]
@@ -221,8 +249,11 @@ def main() -> None:
             n = len(m.mix)
             row = {"id": m.ident, "fold": F, "snr": int(m.snr)}
             row.update(g.peer_scores(corpus, m, True))
-            row["pc"] = g.score(m.speech, _apply(r_plain, fa, mp, P, X, config, back, covered,
+            geo = np.sqrt(mp * mb)
+            row["pc"] = g.score(m.speech, _apply(None, fa, mp, P, X, config, back, covered,
                                                   0.0, n, g.SR), m.mix)  # fmt: skip
+            row["geo"] = g.score(m.speech, _apply(None, fa, geo, P, X, config, back, covered,
+                                                   0.0, n, g.SR), m.mix)  # fmt: skip
             row["builtin"] = g.score(
                 m.speech,
                 np.asarray(recipe.separate(builtin, m.mix.astype(np.float32)[None]))[:n],
@@ -234,18 +265,20 @@ def main() -> None:
                 est = _apply(r_fused, np.hstack([fa, fbm]), mp, P, X, config, back, covered, w,
                              n, g.SR)  # fmt: skip
                 row[f"fused{w:g}"] = g.score(m.speech, est, m.mix)
+                est = _apply(r_fused, np.hstack([fa, fbm]), geo, P, X, config, back, covered,
+                             w, n, g.SR)  # fmt: skip
+                row[f"fusedgeo{w:g}"] = g.score(m.speech, est, m.mix)
             rows.append(row)
             print(
                 f"  {m.ident:58s} pc {row['pc']['sdri']:6.2f} bi {row['builtin']['sdri']:6.2f} "
+                f"geo {row['geo']['sdri']:6.2f} "
                 + " ".join(
-                    f"{k[0]}{w:g} {row[f'{k}{w:g}']['sdri']:6.2f}"
-                    for w in weights
-                    for k in ("plain", "fused")
+                    f"{k}{w:g} {row[f'{k}{w:g}']['sdri']:6.2f}" for w in weights for k in VARIANTS
                 ),
                 flush=True,
             )
-    cols = ["supervised", "pc", "builtin"]
-    cols += [f"{k}{w:g}" for w in weights for k in ("plain", "fused")] + ["oracle"]
+    cols = ["supervised", "pc", "builtin", "geo"]
+    cols += [f"{k}{w:g}" for w in weights for k in VARIANTS] + ["oracle"]
     print_shares(rows, cols, test)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))
