@@ -60,8 +60,8 @@ Format = Annotated[
         "--format",
         help="Output format: wav, flac, ogg (Vorbis), opus (Ogg Opus; 8/12/16/24/48 kHz only), "
         "mp3 (all written by the installed libsndfile), or same (the input's container and "
-        f"sample format). Default: {defaults.FORMAT}, or the extension a --filename template "
-        "writes out.",
+        "sample format). Left out, a --filename template with an extension of its own writes "
+        f"that format. \\[default: {defaults.FORMAT}]",
         show_default=False,
     ),
 ]
