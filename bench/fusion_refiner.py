@@ -18,7 +18,7 @@ user's, and fold F's own recordings are in no training mixture. Fold F's test mi
 (``generalise.make_mixtures``, 16 per fold, unseen speakers x unseen noises) are then separated
 with fold F's built-in model and scored (SDRi / SI-SDRi / STOI of the speech).
 
-Needs all five fold models of the shipped recipe (about 36 min each on 2 busy cores, cached in
+Needs all five fold models of the shipped recipe (24-28 CPU-min each on this 2-core box, cached in
 ``bench/out/generalise_cache/folds``)::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/fusion_refiner.py --folds 0,1,2,3,4
@@ -72,7 +72,7 @@ def _feats(P, mp, mb, fb, norm_frames):
     return a, b[:, b.shape[1] // 2 :]  # the built-in mask's bands only
 
 
-def fold_data(g, gm, corpus, fold, recipe, n_mix: int, seconds: float = 3.0):
+def fold_data(g, corpus, fold, recipe, n_mix: int, seconds: float = 3.0):
     """Features (plain, built-in part) and targets of ``n_mix`` mixtures of fold ``fold``'s
     test recordings' test parts, cached per fold."""
     from supervised_refiner import pair_models
@@ -104,7 +104,7 @@ def fold_data(g, gm, corpus, fold, recipe, n_mix: int, seconds: float = 3.0):
         v = g._excerpt(noise[kn], n, rng, active=False)[1]
         if np.mean(s**2) < 1e-10 or np.mean(v**2) < 1e-12:
             continue
-        snr = rng.uniform(-7, 12)  # as gm.refiner_data
+        snr = rng.uniform(-7, 12)  # as _generalise_methods.refiner_data
         s *= 0.05 / np.sqrt(np.mean(s**2)) * 10 ** rng.uniform(-0.25, 0.25)
         v *= np.sqrt(np.sum(s**2) / (np.sum(v**2) * 10 ** (snr / 10)))
         peak = float(np.max(np.abs(s + v)))
@@ -210,7 +210,7 @@ def main() -> None:
     data = {}
     for j in need:
         t = time.process_time()
-        data[j] = fold_data(g, gm, corpus, folds[j], recipe, a.mixtures)
+        data[j] = fold_data(g, corpus, folds[j], recipe, a.mixtures)
         print(
             f"fold {j}: {len(data[j][0])} frames, {time.process_time() - t:.0f} CPU-s", flush=True
         )
